@@ -1,0 +1,43 @@
+# sgrec — common tasks. `make install` then `make test`; `make demo` runs the pipeline on real data.
+VENV    ?= .venv
+PYTHON  ?= python3
+PY      := $(VENV)/bin/python
+SGREC   := $(VENV)/bin/sgrec
+# torch goes in first. On these machines torch==2.13.0 is a CPU build on local disk; elsewhere pass
+# TORCH_PIP_ARGS="--index-url <PyTorch CPU wheel index>" to avoid CUDA wheels on a CPU-only machine.
+TORCH_SPEC     ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+# faiss-gpu where a GPU exists, faiss-cpu otherwise (never both: same module).
+FAISS_EXTRA    ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+DATA    ?= ../shared/data/amazon_scientific_2018
+RUN     ?= runs/demo
+
+.PHONY: install test test-fast demo bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade "pip>=23" -q
+	$(PY) -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[$(FAISS_EXTRA),dev]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+demo: install
+	$(SGREC) prepare $(DATA) --run $(RUN)
+	$(SGREC) info --run $(RUN)
+
+bench: install
+	$(PY) bench/run.py
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,79 @@
+"""sgrec benchmarks: each figure is a ratio against a baseline measured in the same run.
+
+Usage: python bench/run.py [--data ../shared/data] [--out bench/results/bench.json] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sgrec_cli.config import PrepareConfig  # noqa: E402
+from sgrec_cli.data.io import load_json, read_text  # noqa: E402
+from sgrec_cli.data.prepare import prepare  # noqa: E402
+
+
+def timed(fn, repeat: int) -> float:
+    """Median wall time of ``repeat`` calls."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_prepare(data: Path, repeat: int) -> list[dict]:
+    """`prepare` end to end vs the baseline of just parsing the raw files once."""
+    rows = []
+    for name in ("amazon_scientific_2018", "amazon_beauty_2014"):
+        src = data / name
+        if not src.is_dir():
+            print(f"skip prepare/{name}: {src} is absent", file=sys.stderr)
+            continue
+        raw_files = sorted(p for p in src.iterdir() if p.suffix in (".json", ".txt"))
+
+        def baseline() -> None:
+            for p in raw_files:
+                load_json(p) if p.suffix == ".json" else read_text(p).split()
+
+        def run() -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                prepare(PrepareConfig(source=str(src)), Path(tmp))
+
+        base, full = timed(baseline, repeat), timed(run, repeat)
+        rows.append({"bench": f"prepare/{name}", "baseline": "parse raw files only",
+                     "baseline_s": round(base, 4), "time_s": round(full, 4),
+                     "ratio_vs_baseline": round(full / base, 2)})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    rows = bench_prepare(args.data, args.repeat)
+    report = {"machine": {"python": platform.python_version(), "cpu": platform.processor(),
+                          "cores": __import__("os").cpu_count()},
+              "results": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    for r in rows:
+        print(f"{r['bench']:40s} {r['time_s']:8.3f} s  = {r['ratio_vs_baseline']:5.2f}x "
+              f"baseline ({r['baseline']}, {r['baseline_s']:.3f} s)")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The sgrec workflow on the real Scientific dataset (run from the repository root after `make install`).
+set -euo pipefail
+DATA=${DATA:-../shared/data/amazon_scientific_2018}
+RUN=${RUN:-runs/quickstart}
+.venv/bin/sgrec prepare "$DATA" --run "$RUN"
+.venv/bin/sgrec info --run "$RUN"

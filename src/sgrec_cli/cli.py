@@ -1,0 +1,159 @@
+"""The `sgrec` command line: parse options, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import SgrecError
+
+app = typer.Typer(
+    name="sgrec",
+    help="Semantic-ID generative recommendation (S-GRec): prepare -> build-sids -> train -> "
+    "judge -> train --a2po -> eval. Every step reads and writes a run directory (--run).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+RunOpt = Annotated[Path, typer.Option("--run", "-r", help="Run directory of this experiment.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"sgrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def handle_errors(fn):
+    """One clear line on stderr and a non-zero exit instead of a traceback (unless --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SgrecError as e:
+            if _state["debug"]:
+                traceback.print_exc()
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; nothing half-written was kept")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - the last line of defence for a clean CLI
+            if _state["debug"]:
+                traceback.print_exc()
+            err.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {e} "
+                      "(re-run with --debug for the traceback)", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+@handle_errors
+def prepare(
+    source: Annotated[Path, typer.Argument(help="Raw dataset folder or file.")],
+    run: RunOpt = Path("runs/default"),
+    format: Annotated[str, typer.Option(
+        "--format", "-f", help="auto, letter, p5, amazon, movielens, csv or jsonl.")] = "auto",
+    max_history: Annotated[int, typer.Option(help="History length kept per example.")] = 20,
+    min_seq_len: Annotated[int, typer.Option(help="Drop users with fewer interactions.")] = 3,
+    kcore: Annotated[int, typer.Option(help="k-core filter for Amazon review dumps.")] = 5,
+    min_rating: Annotated[float | None, typer.Option(
+        help="Keep interactions rated at least this (Amazon dumps, MovieLens, CSV/JSONL).")] = None,
+    item_text: Annotated[Path | None, typer.Option(
+        help="P5 format: item text file, 'item_id text' per line.")] = None,
+    items: Annotated[Path | None, typer.Option(
+        help="CSV/JSONL format: item metadata file.")] = None,
+    name: Annotated[str | None, typer.Option(help="Dataset name for the manifest.")] = None,
+    force: Annotated[bool, typer.Option(
+        help="Replace a data/ folder that holds another dataset or other settings.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert a raw dataset into RUN/data with the leave-one-out split and a stats file.
+
+    Example: sgrec prepare ../shared/data/amazon_scientific_2018 --run runs/sci
+    """
+    from .config import PrepareConfig
+    from .data.prepare import prepare as do_prepare
+
+    cfg = PrepareConfig(
+        source=str(source), format=format, max_history=max_history, min_seq_len=min_seq_len,
+        kcore=kcore, min_rating=min_rating, item_text=str(item_text) if item_text else None,
+        items=str(items) if items else None, name=name)
+    res = do_prepare(cfg, run, force=force)
+    if as_json:
+        _print_json({"folder": str(res.folder), "dataset": res.manifest["dataset"],
+                     "stats": res.stats})
+        return
+    from .info import key_stats
+
+    table = Table(title=f"{res.manifest['dataset']['name']} -> {res.folder}", show_header=False)
+    for k, v in key_stats("data", res.stats):
+        table.add_row(k, v)
+    out.print(table)
+
+
+@app.command()
+@handle_errors
+def info(run: RunOpt = Path("runs/default"), as_json: JsonOpt = False) -> None:
+    """Show the steps a run directory holds, their manifests and key stats.
+
+    Example: sgrec info --run runs/sci
+    """
+    from .info import key_stats, run_info
+
+    res = run_info(run)
+    if as_json:
+        _print_json(res)
+        return
+    if not res["steps"]:
+        out.print(f"{run}: no steps yet (start with `sgrec prepare SOURCE --run {run}`)")
+        return
+    for s in res["steps"]:
+        if s["status"] != "ok":
+            out.print(f"[bold]{s['step']}[/]  [red]invalid[/]: {s['error']}", highlight=False)
+            continue
+        ds = s.get("dataset", {})
+        out.print(f"[bold]{s['step']}[/]  ok  dataset {ds.get('name')!r} "
+                  f"({str(ds.get('fingerprint', ''))[:12]})  {s['created_at']}  "
+                  f"{s['wall_time_s']} s  sgrec {s['sgrec_version']}", highlight=False)
+        for k, v in key_stats(s["step"], s["stats"]):
+            out.print(f"    {k}: {v}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Format readers, each with ``detect(source) -> bool`` and ``read(source, cfg) -> RawDataset``."""

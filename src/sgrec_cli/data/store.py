@@ -1,0 +1,80 @@
+"""The canonical dataset folder ``RUN/data/`` on disk, and loading it back for later steps.
+
+Files: ``items.jsonl`` (one item per line, in index order), ``sequences.jsonl`` (one user per
+line: index, source id, item indices in time order), ``train.jsonl`` / ``valid.jsonl`` /
+``test.jsonl`` (``{"user", "history", "target"}`` with indices), ``stats.json``, ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifacts import (
+    Manifest,
+    atomic_write_json,
+    load_manifest,
+    read_jsonl,
+    sha256_file,
+    write_jsonl,
+)
+from ..errors import ArtifactError
+from .canonical import Dataset
+from .split import Example
+
+STEP = "data"
+SPLITS = ("train", "valid", "test")
+
+
+def write_dataset_files(folder: Path, ds: Dataset, splits: dict[str, list[Example]],
+                        stats: dict) -> str:
+    """Write the canonical files into ``folder``; return the dataset fingerprint.
+
+    The fingerprint hashes items and sequences only, so it names the data, not the split config.
+    """
+    write_jsonl(folder / "items.jsonl", ds.items)
+    write_jsonl(folder / "sequences.jsonl",
+                ({"index": u, "user": user, "items": seq}
+                 for u, (user, seq) in enumerate(zip(ds.users, ds.sequences, strict=True))))
+    for name in SPLITS:
+        write_jsonl(folder / f"{name}.jsonl",
+                    ({"user": e.user, "history": list(e.history), "target": e.target}
+                     for e in splits[name]))
+    atomic_write_json(folder / "stats.json", stats)
+    return fingerprint(folder)
+
+
+def fingerprint(folder: Path) -> str:
+    return sha256_file(folder / "items.jsonl")[:32] + sha256_file(folder / "sequences.jsonl")[:32]
+
+
+@dataclass
+class PreparedData:
+    """A loaded ``RUN/data`` folder."""
+
+    manifest: Manifest
+    folder: Path
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.dataset["fingerprint"]
+
+    def items(self) -> list[dict]:
+        return read_jsonl(self.folder / "items.jsonl")
+
+    def sequences(self) -> list[list[int]]:
+        return [r["items"] for r in read_jsonl(self.folder / "sequences.jsonl")]
+
+    def split(self, name: str) -> list[Example]:
+        if name not in SPLITS:
+            raise ArtifactError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
+        return [Example(r["user"], tuple(r["history"]), r["target"])
+                for r in read_jsonl(self.folder / f"{name}.jsonl")]
+
+
+def load_data(run: Path, verify: bool = True) -> PreparedData:
+    """Open ``RUN/data`` for a later step, refusing a missing, unfinished or edited folder."""
+    manifest = load_manifest(run, STEP, verify=verify)
+    if "fingerprint" not in manifest.dataset:
+        raise ArtifactError("manifest has no dataset fingerprint", manifest.path)
+    return PreparedData(manifest=manifest, folder=Path(run) / STEP)

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny datasets built by the tests, and the real data in ../shared/data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SGREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared_dataset(name: str) -> Path:
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real dataset {path} is absent (set SGREC_SHARED_DATA or place "
+                    "../shared/data beside the checkout)")
+    return path
+
+
+@pytest.fixture
+def scientific() -> Path:
+    return shared_dataset("amazon_scientific_2018")
+
+
+@pytest.fixture
+def beauty() -> Path:
+    return shared_dataset("amazon_beauty_2014")
+
+
+def write_letter(folder: Path, inter: dict, items: dict, name: str = "Toy") -> Path:
+    """A LETTER-format dataset: ``name.inter.json`` + ``name.item.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.inter.json").write_text(json.dumps(inter), encoding="utf-8")
+    (folder / f"{name}.item.json").write_text(json.dumps(items), encoding="utf-8")
+    return folder
+
+
+def toy_items(n: int) -> dict:
+    return {str(i): {"title": f"item {i}", "description": f"desc {i}", "brand": f"b{i % 3}",
+                     "categories": f"Root,Cat{i % 2}"} for i in range(n)}
+
+
+@pytest.fixture
+def toy_letter(tmp_path: Path) -> Path:
+    """6 users over 8 items; user 'u5' has 2 items and is dropped by min_seq_len=3."""
+    inter = {
+        "u0": [0, 1, 2, 3, 4],
+        "u1": [2, 3, 5],
+        "u2": [5, 6, 7, 0],
+        "u3": [1, 2, 3, 4, 5, 6, 7],
+        "u4": [7, 6, 5],
+        "u5": [0, 1],
+    }
+    return write_letter(tmp_path / "toy", inter, toy_items(8))

@@ -1,0 +1,104 @@
+"""`sgrec prepare` on the real datasets and on tiny fixtures, through the CLI and the API."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from sgrec_cli.artifacts import load_manifest
+from sgrec_cli.cli import app
+from sgrec_cli.config import PrepareConfig
+from sgrec_cli.data.prepare import prepare
+from sgrec_cli.data.store import load_data
+
+runner = CliRunner()
+
+
+def _prepare_json(source, run, *extra):
+    res = runner.invoke(app, ["prepare", str(source), "--run", str(run), "--json", *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_scientific_counts(scientific, tmp_path):
+    stats = _prepare_json(scientific, tmp_path / "sci")["stats"]
+    assert (stats["users"], stats["items"], stats["interactions"]) == (8317, 4344, 58492)
+    assert stats["split"]["train_examples"] == 33541  # SOURCE.md: 41,858 - 8,317
+    assert stats["items_with"]["title"] == 1.0
+    items = load_data(tmp_path / "sci").items()
+    assert items[0]["id"] == "0" and items[0]["brand"] == "Sealed Unit Parts Co., Inc."
+    assert items[0]["categories"][:2] == ["Industrial & Scientific", "Industrial Electrical"]
+
+
+def test_beauty_counts(beauty, tmp_path):
+    out = _prepare_json(beauty, tmp_path / "beauty")
+    stats = out["stats"]
+    assert (stats["users"], stats["items"], stats["interactions"]) == (22363, 12101, 198502)
+    assert stats["split"]["train_examples"] == 131413  # SOURCE.md
+    items = {it["id"]: it for it in load_data(tmp_path / "beauty").items()}
+    assert items["B000GFCRGO"]["title"] == "sedu ionic ceramic tourmaline flat"
+    assert items["B001LTVF7G"]["title"] == ""  # the one item with an empty text
+
+
+def test_toy_letter_indices_and_drops(toy_letter, tmp_path):
+    res = prepare(PrepareConfig(source=str(toy_letter)), tmp_path)
+    assert res.stats["users"] == 5 and res.stats["dropped"] == {
+        "users_shorter_than_min_seq_len": 1}
+    data = load_data(tmp_path)
+    assert [it["id"] for it in data.items()] == [str(i) for i in range(8)]
+    assert data.sequences()[2] == [5, 6, 7, 0]
+    # u0 = 0 1 2 3 4 -> train (0->1) (0 1->2); u1 = 2 3 5 -> no train example
+    assert [(e.user, e.history, e.target) for e in data.split("train")][:2] == [
+        (0, (0,), 1), (0, (0, 1), 2)]
+    assert res.stats["split"]["train_examples"] == 2 + 0 + 1 + 4 + 0
+
+
+def test_rerun_same_dataset_is_unchanged_and_manifest_complete(toy_letter, tmp_path):
+    prepare(PrepareConfig(source=str(toy_letter)), tmp_path)
+    first = (tmp_path / "data" / "train.jsonl").read_bytes()
+    res = prepare(PrepareConfig(source=str(toy_letter)), tmp_path)
+    assert res.unchanged and (tmp_path / "data" / "train.jsonl").read_bytes() == first
+    m = load_manifest(tmp_path, "data").data
+    for key in ("format_version", "sgrec_version", "config", "seed", "wall_time_s", "inputs",
+                "outputs", "dataset"):
+        assert key in m
+    assert m["config"]["max_history"] == 20 and m["config"]["format"] == "letter"
+    assert any(k.endswith("Toy.inter.json") for k in m["inputs"])
+    assert set(m["outputs"]) == {"items.jsonl", "sequences.jsonl", "train.jsonl",
+                                 "valid.jsonl", "test.jsonl", "stats.json"}
+
+
+def test_info_lists_steps(toy_letter, tmp_path):
+    prepare(PrepareConfig(source=str(toy_letter)), tmp_path)
+    res = runner.invoke(app, ["info", "--run", str(tmp_path)])
+    assert res.exit_code == 0 and "users: 5" in res.stdout
+    res = runner.invoke(app, ["info", "--run", str(tmp_path), "--json"])
+    step = json.loads(res.stdout)["steps"][0]
+    assert step["step"] == "data" and step["status"] == "ok" and step["stats"]["items"] == 8
+    # a tampered artifact is reported as invalid by info
+    (tmp_path / "data" / "items.jsonl").write_text("{}\n")
+    step = json.loads(runner.invoke(app, ["info", "--run", str(tmp_path), "--json"]).stdout)[
+        "steps"][0]
+    assert step["status"] == "invalid" and "does not match its manifest" in step["error"]
+
+
+def test_p5_with_explicit_item_text(tmp_path):
+    src = tmp_path / "p5"
+    src.mkdir()
+    (src / "user_sequence.txt").write_text("A x y z\nB z y x w\n", encoding="utf-8")
+    text = tmp_path / "titles.txt"
+    text.write_text("w thing w\nx thing x\ny thing y\nz thing z\n", encoding="utf-8")
+    res = prepare(PrepareConfig(source=str(src), item_text=str(text)), tmp_path / "run")
+    data = load_data(tmp_path / "run")
+    # item order follows the item-text file; w, x, y, z -> 0, 1, 2, 3
+    assert [it["title"] for it in data.items()] == ["thing w", "thing x", "thing y", "thing z"]
+    assert data.sequences() == [[1, 2, 3], [3, 2, 1, 0]]
+    assert res.manifest["config"]["format"] == "p5"
+
+
+def test_cli_help_has_examples():
+    for cmd in ("prepare", "info"):
+        res = runner.invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0 and "Example: sgrec" in res.stdout
+    assert runner.invoke(app, ["--version"]).stdout.startswith("sgrec ")
