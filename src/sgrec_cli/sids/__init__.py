@@ -1,0 +1,1 @@
+"""Semantic IDs: item embeddings, quantizers (RQ-VAE, residual k-means), dedup, stats."""
