@@ -123,6 +123,58 @@ def prepare(
     out.print(table)
 
 
+@app.command("build-sids")
+@handle_errors
+def build_sids(
+    run: RunOpt = Path("runs/default"),
+    method: Annotated[str, typer.Option(help="rqvae or rqkmeans.")] = "rqvae",
+    levels: Annotated[int, typer.Option(help="Code levels L.")] = 3,
+    codebook_size: Annotated[int, typer.Option(help="Codes per level K.")] = 256,
+    dedup: Annotated[str, typer.Option(
+        help="reassign (free last-level codes, keeps L) or suffix (extra level).")] = "reassign",
+    embedder: Annotated[str, typer.Option(
+        help="sentence-transformers model id or path (default ships offline).")]
+        = "all-MiniLM-L6-v2",
+    template: Annotated[str | None, typer.Option(
+        help="Item text template over {title} {brand} {categories} {description} {id}.")]
+        = None,
+    epochs: Annotated[int, typer.Option(help="RQ-VAE epoch budget.")] = 200,
+    lr: Annotated[float, typer.Option(help="RQ-VAE learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="RQ-VAE batch size.")] = 512,
+    target_collision_rate: Annotated[float, typer.Option(
+        help="RQ-VAE keeps the best-reconstructing state at or under this raw rate.")] = 0.15,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Embedding cache (default $SGREC_CACHE_DIR or ~/.cache/sgrec/embeddings).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Embed item text, quantise with RQ-VAE or residual k-means, and write unique semantic IDs.
+
+    Example: sgrec build-sids --run runs/sci --method rqvae --dedup reassign
+    """
+    from .config import BuildSidsConfig
+    from .sids.build import build_sids as do_build
+
+    extra = {"template": template} if template else {}
+    cfg = BuildSidsConfig(
+        method=method, levels=levels, codebook_size=codebook_size, dedup=dedup,
+        embedder=embedder, epochs=epochs, lr=lr, batch_size=batch_size,
+        target_collision_rate=target_collision_rate, seed=seed, device=device,
+        cache_dir=str(cache_dir) if cache_dir else None, **extra)
+    stats = do_build(cfg, run, progress=progress)
+    if as_json:
+        _print_json(stats)
+        return
+    from .info import key_stats
+
+    table = Table(title=f"semantic IDs -> {run / 'sids'}", show_header=False)
+    for k, v in key_stats("sids", stats):
+        table.add_row(k, v)
+    out.print(table)
+
+
 @app.command()
 @handle_errors
 def info(run: RunOpt = Path("runs/default"), as_json: JsonOpt = False) -> None:

@@ -56,3 +56,75 @@ class PrepareConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+SID_METHODS = ("rqvae", "rqkmeans")
+DEDUP_MODES = ("reassign", "suffix")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class BuildSidsConfig:
+    """`sgrec build-sids`: RUN/data -> RUN/sids (item embeddings, quantizer, semantic IDs).
+
+    method                rqvae (MLP auto-encoder + residual codebooks) or rqkmeans (FAISS only)
+    levels, codebook_size L levels x K codes per level (default 3 x 256)
+    dedup                 reassign: move colliding items to free last-level codes (keeps L levels);
+                          suffix: append a disambiguation level (TIGER)
+    embedder, template    sentence-transformers model (id or path) and item text template
+    target_collision_rate RQ-VAE keeps the best-reconstructing state at or under this raw rate
+    """
+
+    method: str = "rqvae"
+    levels: int = 3
+    codebook_size: int = 256
+    dedup: str = "reassign"
+    embedder: str = "all-MiniLM-L6-v2"
+    template: str = "Title: {title}. Brand: {brand}. Categories: {categories}. " \
+                    "Description: {description}"
+    embed_batch_size: int = 128
+    cache_dir: str | None = None
+    epochs: int = 200
+    batch_size: int = 512
+    lr: float = 1e-3
+    hidden: tuple[int, ...] = (512, 256, 128)
+    latent_dim: int = 32
+    beta: float = 0.25
+    target_collision_rate: float = 0.15
+    eval_every: int = 5
+    patience: int = 8
+    kmeans_iters: int = 25
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)
+        self.validate()
+
+    def validate(self) -> None:
+        _check(self.method in SID_METHODS,
+               f"--method {self.method!r} is not known; use one of: {', '.join(SID_METHODS)}")
+        _check(self.dedup in DEDUP_MODES,
+               f"--dedup {self.dedup!r} is not known; use one of: {', '.join(DEDUP_MODES)}")
+        _check(self.device in DEVICES,
+               f"--device {self.device!r} is not known; use one of: {', '.join(DEVICES)}")
+        _check(isinstance(self.levels, int) and 1 <= self.levels <= 8,
+               f"--levels {self.levels!r} must be between 1 and 8 (default 3)")
+        _check(isinstance(self.codebook_size, int) and 2 <= self.codebook_size <= 65536,
+               f"--codebook-size {self.codebook_size!r} must be between 2 and 65536 (default 256)")
+        for name in ("epochs", "batch_size", "latent_dim", "eval_every", "patience",
+                     "kmeans_iters", "embed_batch_size"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1,
+                   f"--{name.replace('_', '-')} {value!r} must be an integer >= 1")
+        _check(self.lr > 0, f"--lr {self.lr!r} must be > 0 (default 1e-3)")
+        _check(self.beta >= 0, f"--beta {self.beta!r} must be >= 0 (default 0.25)")
+        _check(0 <= self.target_collision_rate <= 1,
+               f"--target-collision-rate {self.target_collision_rate!r} must be in [0, 1]")
+        _check(all(isinstance(h, int) and h >= 1 for h in self.hidden),
+               f"--hidden {self.hidden!r} must be positive layer widths, e.g. 512,256,128")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d

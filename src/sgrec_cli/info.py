@@ -65,4 +65,31 @@ def key_stats(step: str, stats: dict[str, Any]) -> list[tuple[str, str]]:
         if stats.get("dropped"):
             rows.append(("dropped", ", ".join(f"{k}={v:,}" for k, v in stats["dropped"].items())))
         return rows
+    if step == "sids" and stats:
+        return sid_rows(stats)
     return [(k, json.dumps(v)) for k, v in stats.items() if not isinstance(v, (dict, list))]
+
+
+def sid_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [
+        ("method", f"{s['method']}, {s['levels']} x {s['codebook_size']} codes, "
+                   f"dedup {s['dedup']} -> SID length {s['final_sid_length']}"),
+        ("items", f"{s['items']:,}"),
+        ("raw collision rate", f"{s['raw_collision_rate']:.2%} of items share their SID "
+                               f"(prefixes: {', '.join(f'{r:.1%}' for r in s['raw_prefix_collision_rates'])})"),
+        ("final collisions", f"{s['final_collisions']} ({s['items_moved_by_dedup']} items moved)"),
+        ("codebook use", "; ".join(f"L{u['level']} {u['used']}/{s['codebook_size']} "
+                                   f"H={u['entropy_bits']:.2f} bits" for u in s["level_usage"])),
+        ("reconstruction", f"relative error {s['relative_reconstruction_error']:.3f}, "
+                           f"MSE {s['reconstruction_mse']:.4f}"),
+    ]
+    coh = s.get("semantic_coherence_level1_leaf_category")
+    if coh and coh.get("lift") is not None:
+        rows.append(("semantic coherence", f"same level-1 code -> same leaf category "
+                     f"{coh['p_same_label_same_code']:.1%} vs random {coh['p_same_label_random']:.2%}"
+                     f" ({coh['lift']:.1f}x)"))
+    sec = s.get("seconds", {})
+    if sec:
+        rows.append(("time", f"embed {sec['embed']} s (cached: {sec['embeddings_cached']}), "
+                             f"quantize {sec['quantize']} s"))
+    return rows
