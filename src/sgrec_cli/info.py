@@ -71,12 +71,13 @@ def key_stats(step: str, stats: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def sid_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    prefixes = ", ".join(f"{r:.1%}" for r in s["raw_prefix_collision_rates"])
     rows = [
         ("method", f"{s['method']}, {s['levels']} x {s['codebook_size']} codes, "
                    f"dedup {s['dedup']} -> SID length {s['final_sid_length']}"),
         ("items", f"{s['items']:,}"),
         ("raw collision rate", f"{s['raw_collision_rate']:.2%} of items share their SID "
-                               f"(prefixes: {', '.join(f'{r:.1%}' for r in s['raw_prefix_collision_rates'])})"),
+                               f"(prefixes: {prefixes})"),
         ("final collisions", f"{s['final_collisions']} ({s['items_moved_by_dedup']} items moved)"),
         ("codebook use", "; ".join(f"L{u['level']} {u['used']}/{s['codebook_size']} "
                                    f"H={u['entropy_bits']:.2f} bits" for u in s["level_usage"])),
@@ -86,7 +87,8 @@ def sid_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     coh = s.get("semantic_coherence_level1_leaf_category")
     if coh and coh.get("lift") is not None:
         rows.append(("semantic coherence", f"same level-1 code -> same leaf category "
-                     f"{coh['p_same_label_same_code']:.1%} vs random {coh['p_same_label_random']:.2%}"
+                     f"{coh['p_same_label_same_code']:.1%} vs random "
+                     f"{coh['p_same_label_random']:.2%}"
                      f" ({coh['lift']:.1f}x)"))
     sec = s.get("seconds", {})
     if sec:

@@ -1,9 +1,9 @@
 """`sgrec build-sids`: RUN/data -> RUN/sids.
 
 Files: ``embeddings.npy`` (N, D) float32 item embeddings; ``sids.npy`` (N, L') int64 final codes
-in item-index order; ``sids.json`` (readable: item id -> codes, with titles); ``quantizer.safetensors``
-(RQ-VAE weights or the k-means codebooks); ``stats.json``; ``train_log.jsonl`` (RQ-VAE);
-``manifest.json``.
+in item-index order; ``sids.json`` (readable: item id -> codes, with titles);
+``quantizer.safetensors`` (RQ-VAE weights or the k-means codebooks); ``stats.json``;
+``train_log.jsonl`` (RQ-VAE); ``manifest.json``.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class RQVAE(nn.Module):
     @torch.no_grad()
     def encode_all(self, x: torch.Tensor, batch: int = 4096) -> tuple[np.ndarray, np.ndarray,
                                                                       np.ndarray]:
-        """Codes (N, L), reconstructions (N, D_in) and per-level residuals (L, N, d) in eval mode."""
+        """Codes (N, L), reconstructions (N, D_in), per-level residuals (L, N, d); eval mode."""
         was = self.training
         self.eval()
         codes, recon, res = [], [], []
