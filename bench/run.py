@@ -17,9 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sgrec_cli.config import PrepareConfig  # noqa: E402
+from sgrec_cli.config import BuildSidsConfig, PrepareConfig  # noqa: E402
 from sgrec_cli.data.io import load_json, read_text  # noqa: E402
 from sgrec_cli.data.prepare import prepare  # noqa: E402
+from sgrec_cli.sids.build import build_sids  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:
@@ -42,11 +43,11 @@ def bench_prepare(data: Path, repeat: int) -> list[dict]:
             continue
         raw_files = sorted(p for p in src.iterdir() if p.suffix in (".json", ".txt"))
 
-        def baseline() -> None:
+        def baseline(raw_files: list[Path] = raw_files) -> None:
             for p in raw_files:
                 load_json(p) if p.suffix == ".json" else read_text(p).split()
 
-        def run() -> None:
+        def run(src: Path = src) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 prepare(PrepareConfig(source=str(src)), Path(tmp))
 
@@ -57,13 +58,51 @@ def bench_prepare(data: Path, repeat: int) -> list[dict]:
     return rows
 
 
+def bench_sids(data: Path, datasets: list[str]) -> list[dict]:
+    """`build-sids` with cached embeddings: RQ-VAE vs the residual k-means baseline."""
+    rows = []
+    for name in datasets:
+        src = data / name
+        if not src.is_dir():
+            print(f"skip sids/{name}: {src} is absent", file=sys.stderr)
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp)
+            prepare(PrepareConfig(source=str(src)), run)
+            # first call fills the embedding cache (not timed as build time)
+            build_sids(BuildSidsConfig(method="rqkmeans", device="cpu"), run, progress=False)
+            out = {}
+            for method in ("rqkmeans", "rqvae"):
+                t0 = time.perf_counter()
+                stats = build_sids(BuildSidsConfig(method=method, device="cpu"), run,
+                                   progress=False)
+                out[method] = (time.perf_counter() - t0, stats)
+        base_s, base = out["rqkmeans"]
+        full_s, st = out["rqvae"]
+        for method, (secs, stats) in out.items():
+            rows.append({
+                "bench": f"build-sids/{name}/{method}", "baseline": "rqkmeans build",
+                "baseline_s": round(base_s, 3), "time_s": round(secs, 3),
+                "ratio_vs_baseline": round(secs / base_s, 2),
+                "raw_collision_rate": round(stats["raw_collision_rate"], 4),
+                "level1_used": stats["level_usage"][0]["used"],
+                "relative_reconstruction_error": round(
+                    stats["relative_reconstruction_error"], 4),
+                "coherence_lift": (stats["semantic_coherence_level1_leaf_category"] or {}).get(
+                    "lift")})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--sids-datasets", default="amazon_scientific_2018",
+                    help="comma-separated dataset folders for the build-sids bench ('' skips)")
     args = ap.parse_args()
     rows = bench_prepare(args.data, args.repeat)
+    rows += bench_sids(args.data, [d for d in args.sids_datasets.split(",") if d])
     report = {"machine": {"python": platform.python_version(), "cpu": platform.processor(),
                           "cores": __import__("os").cpu_count()},
               "results": rows}

@@ -1,0 +1,167 @@
+"""`sgrec build-sids`: quantizers, determinism, artifacts and refusals (real MiniLM, tiny data)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_letter
+from sgrec_cli.artifacts import load_manifest
+from sgrec_cli.cli import app
+from sgrec_cli.config import BuildSidsConfig, PrepareConfig
+from sgrec_cli.data.prepare import prepare
+from sgrec_cli.errors import ArtifactError, ConfigError
+from sgrec_cli.sids.build import build_sids, load_sids
+from sgrec_cli.sids.kmeans import kmeans
+from sgrec_cli.sids.rqkmeans import residual_kmeans
+
+runner = CliRunner()
+ADJ = ["red", "steel", "glass", "nitrile", "digital", "brass", "rubber", "plastic"]
+NOUN = ["beaker", "screw", "glove", "caliper", "valve", "hose", "funnel", "pipette"]
+
+
+def catalog(n: int = 64) -> dict:
+    return {str(i): {"title": f"{ADJ[i % 8]} {NOUN[(i // 8) % 8]} size {i % 5}",
+                     "brand": f"brand{i % 4}", "description": "",
+                     "categories": f"Lab,{NOUN[(i // 8) % 8]}"} for i in range(n)}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("embcache")
+
+
+@pytest.fixture
+def tiny_run(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    inter = {f"u{u}": [int(i) for i in rng.choice(64, size=6, replace=False)]
+             for u in range(40)}
+    inter["u_all"] = list(range(64))  # every item occurs
+    src = write_letter(tmp_path / "src", inter, catalog())
+    run = tmp_path / "run"
+    prepare(PrepareConfig(source=str(src)), run)
+    return run
+
+
+def small_cfg(cache_dir: Path, **kw) -> BuildSidsConfig:
+    base = dict(levels=3, codebook_size=16, epochs=20, batch_size=32, eval_every=5, patience=4,
+                hidden=(64, 32), latent_dim=16, cache_dir=str(cache_dir), device="cpu")
+    base.update(kw)
+    return BuildSidsConfig(**base)
+
+
+def test_kmeans_objective_decreases_and_codes_in_range():
+    x = np.random.default_rng(1).normal(size=(500, 16)).astype(np.float32)
+    res = kmeans(x, 10, seed=3, niter=15)
+    assert all(b <= a + 1e-3 for a, b in zip(res.objective, res.objective[1:], strict=False))
+    assert res.objective[-1] < res.objective[0]
+    assert res.assign.min() >= 0 and res.assign.max() < 10 and res.centroids.shape == (10, 16)
+    again = kmeans(x, 10, seed=3, niter=15)
+    assert np.array_equal(res.assign, again.assign)  # same seed, same clusters
+
+
+def test_residual_levels_reduce_error():
+    x = np.random.default_rng(2).normal(size=(400, 8)).astype(np.float32)
+    errs = [float(((x - residual_kmeans(x, L, 16, seed=0).reconstruction) ** 2).sum())
+            for L in (1, 2, 3)]
+    assert errs[0] > errs[1] > errs[2]
+
+
+def test_kmeans_refuses_more_codes_than_points():
+    with pytest.raises(ConfigError, match="codebook size 20 is larger"):
+        kmeans(np.zeros((5, 2), np.float32), 20, seed=0)
+
+
+@pytest.mark.parametrize("method,dedup", [("rqvae", "reassign"), ("rqkmeans", "suffix")])
+def test_build_writes_unique_sids(tiny_run, cache_dir, method, dedup):
+    stats = build_sids(small_cfg(cache_dir, method=method, dedup=dedup), tiny_run,
+                       progress=False)
+    sids = load_sids(tiny_run)
+    assert sids.codes.shape == (64, 3 if dedup == "reassign" else 4)
+    assert len({tuple(r) for r in sids.codes}) == 64 and stats["final_collisions"] == 0
+    assert (sids.codes[:, :3] < 16).all() and (sids.codes >= 0).all()
+    assert sids.embeddings().shape == (64, 384)
+    table = json.loads((tiny_run / "sids" / "sids.json").read_text())
+    assert table["items"]["5"]["sid"] == [int(c) for c in sids.codes[5]]
+    assert table["items"]["5"]["title"] == "brass beaker size 0"
+    for key in ("raw_collision_rate", "level_usage", "relative_reconstruction_error",
+                "semantic_coherence_level1_leaf_category"):
+        assert key in stats
+    assert stats["semantic_coherence_level1_leaf_category"]["lift"] > 1
+    m = load_manifest(tiny_run, "sids").data
+    assert m["seed"] == 0 and m["config"]["method"] == method
+    assert set(m["outputs"]) >= {"embeddings.npy", "sids.npy", "sids.json",
+                                 "quantizer.safetensors", "stats.json"}
+    if dedup == "suffix":
+        assert stats["items_moved_by_dedup"] == 0
+
+
+def test_same_seed_byte_identical_other_seed_differs(tiny_run, cache_dir, tmp_path):
+    tables = []
+    for seed in (7, 7, 8):
+        build_sids(small_cfg(cache_dir, seed=seed), tiny_run, progress=False)
+        tables.append(((tiny_run / "sids" / "sids.json").read_bytes(),
+                       (tiny_run / "sids" / "sids.npy").read_bytes()))
+    assert tables[0] == tables[1]
+    assert tables[0][0] != tables[2][0]
+    assert (tiny_run / "sids" / "embeddings.npy").exists()
+
+
+def test_refuses_corrupted_and_missing_data(tiny_run, cache_dir, tmp_path):
+    res = runner.invoke(app, ["build-sids", "--run", str(tmp_path / "empty"), "--no-progress"])
+    assert res.exit_code == 2 and "run `sgrec prepare` first" in res.stderr
+    (tiny_run / "data" / "items.jsonl").write_text('{"index": 0}\n')
+    res = runner.invoke(app, ["build-sids", "--run", str(tiny_run), "--no-progress",
+                              "--cache-dir", str(cache_dir)])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [
+        f"error: {tiny_run / 'data' / 'items.jsonl'}: content does not match its manifest "
+        "(edited or corrupted); re-run the step"]
+    assert not (tiny_run / "sids").exists()
+
+
+def test_sids_from_another_dataset_are_refused(tiny_run, cache_dir, tmp_path):
+    build_sids(small_cfg(cache_dir, method="rqkmeans"), tiny_run, progress=False)
+    other = write_letter(tmp_path / "other", {"a": [0, 1, 2, 3], "b": [3, 2, 1, 0]},
+                         catalog(4), name="Other")
+    prepare(PrepareConfig(source=str(other)), tiny_run, force=True)
+    with pytest.raises(ArtifactError, match="different dataset"):
+        load_sids(tiny_run)
+
+
+def test_bad_options_one_line(tiny_run):
+    res = runner.invoke(app, ["build-sids", "--run", str(tiny_run), "--method", "vq"])
+    assert res.exit_code == 2 and "--method 'vq' is not known" in res.stderr
+    res = runner.invoke(app, ["build-sids", "--run", str(tiny_run), "--template", "{name}",
+                              "--no-progress"])
+    assert res.exit_code == 2 and "name" in res.stderr and len(res.stderr.splitlines()) == 1
+    res = runner.invoke(app, ["build-sids", "--run", str(tiny_run), "--codebook-size", "100",
+                              "--no-progress", "--method", "rqkmeans"])
+    assert res.exit_code == 2 and "exceeds the 64 items" in res.stderr
+
+
+def test_cli_json_and_info(tiny_run, cache_dir):
+    res = runner.invoke(app, ["build-sids", "--run", str(tiny_run), "--method", "rqkmeans",
+                              "--codebook-size", "8", "--cache-dir", str(cache_dir),
+                              "--no-progress", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["final_collisions"] == 0
+    res = runner.invoke(app, ["info", "--run", str(tiny_run)])
+    assert "sids  ok" in res.stdout and "final collisions: 0" in res.stdout
+
+
+@pytest.mark.slow
+def test_scientific_rqvae_end_to_end(scientific, tmp_path):
+    """Real data: titles only (to keep the CPU embedding short in CI), a reduced epoch budget."""
+    run = tmp_path / "sci"
+    prepare(PrepareConfig(source=str(scientific)), run)
+    stats = build_sids(BuildSidsConfig(template="{title}", epochs=60, cache_dir=str(tmp_path),
+                                       device="cpu"), run, progress=False)
+    assert stats["items"] == 4344 and stats["final_collisions"] == 0
+    assert stats["level_usage"][0]["used"] >= 0.9 * 256
+    assert stats["raw_collision_rate"] < 0.3
+    assert stats["semantic_coherence_level1_leaf_category"]["lift"] > 10
