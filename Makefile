@@ -31,6 +31,7 @@ test-fast: install
 
 demo: install
 	$(SGREC) prepare $(DATA) --run $(RUN)
+	$(SGREC) build-sids --run $(RUN)
 	$(SGREC) info --run $(RUN)
 
 bench: install

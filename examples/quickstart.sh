@@ -4,4 +4,5 @@ set -euo pipefail
 DATA=${DATA:-../shared/data/amazon_scientific_2018}
 RUN=${RUN:-runs/quickstart}
 .venv/bin/sgrec prepare "$DATA" --run "$RUN"
+.venv/bin/sgrec build-sids --run "$RUN"            # RQ-VAE, 3 x 256, dedup by reassignment
 .venv/bin/sgrec info --run "$RUN"

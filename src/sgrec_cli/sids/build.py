@@ -28,7 +28,7 @@ from ..config import BuildSidsConfig
 from ..data.store import STEP as DATA_STEP
 from ..data.store import load_data
 from ..device import resolve_device
-from ..errors import ArtifactError
+from ..errors import ArtifactError, ConfigError
 from ..progress import progress_bar
 from . import dedup as dd
 from . import stats as st
@@ -118,6 +118,9 @@ def build_sids(cfg: BuildSidsConfig, run: Path, progress: bool = True) -> dict:
     run = Path(run)
     data = load_data(run)
     items = data.items()
+    if len(items) < cfg.codebook_size:
+        raise ConfigError(f"--codebook-size {cfg.codebook_size} exceeds the {len(items)} items; "
+                          f"use a codebook size <= {len(items)}")
     device = resolve_device(cfg.device)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     t0 = time.perf_counter()
@@ -125,11 +128,6 @@ def build_sids(cfg: BuildSidsConfig, run: Path, progress: bool = True) -> dict:
                               batch_size=cfg.embed_batch_size, device=device, cache_dir=cache,
                               progress=progress)
     t1 = time.perf_counter()
-    if len(items) < cfg.codebook_size:
-        from ..errors import ConfigError
-
-        raise ConfigError(f"--codebook-size {cfg.codebook_size} exceeds the {len(items)} items; "
-                          f"use a codebook size <= {len(items)}")
     q = quantize(x, cfg, device, progress)
     t2 = time.perf_counter()
     if cfg.dedup == "suffix":
