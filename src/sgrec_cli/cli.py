@@ -132,9 +132,9 @@ def build_sids(
     codebook_size: Annotated[int, typer.Option(help="Codes per level K.")] = 256,
     dedup: Annotated[str, typer.Option(
         help="reassign (free last-level codes, keeps L) or suffix (extra level).")] = "reassign",
-    embedder: Annotated[str, typer.Option(
-        help="sentence-transformers model id or path (default ships offline).")]
-        = "all-MiniLM-L6-v2",
+    embedder: Annotated[str | None, typer.Option(
+        help="sentence-transformers model id or path [default: all-MiniLM-L6-v2, offline].")]
+        = None,
     template: Annotated[str | None, typer.Option(
         help="Item text template over {title} {brand} {categories} {description} {id}.")]
         = None,
@@ -157,10 +157,10 @@ def build_sids(
     from .config import BuildSidsConfig
     from .sids.build import build_sids as do_build
 
-    extra = {"template": template} if template else {}
+    extra = {k: v for k, v in (("template", template), ("embedder", embedder)) if v}
     cfg = BuildSidsConfig(
-        method=method, levels=levels, codebook_size=codebook_size, dedup=dedup,
-        embedder=embedder, epochs=epochs, lr=lr, batch_size=batch_size,
+        method=method, levels=levels, codebook_size=codebook_size, dedup=dedup, epochs=epochs,
+        lr=lr, batch_size=batch_size,
         target_collision_rate=target_collision_rate, seed=seed, device=device,
         cache_dir=str(cache_dir) if cache_dir else None, **extra)
     stats = do_build(cfg, run, progress=progress)

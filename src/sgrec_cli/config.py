@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .sids.embed import DEFAULT_EMBEDDER, DEFAULT_TEMPLATE, check_template
 
 FORMATS = ("auto", "letter", "p5", "amazon", "movielens", "csv", "jsonl")
 
@@ -79,9 +80,8 @@ class BuildSidsConfig:
     levels: int = 3
     codebook_size: int = 256
     dedup: str = "reassign"
-    embedder: str = "all-MiniLM-L6-v2"
-    template: str = "Title: {title}. Brand: {brand}. Categories: {categories}. " \
-                    "Description: {description}"
+    embedder: str = DEFAULT_EMBEDDER
+    template: str = DEFAULT_TEMPLATE
     embed_batch_size: int = 128
     cache_dir: str | None = None
     epochs: int = 200
@@ -123,6 +123,7 @@ class BuildSidsConfig:
                f"--target-collision-rate {self.target_collision_rate!r} must be in [0, 1]")
         _check(all(isinstance(h, int) and h >= 1 for h in self.hidden),
                f"--hidden {self.hidden!r} must be positive layer widths, e.g. 512,256,128")
+        check_template(self.template)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
