@@ -1,0 +1,1 @@
+"""Non-generative reference recommenders (most-popular) to compare the generator against."""

@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics over top-k lists and paired bootstrap comparisons."""
