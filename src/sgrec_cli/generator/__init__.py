@@ -1,0 +1,1 @@
+"""SID generator: token vocabulary, T5 model, SID trie and constrained beam search."""
