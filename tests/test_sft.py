@@ -1,0 +1,144 @@
+"""SFT of the generator: it learns a deterministic next-item rule, resumes exactly, validates."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sgrec_cli.data.split import split_all
+from sgrec_cli.errors import ConfigError
+from sgrec_cli.generator.model import GeneratorConfig, load_generator
+from sgrec_cli.generator.sft import SFTConfig, encode_examples, predict_topk, train_sft
+from sgrec_cli.generator.tokens import SidVocab
+from sgrec_cli.generator.trie import SidTrie
+
+N_ITEMS = 60
+SIZES = [4, 4, 4]
+TINY = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64, dropout=0.1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls; another process shares the CPU
+    rng = np.random.default_rng(0)
+    flat = rng.permutation(int(np.prod(SIZES)))[:N_ITEMS]  # unique SIDs
+    codes = np.stack([flat // 16, (flat // 4) % 4, flat % 4], axis=1)
+    # next item = (last item + 1) % N: learnable from the last history item alone
+    starts = rng.integers(0, N_ITEMS, size=80)
+    seqs = [[(int(s) + t) % N_ITEMS for t in range(8)] for s in starts]
+    train, valid, test = split_all(seqs, max_history=20)
+    yield codes, train, valid, test
+    torch.set_num_threads(threads)
+
+
+def small_cfg(**kw) -> SFTConfig:
+    base = dict(epochs=12, batch_size=32, lr=5e-3, warmup_steps=10, num_beams=10,
+                valid_users=40, patience=20, seed=0, model=TINY)
+    base.update(kw)
+    return SFTConfig(**base)
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    codes, train, valid, _ = data
+    out = tmp_path_factory.mktemp("sft")
+    # no dropout here: learns faster (the resume test keeps dropout on, to exercise the RNG)
+    summary = train_sft(train, valid, codes, SIZES, small_cfg(model=replace(TINY, dropout=0.0)),
+                        out)
+    return out, summary
+
+
+def test_encode_examples(data):
+    codes, train, _, _ = data
+    vocab = SidVocab(SIZES)
+    ids, mask, labels = encode_examples(train[:5], codes, vocab, max_history=3)
+    assert ids.shape == mask.shape and ids.shape[0] == 5
+    assert labels.shape == (5, 3)
+    assert vocab.tokens_to_codes(labels).tolist() == codes[[e.target for e in train[:5]]].tolist()
+    assert int(mask.sum(1).max()) <= 3 * 3 + 1
+
+
+def test_learns_next_item(data, trained):
+    out, summary = trained
+    rows = read_log(out)
+    assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
+    assert set(rows[0]) >= {"epoch", "loss", "lr", "valid_recall@10", "valid_ndcg@10", "seconds"}
+    assert rows[-1]["loss"] < 0.5 * rows[0]["loss"]
+    chance = 10 / N_ITEMS
+    assert summary["best"]["valid_recall@10"] > 3 * chance
+    assert summary["best_epoch"] == max(rows, key=lambda r: r["valid_ndcg@10"])["epoch"]
+    assert (out / "best" / "model.safetensors").is_file()
+    assert (out / "checkpoint" / "state.json").is_file()
+
+
+def test_predictions_valid_and_distinct(data, trained):
+    codes, _, _, test = data
+    out, _ = trained
+    model, _, vocab = load_generator(out / "best")
+    trie = SidTrie.from_codes(codes, SIZES)
+    topk = predict_topk(model, vocab, trie, [e.history for e in test], codes, k=10,
+                        num_beams=12, batch=16)
+    assert topk.shape == (len(test), 10) and topk.dtype == np.int64
+    assert ((topk >= 0) & (topk < N_ITEMS)).all()
+    assert all(len(set(row.tolist())) == 10 for row in topk)
+    hits = np.mean([e.target in row for e, row in zip(test, topk, strict=True)])
+    assert hits > 2 * 10 / N_ITEMS  # chance is 10 / N_ITEMS
+
+
+def test_resume_is_exact(data, tmp_path):
+    codes, train, valid, _ = data
+    cfg = small_cfg(epochs=4, batch_size=64, valid_users=20)
+    a, b = tmp_path / "a", tmp_path / "b"
+    sa = train_sft(train, valid, codes, SIZES, cfg, a)
+    # interrupted after 2 epochs (same config, hence the same LR schedule), then resumed
+    sb1 = train_sft(train, valid, codes, SIZES, cfg, b, stop_after=2)
+    assert sb1["epochs_run"] == 2 and not sb1["finished"]
+    torch.manual_seed(123)  # whatever happened in between must not matter
+    sb = train_sft(train, valid, codes, SIZES, cfg, b, resume=True)
+    assert sb["epochs_run"] == 4 and sb["epochs_this_call"] == 2
+    la, lb = read_log(a), read_log(b)
+    assert [r["epoch"] for r in lb] == [1, 2, 3, 4]
+    for ra, rb in zip(la, lb, strict=True):
+        assert abs(ra["loss"] - rb["loss"]) < 1e-6
+        assert ra["lr"] == rb["lr"] and ra["valid_ndcg@10"] == rb["valid_ndcg@10"]
+    assert sa["best_epoch"] == sb["best_epoch"] and sa["best"] == sb["best"]
+    wa = load_file(str(a / "best" / "model.safetensors"))
+    wb = load_file(str(b / "best" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # resuming a finished run trains nothing; a changed option is refused
+    again = train_sft(train, valid, codes, SIZES, cfg, b, resume=True)
+    assert again["epochs_this_call"] == 0 and again["best"] == sb["best"]
+    with pytest.raises(ConfigError, match="lr"):
+        train_sft(train, valid, codes, SIZES, replace(cfg, lr=1e-2), b, resume=True)
+
+
+@pytest.mark.parametrize("kw, bad", [
+    ({"epochs": 0}, "epochs"),
+    ({"batch_size": -1}, "batch-size"),
+    ({"lr": 0.0}, "lr"),
+    ({"weight_decay": -0.1}, "weight-decay"),
+    ({"warmup_steps": 1.5}, "warmup-steps"),
+    ({"num_beams": 5}, "num-beams"),
+    ({"valid_users": -1}, "valid-users"),
+    ({"patience": 0}, "patience"),
+    ({"device": "tpu"}, "device"),
+    ({"max_history": 0}, "max-history"),
+    ({"model": GeneratorConfig(d_model=30, num_heads=4)}, "d_model"),
+    ({"model": {"dropout": 1.5}}, "dropout"),
+    ({"model": {"width": 3}}, "width"),
+])
+def test_bad_config(kw, bad):
+    with pytest.raises(ConfigError, match=bad):
+        SFTConfig(**kw)
