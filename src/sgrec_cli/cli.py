@@ -177,6 +177,89 @@ def build_sids(
 
 @app.command()
 @handle_errors
+def train(
+    run: RunOpt = Path("runs/default"),
+    model: Annotated[str, typer.Option(help="generator (SFT on SIDs) or sasrec.")] = "generator",
+    epochs: Annotated[int, typer.Option(help="Epoch budget (early stopping on valid NDCG@10).")]
+        = 50,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
+    patience: Annotated[int, typer.Option(help="Epochs without gain before stopping.")] = 5,
+    valid_users: Annotated[int, typer.Option(
+        help="Generator: validation users scored per epoch (0 = all).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator).")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Generator: continue an interrupted run.")]
+        = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the SID generator by next-SID prediction (RUN/sft) or the SASRec baseline.
+
+    Example: sgrec train --run runs/sci --epochs 50
+    """
+    from .train import run_sasrec, run_sft
+
+    if model == "generator":
+        from .generator.sft import SFTConfig
+
+        cfg = SFTConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
+                        valid_users=valid_users, seed=seed, device=device)
+        summary = run_sft(run, cfg, resume=resume, log=lambda msg: err.print(msg))
+    elif model == "sasrec":
+        from .baselines.sasrec import SASRecConfig
+
+        cfg = SASRecConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
+                           seed=seed)
+        summary = run_sasrec(run, cfg, log=lambda row: err.print(row))
+    else:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--model {model!r} is not known; use generator or sasrec")
+    if as_json:
+        _print_json(summary)
+    else:
+        out.print(summary)
+
+
+@app.command("eval")
+@handle_errors
+def evaluate(
+    run: RunOpt = Path("runs/default"),
+    model: Annotated[list[str] | None, typer.Option(
+        help="sft, sasrec or popular; repeat to compare.")] = None,
+    split: Annotated[str, typer.Option(help="test or valid.")] = "test",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recall/NDCG@{1,5,10,20}, invalid/duplicate rate, coverage, and paired bootstrap tests.
+
+    Example: sgrec eval --run runs/sci --model sft --model sasrec --model popular
+    """
+    from .eval.evaluate import evaluate as do_eval
+
+    report = do_eval(run, model or ["sft"], split=split, n_boot=n_boot)
+    if as_json:
+        _print_json(report)
+        return
+    table = Table(title=f"{split} ({report['users']:,} users)")
+    cols = ["recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20"]  # all K in --json
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c.replace("recall", "R").replace("ndcg", "N"), justify="right")
+    table.add_column("inv/dup", justify="right")
+    table.add_column("cov@10", justify="right")
+    for name, m in report["models"].items():
+        table.add_row(name, *(f"{m[c]:.4f}" for c in cols),
+                      f"{m['invalid_rate'] + m['duplicate_rate']:.3f}", f"{m['coverage@10']:.3f}")
+    out.print(table)
+    for c in report["comparisons"]:
+        out.print(f"{c['a']} vs {c['b']} {c['metric']}: diff {c['diff']:+.4f} "
+                  f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] p={c['p_value']:.4f}",
+                  highlight=False)
+
+
+@app.command()
+@handle_errors
 def info(run: RunOpt = Path("runs/default"), as_json: JsonOpt = False) -> None:
     """Show the steps a run directory holds, their manifests and key stats.
 
