@@ -5,4 +5,7 @@ DATA=${DATA:-../shared/data/amazon_scientific_2018}
 RUN=${RUN:-runs/quickstart}
 .venv/bin/sgrec prepare "$DATA" --run "$RUN"
 .venv/bin/sgrec build-sids --run "$RUN"            # RQ-VAE, 3 x 256, dedup by reassignment
+.venv/bin/sgrec train --run "$RUN" --epochs "${EPOCHS:-50}"   # generator SFT (hours on a CPU)
+.venv/bin/sgrec train --run "$RUN" --model sasrec
+.venv/bin/sgrec eval --run "$RUN" --model sft --model sasrec --model popular
 .venv/bin/sgrec info --run "$RUN"
