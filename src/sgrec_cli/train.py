@@ -8,8 +8,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from .artifacts import MANIFEST, atomic_write_json, load_manifest, staged_step, write_manifest
 from .baselines.sasrec import SASRec, SASRecConfig, train_sasrec
 from .data.store import load_data
@@ -95,5 +93,4 @@ def load_sft(run: Path, device: str = "cpu"):
         raise ArtifactError("trained on other data or SIDs than the run now holds; run "
                             "`sgrec train` again", m.path)
     model, _cfg, vocab = load_generator(m.path.parent / "best", device=device)
-    torch.set_grad_enabled(True)
     return model, vocab, sids.codes
