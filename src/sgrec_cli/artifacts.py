@@ -128,13 +128,13 @@ def staged_step(run: Path, step: str) -> Iterator[Path]:
         yield tmp
         if not (tmp / MANIFEST).exists():
             raise RuntimeError(f"step {step!r} finished without writing its manifest")
-        _swap_into_place(tmp, step_dir(run, step))
+        swap_into_place(tmp, step_dir(run, step))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def _swap_into_place(new: Path, final: Path) -> None:
+def swap_into_place(new: Path, final: Path) -> None:
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import T5ForConditionalGeneration
 
-from ..artifacts import atomic_write_json
+from ..artifacts import atomic_write_json, swap_into_place
 from ..data.split import Example
 from ..errors import ArtifactError, ConfigError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
@@ -227,21 +227,11 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 # ------------------------------------------------------------------------------ checkpointing
 
 
-def _swap_into_place(new: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")
-        os.replace(final, old)
-    os.replace(new, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_folder_atomically(final: Path, fill: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
         fill(tmp)
-        _swap_into_place(tmp, final)
+        swap_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
