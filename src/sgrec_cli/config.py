@@ -11,7 +11,8 @@ from .sids.embed import DEFAULT_EMBEDDER, DEFAULT_TEMPLATE, check_template
 FORMATS = ("auto", "letter", "p5", "amazon", "movielens", "csv", "jsonl")
 
 
-def _check(cond: bool, message: str) -> None:
+def require(cond: bool, message: str) -> None:
+    """Raise ConfigError(message) unless cond: the one way options are validated."""
     if not cond:
         raise ConfigError(message)
 
@@ -45,14 +46,14 @@ class PrepareConfig:
         self.validate()
 
     def validate(self) -> None:
-        _check(self.format in FORMATS,
+        require(self.format in FORMATS,
                f"--format {self.format!r} is not known; use one of: {', '.join(FORMATS)}")
-        _check(isinstance(self.max_history, int) and self.max_history >= 1,
+        require(isinstance(self.max_history, int) and self.max_history >= 1,
                f"--max-history {self.max_history!r} must be an integer >= 1 (default 20)")
-        _check(isinstance(self.min_seq_len, int) and self.min_seq_len >= 3,
+        require(isinstance(self.min_seq_len, int) and self.min_seq_len >= 3,
                f"--min-seq-len {self.min_seq_len!r} must be >= 3: leave-one-out needs a test, "
                "a validation and at least one training item per user")
-        _check(isinstance(self.kcore, int) and self.kcore >= 0,
+        require(isinstance(self.kcore, int) and self.kcore >= 0,
                f"--kcore {self.kcore!r} must be an integer >= 0 (0 disables the filter)")
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,26 +103,26 @@ class BuildSidsConfig:
         self.validate()
 
     def validate(self) -> None:
-        _check(self.method in SID_METHODS,
+        require(self.method in SID_METHODS,
                f"--method {self.method!r} is not known; use one of: {', '.join(SID_METHODS)}")
-        _check(self.dedup in DEDUP_MODES,
+        require(self.dedup in DEDUP_MODES,
                f"--dedup {self.dedup!r} is not known; use one of: {', '.join(DEDUP_MODES)}")
-        _check(self.device in DEVICES,
+        require(self.device in DEVICES,
                f"--device {self.device!r} is not known; use one of: {', '.join(DEVICES)}")
-        _check(isinstance(self.levels, int) and 1 <= self.levels <= 8,
+        require(isinstance(self.levels, int) and 1 <= self.levels <= 8,
                f"--levels {self.levels!r} must be between 1 and 8 (default 3)")
-        _check(isinstance(self.codebook_size, int) and 2 <= self.codebook_size <= 65536,
+        require(isinstance(self.codebook_size, int) and 2 <= self.codebook_size <= 65536,
                f"--codebook-size {self.codebook_size!r} must be between 2 and 65536 (default 256)")
         for name in ("epochs", "batch_size", "latent_dim", "eval_every", "patience",
                      "kmeans_iters", "embed_batch_size"):
             value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1,
+            require(isinstance(value, int) and value >= 1,
                    f"--{name.replace('_', '-')} {value!r} must be an integer >= 1")
-        _check(self.lr > 0, f"--lr {self.lr!r} must be > 0 (default 1e-3)")
-        _check(self.beta >= 0, f"--beta {self.beta!r} must be >= 0 (default 0.25)")
-        _check(0 <= self.target_collision_rate <= 1,
+        require(self.lr > 0, f"--lr {self.lr!r} must be > 0 (default 1e-3)")
+        require(self.beta >= 0, f"--beta {self.beta!r} must be >= 0 (default 0.25)")
+        require(0 <= self.target_collision_rate <= 1,
                f"--target-collision-rate {self.target_collision_rate!r} must be in [0, 1]")
-        _check(all(isinstance(h, int) and h >= 1 for h in self.hidden),
+        require(all(isinstance(h, int) and h >= 1 for h in self.hidden),
                f"--hidden {self.hidden!r} must be positive layer widths, e.g. 512,256,128")
         check_template(self.template)
 

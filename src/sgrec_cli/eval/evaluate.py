@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import atomic_write_json, staged_step, write_jsonl, write_manifest
-from ..data.store import load_data
+from ..data.store import PreparedData, load_data
 from ..errors import ConfigError
 from .bootstrap import paired_bootstrap
 from .metrics import (
@@ -27,12 +27,12 @@ MODELS = ("sft", "sasrec", "popular")
 K_MAX = max(DEFAULT_KS)
 
 
-def predict(run: Path, model: str, histories: list, num_beams: int = 20) -> np.ndarray:
+def predict(run: Path, data: PreparedData, model: str, histories: list,
+            num_beams: int = 20) -> np.ndarray:
     """Top-20 item indices (U, 20) of one model for the given histories."""
     if model == "popular":
         from ..baselines.popularity import MostPopular
 
-        data = load_data(run)
         pop = MostPopular().fit(data.split("train"), data.sequences(), n_items=len(data.items()))
         return pop.recommend(histories, K_MAX, exclude_history=True)
     if model == "sasrec":
@@ -68,7 +68,7 @@ def evaluate(run: Path, models: list[str], split: str = "test", n_boot: int = 10
     results, per_user, rows = {}, {}, {}
     for m in models:
         t0 = time.perf_counter()
-        topk = predict(run, m, histories)
+        topk = predict(run, data, m, histories)
         ranks = ranks_of_targets(topk, targets)
         per_user[m] = per_user_metrics(ranks)
         results[m] = {**summarize(per_user[m]), **invalid_and_duplicate_rate(topk, n_items),

@@ -32,7 +32,9 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import T5ForConditionalGeneration
 
 from ..artifacts import atomic_write_json, swap_into_place
+from ..config import require
 from ..data.split import Example
+from ..device import resolve_device
 from ..errors import ArtifactError, ConfigError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
 from .beam import constrained_beam_search
@@ -49,11 +51,6 @@ DEVICES = ("auto", "cpu", "cuda")
 # config fields that may change between an interrupted run and its resumption without changing
 # what is computed (epochs may be raised to extend a finished run, at the cost of exactness)
 _RESUMABLE_CHANGES = {"epochs", "patience", "device"}
-
-
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ConfigError(message)
 
 
 def _is_int(value: Any) -> bool:
@@ -99,37 +96,37 @@ class SFTConfig:
         if isinstance(self.model, dict):
             known = {f.name for f in fields(GeneratorConfig)}
             unknown = sorted(set(self.model) - known)
-            _check(not unknown, f"unknown model options {unknown}; known: {sorted(known)}")
+            require(not unknown, f"unknown model options {unknown}; known: {sorted(known)}")
             self.model = GeneratorConfig(**self.model)
         self.validate()
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "max_history", "num_beams", "patience"):
             value = getattr(self, name)
-            _check(_is_int(value) and value >= 1,
+            require(_is_int(value) and value >= 1,
                    f"--{name.replace('_', '-')} {value!r} must be an integer >= 1")
-        _check(self.num_beams >= EVAL_K,
+        require(self.num_beams >= EVAL_K,
                f"--num-beams {self.num_beams!r} must be >= {EVAL_K}: validation reports "
                f"Recall@{EVAL_K} from the beams")
         for name in ("warmup_steps", "valid_users", "seed"):
             value = getattr(self, name)
-            _check(_is_int(value) and value >= 0,
+            require(_is_int(value) and value >= 0,
                    f"--{name.replace('_', '-')} {value!r} must be an integer >= 0")
-        _check(_is_num(self.lr) and self.lr > 0, f"--lr {self.lr!r} must be > 0 (default 1e-3)")
-        _check(_is_num(self.weight_decay) and self.weight_decay >= 0,
+        require(_is_num(self.lr) and self.lr > 0, f"--lr {self.lr!r} must be > 0 (default 1e-3)")
+        require(_is_num(self.weight_decay) and self.weight_decay >= 0,
                f"--weight-decay {self.weight_decay!r} must be >= 0 (default 0.01)")
-        _check(self.device in DEVICES,
+        require(self.device in DEVICES,
                f"--device {self.device!r} is not known; use one of: {', '.join(DEVICES)}")
         m = self.model
-        _check(isinstance(m, GeneratorConfig), f"model {m!r} must be a GeneratorConfig")
+        require(isinstance(m, GeneratorConfig), f"model {m!r} must be a GeneratorConfig")
         for name in ("d_model", "num_layers", "num_heads", "d_ff",
                      "relative_attention_num_buckets", "relative_attention_max_distance"):
             value = getattr(m, name)
-            _check(_is_int(value) and value >= 1,
+            require(_is_int(value) and value >= 1,
                    f"model {name} {value!r} must be an integer >= 1")
-        _check(m.d_model % m.num_heads == 0,
+        require(m.d_model % m.num_heads == 0,
                f"model d_model {m.d_model!r} must be divisible by num_heads {m.num_heads!r}")
-        _check(_is_num(m.dropout) and 0 <= m.dropout < 1,
+        require(_is_num(m.dropout) and 0 <= m.dropout < 1,
                f"model dropout {m.dropout!r} must be in [0, 1)")
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,14 +149,6 @@ def encode_examples(
     )
     labels = vocab.target_tokens([ex.target for ex in examples], codes)
     return input_ids, attention_mask, labels
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(name)
 
 
 @torch.no_grad()
@@ -357,7 +346,7 @@ def train_sft(
     started = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = _resolve_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     codes = np.asarray(codes, dtype=np.int64)
     vocab = SidVocab(codebook_sizes)
     trie = SidTrie.from_codes(codes, list(codebook_sizes)).to(device)
