@@ -6,7 +6,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SGREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -55,3 +58,34 @@ def toy_letter(tmp_path: Path) -> Path:
         "u5": [0, 1],
     }
     return write_letter(tmp_path / "toy", inter, toy_items(8))
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_sid_run(folder: Path) -> Path:
+    """A prepared run with residual k-means SIDs: 31 users over 40 toy items."""
+    from sgrec_cli.cli import app
+
+    rng = np.random.default_rng(0)
+    inter = {f"u{u}": [int(i) for i in rng.choice(40, size=7, replace=False)]
+             for u in range(30)}
+    inter["all"] = list(range(40))
+    src = write_letter(folder / "src", inter, toy_items(40))
+    run = folder / "run"
+    for args in (["prepare", str(src)],
+                 ["build-sids", "--method", "rqkmeans", "--codebook-size", "8", "--dedup",
+                  "suffix", "--cache-dir", str(folder / "cache"), "--no-progress"]):
+        res = CliRunner().invoke(app, [*args, "--run", str(run)])
+        assert res.exit_code == 0, res.output
+    return run
+
+
+@pytest.fixture
+def sid_run(tmp_path, one_thread):
+    return make_sid_run(tmp_path)

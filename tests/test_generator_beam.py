@@ -124,3 +124,29 @@ def test_trie_lookup(setup):
     missing = set(range(512)) - {int(a * 64 + b * 8 + c) for a, b, c in codes}
     m = min(missing)
     assert trie.items_of(torch.tensor([[m // 64, (m // 8) % 8, m % 8]])).tolist() == [-1]
+
+
+@torch.no_grad()
+def test_beam_decoder_matches_t5_decoder(setup):
+    """BeamDecoder's logits equal T5's own decoder (teacher forcing) for every beam, after
+    beams are reordered to other parents (so a wrong cache move would show)."""
+    from sgrec_cli.generator.beamstep import BeamDecoder
+
+    _, vocab, _, _, model, ids, mask = setup
+    batch, nb, steps = ids.shape[0], 3, 3
+    gen = torch.Generator().manual_seed(1)
+    hidden = model.get_encoder()(input_ids=ids, attention_mask=mask)[0]
+    dec = BeamDecoder(model)
+    dec.start(hidden, mask)
+    seqs = torch.full((batch, 1, 1), DECODER_START)  # (B, n_live, t) every beam's tokens
+    tokens, parent = seqs[:, :, 0], None
+    for _ in range(steps):
+        logits = dec.step(tokens, parent)  # (B, n_live, V)
+        n_live = tokens.shape[1]
+        full = model(input_ids=ids.repeat_interleave(n_live, 0),
+                     attention_mask=mask.repeat_interleave(n_live, 0),
+                     decoder_input_ids=seqs.reshape(batch * n_live, -1)).logits[:, -1]
+        torch.testing.assert_close(logits.reshape(batch * n_live, -1), full, atol=1e-4, rtol=0)
+        parent = torch.randint(0, n_live, (batch, nb), generator=gen)  # (B, nb)
+        tokens = torch.randint(3, vocab.vocab_size, (batch, nb), generator=gen)
+        seqs = torch.cat([seqs[torch.arange(batch)[:, None], parent], tokens[:, :, None]], 2)

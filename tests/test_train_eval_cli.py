@@ -5,39 +5,12 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-import pytest
-import torch
 from typer.testing import CliRunner
 
 from conftest import toy_items, write_letter
 from sgrec_cli.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def sid_run(tmp_path, one_thread):
-    rng = np.random.default_rng(0)
-    inter = {f"u{u}": [int(i) for i in rng.choice(40, size=7, replace=False)]
-             for u in range(30)}
-    inter["all"] = list(range(40))
-    src = write_letter(tmp_path / "src", inter, toy_items(40))
-    run = tmp_path / "run"
-    for args in (["prepare", str(src)],
-                 ["build-sids", "--method", "rqkmeans", "--codebook-size", "8", "--dedup",
-                  "suffix", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]):
-        res = runner.invoke(app, [*args, "--run", str(run)])
-        assert res.exit_code == 0, res.output
-    return run
 
 
 def test_train_and_eval_all_models(sid_run):

@@ -229,6 +229,8 @@ def evaluate(
         help="sft, sasrec or popular; repeat to compare.")] = None,
     split: Annotated[str, typer.Option(help="test or valid.")] = "test",
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10_000,
+    num_beams: Annotated[int, typer.Option(help="Generator beams (>= 20).")] = 20,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator).")] = "auto",
     as_json: JsonOpt = False,
 ) -> None:
     """Recall/NDCG@{1,5,10,20}, invalid/duplicate rate, coverage, and paired bootstrap tests.
@@ -237,7 +239,8 @@ def evaluate(
     """
     from .eval.evaluate import evaluate as do_eval
 
-    report = do_eval(run, model or ["sft"], split=split, n_boot=n_boot)
+    report = do_eval(run, model or ["sft"], split=split, n_boot=n_boot, num_beams=num_beams,
+                     device=device)
     if as_json:
         _print_json(report)
         return
@@ -256,6 +259,64 @@ def evaluate(
         out.print(f"{c['a']} vs {c['b']} {c['metric']}: diff {c['diff']:+.4f} "
                   f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] p={c['p_value']:.4f}",
                   highlight=False)
+
+
+@app.command()
+@handle_errors
+def recommend(
+    run: RunOpt = Path("runs/default"),
+    history: Annotated[list[str] | None, typer.Option(
+        help="Item ids, oldest first, comma-separated; repeat for several users.")] = None,
+    user: Annotated[list[str] | None, typer.Option(
+        help="A user of the dataset (their whole sequence is the history); repeatable.")] = None,
+    users_file: Annotated[Path | None, typer.Option(
+        "--users", help='File of users: JSON lines {"user": .., "history": [ids]} or one '
+        "comma-separated history per line.")] = None,
+    model: Annotated[str, typer.Option(help="sft, sasrec or popular.")] = "sft",
+    k: Annotated[int, typer.Option("--k", "-k", help="Items per user.")] = 10,
+    num_beams: Annotated[int, typer.Option(help="Generator beams.")] = 20,
+    exclude_history: Annotated[bool, typer.Option(
+        help="Leave the user's history items out.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    output: Annotated[Path | None, typer.Option(
+        "--out", help="Also write the results as JSON lines to this file.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Top-K items with their titles and semantic IDs for histories, users or a file of users.
+
+    Example: sgrec recommend --run runs/sci --history 12,7,30 --k 10
+    """
+    from .artifacts import atomic_write_text
+    from .data.store import load_data
+    from .errors import BadInputError
+    from .recommend import RecommendConfig, parse_history, read_requests, user_requests
+    from .recommend import recommend as do_recommend
+
+    cfg = RecommendConfig(model=model, k=k, num_beams=num_beams, exclude_history=exclude_history,
+                          device=device)
+    requests = [parse_history(h) for h in history or []]
+    if user:
+        requests += user_requests(load_data(run), user)
+    if users_file is not None:
+        requests += read_requests(users_file)
+    if not requests:
+        raise BadInputError("nothing to recommend for: give --history, --user or --users FILE")
+    results = do_recommend(run, requests, cfg)
+    if output is not None:
+        atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                          for r in results))
+    if as_json:
+        _print_json(results)
+        return
+    for n, res in enumerate(results, start=1):
+        who = res["user"] if res["user"] is not None else f"history {n}"
+        table = Table(title=f"{who} ({res['history']} items) -> top {cfg.k} by {cfg.model}")
+        for col in ("#", "item", "title", "SID", "score"):
+            table.add_column(col, justify="right" if col in ("#", "score") else "left")
+        for r in res["items"]:
+            sid = "-".join(map(str, r["sid"])) if r["sid"] is not None else ""
+            table.add_row(str(r["rank"]), r["id"], r["title"][:60], sid, f"{r['score']:.3f}")
+        out.print(table)
 
 
 @app.command()

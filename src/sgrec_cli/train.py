@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
+from transformers import T5ForConditionalGeneration
 
 from .artifacts import MANIFEST, atomic_write_json, load_manifest, staged_step, write_manifest
 from .baselines.sasrec import SASRec, SASRecConfig, train_sasrec
 from .data.store import load_data
+from .device import resolve_device
 from .errors import ArtifactError
 from .generator.sft import SFTConfig, train_sft
+from .generator.tokens import SidVocab
 from .sids.build import load_sids
 
 SFT_STEP = "sft"
@@ -81,8 +86,18 @@ def load_sasrec(run: Path) -> SASRec:
     return model
 
 
-def load_sft(run: Path, device: str = "cpu"):
-    """(model, vocab, codes) of RUN/sft/best, checked against the run's data and SIDs."""
+@dataclass(frozen=True)
+class LoadedSFT:
+    """A trained generator ready for decoding, with what decoding needs beside it."""
+
+    model: T5ForConditionalGeneration
+    vocab: SidVocab
+    codes: np.ndarray  # (N, L) item SIDs, row i = item index i
+    max_history: int  # history items the model was trained on
+
+
+def load_sft(run: Path, device: str = "cpu") -> LoadedSFT:
+    """RUN/sft/best, checked against the run's data and SIDs."""
     from .generator.model import load_generator
 
     data = load_data(run)
@@ -92,5 +107,6 @@ def load_sft(run: Path, device: str = "cpu"):
             or m.data["inputs"].get("data/manifest.json") != data.manifest.digest):
         raise ArtifactError("trained on other data or SIDs than the run now holds; run "
                             "`sgrec train` again", m.path)
-    model, _cfg, vocab = load_generator(m.path.parent / "best", device=device)
-    return model, vocab, sids.codes
+    model, _cfg, vocab = load_generator(m.path.parent / "best", device=resolve_device(device))
+    max_history = int(m.data.get("config", {}).get("max_history", 20))
+    return LoadedSFT(model, vocab, sids.codes, max_history)

@@ -101,10 +101,12 @@ def training_tensors(sequences: Sequence[Sequence[int]], max_len: int) -> tuple[
 
 @torch.no_grad()
 def recommend(model: SASRec, histories: Sequence[Sequence[int]], k: int,
-              exclude_history: bool = True, batch: int = 1024) -> np.ndarray:
-    """Top-k item indices (U, k) by score; history items masked when ``exclude_history``."""
+              exclude_history: bool = True, batch: int = 1024, with_scores: bool = False
+              ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices (U, k) by score; history items masked when ``exclude_history``.
+    ``with_scores`` also returns the logits (U, k) float32."""
     model.eval()
-    out = []
+    out, out_s = [], []
     for i in range(0, len(histories), batch):
         hs = histories[i:i + batch]
         seq = left_pad(hs, model.cfg.max_len)
@@ -112,8 +114,11 @@ def recommend(model: SASRec, histories: Sequence[Sequence[int]], k: int,
         if exclude_history:
             for b, hist in enumerate(hs):
                 scores[b, list(hist)] = -torch.inf
-        out.append(scores.topk(k, dim=1).indices.numpy())
-    return np.concatenate(out)
+        top = scores.topk(k, dim=1)
+        out.append(top.indices.numpy())
+        out_s.append(top.values.float().numpy())
+    items = np.concatenate(out)
+    return (items, np.concatenate(out_s)) if with_scores else items
 
 
 def evaluate(model: SASRec, histories, targets, k: int = 10) -> dict[str, float]:

@@ -12,6 +12,7 @@ import numpy as np
 from ..artifacts import atomic_write_json, staged_step, write_jsonl, write_manifest
 from ..data.store import PreparedData, load_data
 from ..errors import ConfigError
+from ..recommend import MODELS, top_items
 from .bootstrap import paired_bootstrap
 from .metrics import (
     DEFAULT_KS,
@@ -23,38 +24,28 @@ from .metrics import (
 )
 
 STEP = "eval"
-MODELS = ("sft", "sasrec", "popular")
 K_MAX = max(DEFAULT_KS)
 
 
 def predict(run: Path, data: PreparedData, model: str, histories: list,
-            num_beams: int = 20) -> np.ndarray:
-    """Top-20 item indices (U, 20) of one model for the given histories."""
-    if model == "popular":
-        from ..baselines.popularity import MostPopular
-
-        pop = MostPopular().fit(data.split("train"), data.sequences(), n_items=len(data.items()))
-        return pop.recommend(histories, K_MAX, exclude_history=True)
-    if model == "sasrec":
-        from ..baselines.sasrec import recommend
-        from ..train import load_sasrec
-
-        return recommend(load_sasrec(run), histories, K_MAX)
-    if model == "sft":
-        from ..generator.sft import predict_topk
-        from ..generator.trie import SidTrie
-        from ..train import load_sft
-
-        gen, vocab, codes = load_sft(run)
-        trie = SidTrie.from_codes(codes, vocab.codebook_sizes)
-        return predict_topk(gen, vocab, trie, histories, codes, K_MAX,
-                            num_beams=max(num_beams, K_MAX))
-    raise ConfigError(f"--model {model!r} is not known; use one of: {', '.join(MODELS)}")
+            num_beams: int = 20, device: str = "cpu") -> np.ndarray:
+    """Top-20 item indices (U, 20) of one model for the given histories. History items are
+    excluded for every model: the generator searches ``num_beams`` + (longest history) beams so
+    that 20 items remain once they are dropped, as SASRec ranks all non-history items."""
+    items, _ = top_items(run, data, model, histories, K_MAX, num_beams=num_beams, device=device,
+                         fill=True)
+    return items
 
 
 def evaluate(run: Path, models: list[str], split: str = "test", n_boot: int = 10_000,
-             seed: int = 0) -> dict:
+             seed: int = 0, num_beams: int = 20, device: str = "cpu") -> dict:
     started = time.time()
+    if not isinstance(num_beams, int) or num_beams < K_MAX:
+        raise ConfigError(f"--num-beams {num_beams!r} must be an integer >= {K_MAX}: the "
+                          f"metrics go to @{K_MAX}")
+    from ..device import resolve_device
+
+    device = resolve_device(device)
     if split not in ("test", "valid"):
         raise ConfigError(f"--split {split!r} must be test or valid")
     for m in models:
@@ -68,7 +59,7 @@ def evaluate(run: Path, models: list[str], split: str = "test", n_boot: int = 10
     results, per_user, rows = {}, {}, {}
     for m in models:
         t0 = time.perf_counter()
-        topk = predict(run, data, m, histories)
+        topk = predict(run, data, m, histories, num_beams=num_beams, device=device)
         ranks = ranks_of_targets(topk, targets)
         per_user[m] = per_user_metrics(ranks)
         results[m] = {**summarize(per_user[m]), **invalid_and_duplicate_rate(topk, n_items),
@@ -88,7 +79,7 @@ def evaluate(run: Path, models: list[str], split: str = "test", n_boot: int = 10
             write_jsonl(tmp / f"{m}.{split}.jsonl", rows[m])
         atomic_write_json(tmp / "stats.json", report)
         write_manifest(tmp, step=STEP, config={"models": models, "split": split,
-                                               "n_boot": n_boot},
+                                               "n_boot": n_boot, "num_beams": num_beams},
                        seed=seed, started=started,
                        inputs={"data/manifest.json": data.manifest.digest},
                        dataset=data.manifest.dataset)

@@ -2,7 +2,9 @@
 
 Every step is a handful of tensor ops for the whole batch: the trie's dense child table says
 which codes each beam may take, so there is no per-beam Python callback (which is what
-``prefix_allowed_tokens_fn`` costs in ``model.generate``). Since a SID has a fixed length L,
+``prefix_allowed_tokens_fn`` costs in ``model.generate``), and the decoder step
+(``beamstep.BeamDecoder``) lets the beams of a user share its encoder states instead of copying
+them per beam. Since a SID has a fixed length L,
 all hypotheses have L tokens and a beam's score is simply the sum of its token log-probs.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import torch
 from transformers import T5ForConditionalGeneration
 
+from .beamstep import BeamDecoder
 from .tokens import DECODER_START, PAD, SidVocab
 from .trie import SidTrie
 
@@ -24,22 +27,11 @@ def _check(trie: SidTrie, vocab: SidVocab, num_beams: int) -> None:
         raise ValueError("trie and vocab have different codebook sizes")
 
 
-def _reorder_self_attention(cache, rows: torch.Tensor) -> None:
-    """Point each beam at its parent's decoder cache. Parents always belong to the same user,
-    whose beams share identical cross-attention keys/values, so only the self-attention half
-    needs moving (reordering the cross half would copy B*nb*S*D floats per layer for nothing)."""
-    self_cache = getattr(cache, "self_attention_cache", None)
-    if self_cache is None:  # not an encoder-decoder cache: reorder everything
-        cache.reorder_cache(rows)
-    else:
-        self_cache.reorder_cache(rows)
-
-
 def _level_log_probs(logits: torch.Tensor, vocab: SidVocab, level: int) -> torch.Tensor:
-    """(R, V) last-step logits -> (R, K_level) log-probs, normalised over the full vocab
+    """(..., V) next-token logits -> (..., K_level) log-probs, normalised over the full vocab
     (as ``generate`` does), then restricted to the level's token range."""
     start, stop = vocab.level_range(level)
-    return torch.log_softmax(logits.float(), dim=-1)[:, start:stop]
+    return torch.log_softmax(logits.float(), dim=-1)[..., start:stop]
 
 
 @torch.no_grad()
@@ -66,51 +58,29 @@ def constrained_beam_search(
     device = input_ids.device
     trie = trie.to(device)
     batch, nb = input_ids.shape[0], num_beams
-    enc = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
-    hidden = enc.last_hidden_state  # (B, S, D)
+    hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)[0]
+    dec = BeamDecoder(model)
+    dec.start(hidden, attention_mask)  # (B, S, D): read by every beam of a user, never copied
 
-    # Step 0 runs on one row per user: every beam starts from the same (empty) prefix, so this
-    # is the "one live beam, others -inf" start without computing the dead beams.
-    start = torch.full((batch, 1), DECODER_START, dtype=torch.long, device=device)
-    out = model(
-        encoder_outputs=(hidden,), attention_mask=attention_mask,
-        decoder_input_ids=start, use_cache=True,
-    )
-    cache = out.past_key_values
-    lp = _level_log_probs(out.logits[:, -1], vocab, 0)  # (B, K0)
-    root_child = trie.child[0][0]  # (K0,)
-    cand = lp.masked_fill(root_child < 0, NEG_INF)
-    if cand.shape[1] < nb:  # fewer codes than beams: pad with dead candidates
-        cand = torch.cat([cand, cand.new_full((batch, nb - cand.shape[1]), NEG_INF)], dim=1)
-    scores, code = cand.topk(nb, dim=1)  # (B, nb)
-    code = code.clamp(max=root_child.shape[0] - 1)
-    node = torch.where(torch.isfinite(scores), root_child[code], -1)  # (B, nb)
-
-    # Every beam of user b reads row b's cache and encoder states from now on.
-    cache.batch_repeat_interleave(nb)
-    hidden = hidden.repeat_interleave(nb, dim=0)  # (B*nb, S, D)
-    mask = attention_mask.repeat_interleave(nb, dim=0)  # (B*nb, S)
-    row_base = (torch.arange(batch, device=device) * nb)[:, None]  # (B, 1)
-
-    for level in range(1, vocab.num_levels):
-        # feed the code chosen at the previous level; dead beams feed PAD (their scores stay -inf)
-        prev_tok = torch.where(node >= 0, code + vocab.offsets[level - 1], PAD)
-        out = model(
-            encoder_outputs=(hidden,), attention_mask=mask,
-            decoder_input_ids=prev_tok.reshape(batch * nb, 1),
-            past_key_values=cache, use_cache=True,
-        )
-        cache = out.past_key_values
+    # Level 0 starts from one live row per user: every beam begins with the same empty prefix.
+    tokens = torch.full((batch, 1), DECODER_START, dtype=torch.long, device=device)
+    scores = torch.zeros((batch, 1), device=device)  # (B, n_live)
+    node = torch.zeros((batch, 1), dtype=torch.long, device=device)  # trie node per beam
+    parent = None
+    for level in range(vocab.num_levels):
         k = vocab.codebook_sizes[level]
-        lp = _level_log_probs(out.logits[:, -1], vocab, level).view(batch, nb, k)
-        child = trie.child[level][node.clamp(min=0)]  # (B, nb, K)
+        lp = _level_log_probs(dec.step(tokens, parent), vocab, level)  # (B, n_live, K)
+        child = trie.child[level][node.clamp(min=0)]  # (B, n_live, K)
         valid = (child >= 0) & (node >= 0)[:, :, None]
-        cand = torch.where(valid, scores[:, :, None] + lp, NEG_INF).view(batch, nb * k)
-        scores, flat = cand.topk(nb, dim=1)  # (B, nb) over beams x codes
+        cand = torch.where(valid, scores[:, :, None] + lp, NEG_INF).flatten(1)  # (B, n_live*K)
+        if cand.shape[1] < nb:  # fewer candidates than beams: pad with dead ones
+            cand = torch.cat([cand, cand.new_full((batch, nb - cand.shape[1]), NEG_INF)], 1)
+        scores, flat = cand.topk(nb, dim=1)  # (B, nb) over live beams x codes
+        flat = flat.clamp(max=child.shape[1] * k - 1)
         parent, code = flat // k, flat % k
-        node = torch.where(torch.isfinite(scores), child.view(batch, nb * k).gather(1, flat), -1)
-        if level + 1 < vocab.num_levels:
-            _reorder_self_attention(cache, (row_base + parent).reshape(-1))
+        node = torch.where(torch.isfinite(scores), child.flatten(1).gather(1, flat), -1)
+        # a dead beam feeds PAD; its score stays -inf
+        tokens = torch.where(node >= 0, code + vocab.offsets[level], PAD)
 
     items = torch.where(node >= 0, trie.leaf_item[node.clamp(min=0)], -1)
     return items[:, :k_out], scores[:, :k_out]
