@@ -14,7 +14,13 @@ from safetensors.torch import load_file
 from sgrec_cli.data.split import split_all
 from sgrec_cli.errors import ConfigError
 from sgrec_cli.generator.model import GeneratorConfig, load_generator
-from sgrec_cli.generator.sft import SFTConfig, encode_examples, predict_topk, train_sft
+from sgrec_cli.generator.sft import (
+    SFTConfig,
+    encode_examples,
+    length_grouped_batches,
+    predict_topk,
+    train_sft,
+)
 from sgrec_cli.generator.tokens import SidVocab
 from sgrec_cli.generator.trie import SidTrie
 
@@ -142,3 +148,19 @@ def test_resume_is_exact(data, tmp_path):
 def test_bad_config(kw, bad):
     with pytest.raises(ConfigError, match=bad):
         SFTConfig(**kw)
+
+
+def test_length_grouped_batches():
+    lengths = torch.tensor(np.random.default_rng(0).integers(1, 62, size=1003))
+    batches = length_grouped_batches(lengths, 10, torch.Generator().manual_seed(0), group=5)
+    assert len(batches) == 101  # ceil(1003 / 10): only the last group is partial
+    flat = torch.cat(batches)
+    assert sorted(flat.tolist()) == list(range(1003))  # every example exactly once
+    # inside a group of 5 batches lengths are sorted, so a batch's lengths are close together:
+    # the mean padding per batch is far below that of random batches
+    pad = np.mean([float((lengths[b].max() - lengths[b]).float().mean()) for b in batches])
+    rand = torch.randperm(1003, generator=torch.Generator().manual_seed(1)).split(10)
+    pad_rand = np.mean([float((lengths[b].max() - lengths[b]).float().mean()) for b in rand])
+    assert pad < 0.3 * pad_rand
+    again = length_grouped_batches(lengths, 10, torch.Generator().manual_seed(0), group=5)
+    assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))

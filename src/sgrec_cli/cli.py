@@ -196,6 +196,9 @@ def train(
     """Train the SID generator by next-SID prediction (RUN/sft) or the SASRec baseline.
 
     Example: sgrec train --run runs/sci --epochs 50
+
+    Several GPUs: torchrun --nproc_per_node 4 -m sgrec_cli.cli train -r runs/sci  (-r: torchrun
+    would take --run for its own --run-path)
     """
     from .train import run_sasrec, run_sft
 
@@ -215,6 +218,10 @@ def train(
         from .errors import ConfigError
 
         raise ConfigError(f"--model {model!r} is not known; use generator or sasrec")
+    from .distributed import main_process
+
+    if not main_process():  # under torchrun only rank 0 reports
+        return
     if as_json:
         _print_json(summary)
     else:

@@ -26,21 +26,33 @@ SASREC_STEP = "sasrec"
 
 def run_sft(run: Path, cfg: SFTConfig, resume: bool = False, log=None) -> dict:
     """Train into RUN/sft. The folder gets its manifest only when training ends, so an
-    interrupted run is never taken for a finished one; ``resume`` continues its checkpoint."""
+    interrupted run is never taken for a finished one; ``resume`` continues its checkpoint.
+    Under torchrun every process trains (DDP) and the main one writes the files."""
+    from .distributed import barrier, setup, teardown
+
     started = time.time()
     run = Path(run)
     data = load_data(run)
     sids = load_sids(run)
     out = run / SFT_STEP
-    (out / MANIFEST).unlink(missing_ok=True)
-    summary = train_sft(data.split("train"), data.split("valid"), sids.codes,
-                        sids.codebook_sizes, cfg, out, resume=resume, log=log)
-    atomic_write_json(out / "summary.json", summary)
-    config = asdict(cfg)
-    write_manifest(out, step=SFT_STEP, config=config, seed=cfg.seed, started=started,
-                   inputs={"data/manifest.json": data.manifest.digest,
-                           "sids/manifest.json": sids.manifest.digest},
-                   dataset=data.manifest.dataset)
+    world = setup(cfg.device)
+    try:
+        if world.main:
+            (out / MANIFEST).unlink(missing_ok=True)
+        barrier(world)
+        summary = train_sft(data.split("train"), data.split("valid"), sids.codes,
+                            sids.codebook_sizes, cfg, out, resume=resume, log=log, world=world)
+        summary["processes"] = world.size
+        if world.main:
+            atomic_write_json(out / "summary.json", summary)
+            write_manifest(out, step=SFT_STEP, config=asdict(cfg), seed=cfg.seed,
+                           started=started,
+                           inputs={"data/manifest.json": data.manifest.digest,
+                                   "sids/manifest.json": sids.manifest.digest},
+                           dataset=data.manifest.dataset)
+        barrier(world)
+    finally:
+        teardown(world)
     return summary
 
 

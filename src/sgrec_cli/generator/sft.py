@@ -34,7 +34,8 @@ from transformers import T5ForConditionalGeneration
 from ..artifacts import atomic_write_json, swap_into_place
 from ..config import require
 from ..data.split import Example
-from ..device import resolve_device
+from ..distributed import World, barrier
+from ..distributed import setup as setup_world
 from ..errors import ArtifactError, ConfigError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
 from .beam import constrained_beam_search
@@ -358,12 +359,17 @@ def train_sft(
     resume: bool = False,
     log: Callable[[str], None] | None = None,
     stop_after: int | None = None,
+    world: World | None = None,
 ) -> dict[str, Any]:
     """Train the generator; returns a summary (best epoch and metrics, epochs run, seconds).
 
     ``resume`` continues from ``out_dir/checkpoint`` when present (otherwise starts afresh).
     ``stop_after`` runs at most that many epochs in this call and leaves a resumable checkpoint
     (a time-sliced job; also how the tests interrupt a run without changing its schedule).
+    ``world``: under torchrun, every process takes its share of each epoch's batches (DDP
+    averages the gradients), every process validates the same (synchronised) weights so all
+    take the same early-stopping decision, and only the main process writes files. Exact
+    resume is guaranteed for a single process only (each process has its own dropout RNG).
     """
     cfg.validate()
     if not train_examples:
@@ -372,11 +378,12 @@ def train_sft(
         raise ConfigError("no validation examples")
     if stop_after is not None and (not _is_int(stop_after) or stop_after < 1):
         raise ConfigError(f"stop_after {stop_after!r} must be an integer >= 1")
-    say = log or (lambda _msg: None)
+    world = world or setup_world(cfg.device)
+    say = (log or (lambda _msg: None)) if world.main else (lambda _msg: None)
     started = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(resolve_device(cfg.device))
+    device = torch.device(world.device)
     codes = np.asarray(codes, dtype=np.int64)
     vocab = SidVocab(codebook_sizes)
     trie = SidTrie.from_codes(codes, list(codebook_sizes)).to(device)
@@ -387,11 +394,21 @@ def train_sft(
     lengths = attention_mask.sum(1)
     valid = _valid_subset(valid_examples, cfg)
     n_train = len(train_examples)
-    steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+    # length_grouped_batches makes exactly ceil(n / batch) batches; each process takes 1/world
+    steps_per_epoch = math.ceil(n_train / cfg.batch_size) // world.size
+    if steps_per_epoch < 1:
+        raise ConfigError(f"{n_train} training examples make fewer batches than the "
+                          f"{world.size} processes; lower --batch-size")
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, vocab).to(device)
+    if world.distributed:
+        torch.manual_seed(cfg.seed + 7919 * world.rank)  # own dropout masks per process
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        ddp = model
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     optimizer = torch.optim.AdamW(
@@ -429,10 +446,12 @@ def train_sft(
         say(f"resuming after epoch {state['epoch']} (best NDCG@{EVAL_K} "
             f"{state['best_score']} at epoch {state['best_epoch']})")
     else:
-        for stale_dir in (ckpt_dir, best_dir):
-            shutil.rmtree(stale_dir, ignore_errors=True)
+        if world.main:
+            for stale_dir in (ckpt_dir, best_dir):
+                shutil.rmtree(stale_dir, ignore_errors=True)
         rows = []
-    _write_log(log_path, rows)
+    if world.main:
+        _write_log(log_path, rows)
 
     run_here = 0
     while not state["stopped"] and state["epoch"] < cfg.epochs:
@@ -441,10 +460,13 @@ def train_sft(
         t0 = time.time()
         epoch = state["epoch"] + 1
         model.train()
-        loss_sum = 0.0
-        for idx in length_grouped_batches(lengths, cfg.batch_size, shuffle):
+        loss_sum, seen = 0.0, 0
+        batches = length_grouped_batches(lengths, cfg.batch_size, shuffle)
+        # every process draws the same batches and takes its own equal share
+        batches = batches[world.rank : steps_per_epoch * world.size : world.size]
+        for idx in batches:
             width = int(lengths[idx].max())
-            out = model(
+            out = ddp(
                 input_ids=input_ids[idx, :width].to(device),
                 attention_mask=attention_mask[idx, :width].to(device),
                 labels=labels[idx].to(device),
@@ -455,19 +477,27 @@ def train_sft(
             optimizer.step()
             scheduler.step()
             loss_sum += float(out.loss.detach()) * len(idx)
+            seen += len(idx)
+        if world.distributed:
+            totals = torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(totals)
+            loss_sum, seen = float(totals[0]), int(totals[1])
         lr = optimizer.param_groups[0]["lr"]
         metrics = _evaluate(model, vocab, trie, valid, codes, cfg)
         score = metrics[f"ndcg@{EVAL_K}"]
         seconds = time.time() - t0
-        row = {"epoch": epoch, "loss": loss_sum / n_train, "lr": lr,
+        row = {"epoch": epoch, "loss": loss_sum / seen, "lr": lr,
                f"valid_recall@{EVAL_K}": metrics[f"recall@{EVAL_K}"],
                f"valid_ndcg@{EVAL_K}": score, "seconds": round(seconds, 3)}
         rows.append(row)
-        _write_log(log_path, rows)
+        if world.main:
+            _write_log(log_path, rows)
         say(json.dumps(row))
         if state["best_score"] is None or score > state["best_score"]:
             state.update(best_score=score, best_epoch=epoch, best_metrics=metrics, stale=0)
-            _write_folder_atomically(best_dir, lambda tmp: save_generator(model, cfg.model, tmp))
+            if world.main:
+                _write_folder_atomically(best_dir,
+                                         lambda tmp: save_generator(model, cfg.model, tmp))
         else:
             state["stale"] += 1
         state["epoch"] = epoch
@@ -475,7 +505,9 @@ def train_sft(
         if state["stale"] >= cfg.patience:
             state["stopped"] = True
             say(f"early stop: no better NDCG@{EVAL_K} for {cfg.patience} epochs")
-        _save_checkpoint(ckpt_dir, model, optimizer, scheduler, shuffle, device, state)
+        if world.main:
+            _save_checkpoint(ckpt_dir, model, optimizer, scheduler, shuffle, device, state)
+        barrier(world)
         run_here += 1
 
     return {
