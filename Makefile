@@ -11,7 +11,7 @@ TORCH_PIP_ARGS ?=
 FAISS_EXTRA    ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DATA    ?= ../shared/data/amazon_scientific_2018
 RUN     ?= runs/demo
-# SFT epochs in the demo: one epoch on Scientific takes about 4 minutes on a 2-core CPU, so the
+# SFT epochs in the demo: one epoch on Scientific takes about a minute on a 2-core CPU, so the
 # demo runs the whole pipeline on a small budget; use DEMO_EPOCHS=50 (or a GPU) for real results.
 DEMO_EPOCHS ?= 2
 
@@ -38,6 +38,7 @@ demo: install
 	$(SGREC) train --run $(RUN) --epochs $(DEMO_EPOCHS)
 	$(SGREC) train --run $(RUN) --model sasrec
 	$(SGREC) eval --run $(RUN) --model sft --model sasrec --model popular
+	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(PY) -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["user"])' $(RUN)/data/sequences.jsonl)"
 	$(SGREC) info --run $(RUN)
 
 bench: install

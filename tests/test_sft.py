@@ -79,7 +79,8 @@ def test_learns_next_item(data, trained):
     out, summary = trained
     rows = read_log(out)
     assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
-    assert set(rows[0]) >= {"epoch", "loss", "lr", "valid_recall@10", "valid_ndcg@10", "seconds"}
+    assert set(rows[0]) >= {"epoch", "loss", "valid_loss", "lr", "valid_recall@10",
+                            "valid_ndcg@10", "seconds"}
     assert rows[-1]["loss"] < 0.5 * rows[0]["loss"]
     chance = 10 / N_ITEMS
     assert summary["best"]["valid_recall@10"] > 3 * chance

@@ -191,6 +191,13 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator).")] = "auto",
     resume: Annotated[bool, typer.Option(help="Generator: continue an interrupted run.")]
         = False,
+    dropout: Annotated[float | None, typer.Option(
+        help="Dropout [default: 0.1 generator, 0.2 sasrec].")] = None,
+    warmup_steps: Annotated[int, typer.Option(help="Generator: LR warm-up steps.")] = 200,
+    d_model: Annotated[int, typer.Option(help="Generator: model width.")] = 128,
+    num_layers: Annotated[int, typer.Option(
+        help="Generator: encoder layers (and as many decoder layers).")] = 4,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the SID generator by next-SID prediction (RUN/sft) or the SASRec baseline.
@@ -205,14 +212,20 @@ def train(
     if model == "generator":
         from .generator.sft import SFTConfig
 
+        arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model}
+        if dropout is not None:
+            arch["dropout"] = dropout
         cfg = SFTConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
-                        valid_users=valid_users, seed=seed, device=device)
-        summary = run_sft(run, cfg, resume=resume, log=lambda msg: err.print(msg))
+                        valid_users=valid_users, seed=seed, device=device,
+                        warmup_steps=warmup_steps, model=arch)
+        summary = run_sft(run, cfg, resume=resume, log=lambda msg: err.print(msg),
+                          progress=progress)
     elif model == "sasrec":
         from .baselines.sasrec import SASRecConfig
 
+        extra = {} if dropout is None else {"dropout": dropout}
         cfg = SASRecConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
-                           seed=seed)
+                           seed=seed, **extra)
         summary = run_sasrec(run, cfg, log=lambda row: err.print(row))
     else:
         from .errors import ConfigError

@@ -24,7 +24,8 @@ SFT_STEP = "sft"
 SASREC_STEP = "sasrec"
 
 
-def run_sft(run: Path, cfg: SFTConfig, resume: bool = False, log=None) -> dict:
+def run_sft(run: Path, cfg: SFTConfig, resume: bool = False, log=None,
+            progress: bool = False) -> dict:
     """Train into RUN/sft. The folder gets its manifest only when training ends, so an
     interrupted run is never taken for a finished one; ``resume`` continues its checkpoint.
     Under torchrun every process trains (DDP) and the main one writes the files."""
@@ -41,7 +42,8 @@ def run_sft(run: Path, cfg: SFTConfig, resume: bool = False, log=None) -> dict:
             (out / MANIFEST).unlink(missing_ok=True)
         barrier(world)
         summary = train_sft(data.split("train"), data.split("valid"), sids.codes,
-                            sids.codebook_sizes, cfg, out, resume=resume, log=log, world=world)
+                            sids.codebook_sizes, cfg, out, resume=resume, log=log, world=world,
+                            progress=progress)
         summary["processes"] = world.size
         if world.main:
             atomic_write_json(out / "summary.json", summary)

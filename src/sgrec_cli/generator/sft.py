@@ -38,6 +38,7 @@ from ..distributed import World, barrier
 from ..distributed import setup as setup_world
 from ..errors import ArtifactError, ConfigError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
+from ..progress import progress_bar
 from .beam import constrained_beam_search
 from .model import GeneratorConfig, build_model, save_generator
 from .tokens import SidVocab
@@ -190,6 +191,22 @@ def predict_topk(
         out[rows] = items.cpu().numpy()
         out_scores[rows] = scores.float().cpu().numpy()
     return (out, out_scores) if with_scores else out
+
+
+@torch.no_grad()
+def _valid_loss(model, vocab, valid: Sequence[Example], codes, cfg: SFTConfig) -> float:
+    """Teacher-forced cross-entropy per SID token on the validation examples (shows
+    over-fitting next to the training loss)."""
+    model.eval()
+    device = next(model.parameters()).device
+    ids, mask, labels = encode_examples(valid, codes, vocab, cfg.max_history)
+    total = 0.0
+    for start in range(0, len(valid), cfg.batch_size):
+        sl = slice(start, start + cfg.batch_size)
+        out = model(input_ids=ids[sl].to(device), attention_mask=mask[sl].to(device),
+                    labels=labels[sl].to(device))
+        total += float(out.loss) * labels[sl].shape[0]
+    return total / len(valid)
 
 
 def _evaluate(model, vocab, trie, valid: Sequence[Example], codes, cfg: SFTConfig) -> dict:
@@ -360,6 +377,7 @@ def train_sft(
     log: Callable[[str], None] | None = None,
     stop_after: int | None = None,
     world: World | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train the generator; returns a summary (best epoch and metrics, epochs run, seconds).
 
@@ -370,6 +388,7 @@ def train_sft(
     averages the gradients), every process validates the same (synchronised) weights so all
     take the same early-stopping decision, and only the main process writes files. Exact
     resume is guaranteed for a single process only (each process has its own dropout RNG).
+    ``progress`` shows a rich progress bar on stderr (log lines then print above it).
     """
     cfg.validate()
     if not train_examples:
@@ -453,62 +472,74 @@ def train_sft(
     if world.main:
         _write_log(log_path, rows)
 
+    bar = progress_bar(progress and world.main)
+    if progress and world.main:
+        say = bar.console.print  # log lines above the live bar, not through it
+    task = bar.add_task("sft", total=steps_per_epoch * (cfg.epochs - state["epoch"]), info="")
+    bar.start()
     run_here = 0
-    while not state["stopped"] and state["epoch"] < cfg.epochs:
-        if stop_after is not None and run_here >= stop_after:
-            break
-        t0 = time.time()
-        epoch = state["epoch"] + 1
-        model.train()
-        loss_sum, seen = 0.0, 0
-        batches = length_grouped_batches(lengths, cfg.batch_size, shuffle)
-        # every process draws the same batches and takes its own equal share
-        batches = batches[world.rank : steps_per_epoch * world.size : world.size]
-        for idx in batches:
-            width = int(lengths[idx].max())
-            out = ddp(
-                input_ids=input_ids[idx, :width].to(device),
-                attention_mask=attention_mask[idx, :width].to(device),
-                labels=labels[idx].to(device),
-            )
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            loss_sum += float(out.loss.detach()) * len(idx)
-            seen += len(idx)
-        if world.distributed:
-            totals = torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=device)
-            torch.distributed.all_reduce(totals)
-            loss_sum, seen = float(totals[0]), int(totals[1])
-        lr = optimizer.param_groups[0]["lr"]
-        metrics = _evaluate(model, vocab, trie, valid, codes, cfg)
-        score = metrics[f"ndcg@{EVAL_K}"]
-        seconds = time.time() - t0
-        row = {"epoch": epoch, "loss": loss_sum / seen, "lr": lr,
-               f"valid_recall@{EVAL_K}": metrics[f"recall@{EVAL_K}"],
-               f"valid_ndcg@{EVAL_K}": score, "seconds": round(seconds, 3)}
-        rows.append(row)
-        if world.main:
-            _write_log(log_path, rows)
-        say(json.dumps(row))
-        if state["best_score"] is None or score > state["best_score"]:
-            state.update(best_score=score, best_epoch=epoch, best_metrics=metrics, stale=0)
+    try:
+        while not state["stopped"] and state["epoch"] < cfg.epochs:
+            if stop_after is not None and run_here >= stop_after:
+                break
+            t0 = time.time()
+            epoch = state["epoch"] + 1
+            model.train()
+            loss_sum, seen = 0.0, 0
+            batches = length_grouped_batches(lengths, cfg.batch_size, shuffle)
+            # every process draws the same batches and takes its own equal share
+            batches = batches[world.rank : steps_per_epoch * world.size : world.size]
+            for idx in batches:
+                width = int(lengths[idx].max())
+                out = ddp(
+                    input_ids=input_ids[idx, :width].to(device),
+                    attention_mask=attention_mask[idx, :width].to(device),
+                    labels=labels[idx].to(device),
+                )
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                loss_sum += float(out.loss.detach()) * len(idx)
+                seen += len(idx)
+                bar.advance(task)
+            if world.distributed:
+                totals = torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=device)
+                torch.distributed.all_reduce(totals)
+                loss_sum, seen = float(totals[0]), int(totals[1])
+            lr = optimizer.param_groups[0]["lr"]
+            metrics = _evaluate(model, vocab, trie, valid, codes, cfg)
+            score = metrics[f"ndcg@{EVAL_K}"]
+            valid_loss = _valid_loss(model, vocab, valid, codes, cfg)
+            seconds = time.time() - t0
+            row = {"epoch": epoch, "loss": loss_sum / seen, "valid_loss": valid_loss, "lr": lr,
+                   f"valid_recall@{EVAL_K}": metrics[f"recall@{EVAL_K}"],
+                   f"valid_ndcg@{EVAL_K}": score, "seconds": round(seconds, 3)}
+            rows.append(row)
             if world.main:
-                _write_folder_atomically(best_dir,
-                                         lambda tmp: save_generator(model, cfg.model, tmp))
-        else:
-            state["stale"] += 1
-        state["epoch"] = epoch
-        state["seconds"] += seconds
-        if state["stale"] >= cfg.patience:
-            state["stopped"] = True
-            say(f"early stop: no better NDCG@{EVAL_K} for {cfg.patience} epochs")
-        if world.main:
-            _save_checkpoint(ckpt_dir, model, optimizer, scheduler, shuffle, device, state)
-        barrier(world)
-        run_here += 1
+                _write_log(log_path, rows)
+            say(json.dumps(row))
+            bar.update(task, info=f"epoch {epoch} loss {row['loss']:.3f} "
+                                  f"valid NDCG@{EVAL_K} {score:.4f}")
+            if state["best_score"] is None or score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch, best_metrics=metrics, stale=0)
+                if world.main:
+                    _write_folder_atomically(best_dir,
+                                             lambda tmp: save_generator(model, cfg.model, tmp))
+            else:
+                state["stale"] += 1
+            state["epoch"] = epoch
+            state["seconds"] += seconds
+            if state["stale"] >= cfg.patience:
+                state["stopped"] = True
+                say(f"early stop: no better NDCG@{EVAL_K} for {cfg.patience} epochs")
+            if world.main:
+                _save_checkpoint(ckpt_dir, model, optimizer, scheduler, shuffle, device, state)
+            barrier(world)
+            run_here += 1
+    finally:
+        bar.stop()
 
     return {
         "best_epoch": state["best_epoch"],
