@@ -43,6 +43,7 @@ demo: install
 
 bench: install
 	$(PY) bench/run.py
+	$(PY) bench/beam.py --threads 1
 
 lint: install
 	$(VENV)/bin/ruff check src tests bench

@@ -98,7 +98,7 @@ def test_p5_with_explicit_item_text(tmp_path):
 
 
 def test_cli_help_has_examples():
-    for cmd in ("prepare", "build-sids", "info"):
+    for cmd in ("prepare", "build-sids", "train", "eval", "recommend", "info"):
         res = runner.invoke(app, [cmd, "--help"])
         assert res.exit_code == 0 and "Example: sgrec" in res.stdout
     assert runner.invoke(app, ["--version"]).stdout.startswith("sgrec ")
