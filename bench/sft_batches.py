@@ -4,7 +4,8 @@ Same model (default GeneratorConfig), same training examples of a prepared run (
 default), same number of optimizer steps, in one process: the ratio is random-batch time /
 length-grouped time for the same examples seen.
 
-Usage: python bench/sft_batches.py --run runs/sci [--steps 40] [--out bench/results/sft_batches.json]
+Usage: python bench/sft_batches.py --run runs/sci [--steps 40]
+       [--out bench/results/sft_batches.json]
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from sgrec_cli.generator.tokens import SidVocab  # noqa: E402
 from sgrec_cli.sids.build import load_sids  # noqa: E402
 
 
-def run_steps(batches, ids, mask, labels, lengths, seed: int = 0) -> tuple[float, int]:
+def run_steps(vocab, batches, ids, mask, labels, lengths) -> tuple[float, int]:
     """Seconds for the given batches (one optimizer step each) and the examples they hold."""
-    torch.manual_seed(seed)
-    model = build_model(GeneratorConfig(), VOCAB).train()
+    torch.manual_seed(0)
+    model = build_model(GeneratorConfig(), vocab).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     t0 = time.perf_counter()
     for idx in batches:
@@ -45,7 +46,6 @@ def run_steps(batches, ids, mask, labels, lengths, seed: int = 0) -> tuple[float
 
 
 def main() -> None:
-    global VOCAB
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=40)
@@ -53,16 +53,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sft_batches.json")
     args = ap.parse_args()
     data, sids = load_data(args.run), load_sids(args.run)
-    VOCAB = SidVocab(sids.codebook_sizes)
+    vocab = SidVocab(sids.codebook_sizes)
     train = data.split("train")
-    ids, mask, labels = encode_examples(train, sids.codes, VOCAB, 20)
+    ids, mask, labels = encode_examples(train, sids.codes, vocab, 20)
     lengths = mask.sum(1)
     grouped = length_grouped_batches(lengths, args.batch_size, torch.Generator().manual_seed(0))
     grouped = grouped[: args.steps]
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
     plain = list(perm.split(args.batch_size))[: args.steps]
-    t_plain, n_plain = run_steps(plain, ids, mask, labels, lengths)
-    t_grouped, n_grouped = run_steps(grouped, ids, mask, labels, lengths)
+    t_plain, n_plain = run_steps(vocab, plain, ids, mask, labels, lengths)
+    t_grouped, n_grouped = run_steps(vocab, grouped, ids, mask, labels, lengths)
     report = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
@@ -79,8 +79,6 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))
 
-
-VOCAB: SidVocab
 
 if __name__ == "__main__":
     main()
