@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import require
+from .config import DEVICES, require
 from .data.store import PreparedData, load_data
 from .errors import BadInputError, ConfigError
 
 MODELS = ("sft", "sasrec", "popular")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def drop_seen(items: np.ndarray, scores: np.ndarray, histories: Sequence[Sequence[int]],
@@ -54,12 +53,11 @@ def top_items(run: Path, data: PreparedData, model: str, histories: Sequence[Seq
     """
     if model not in MODELS:
         raise ConfigError(f"--model {model!r} is not known; use one of: {', '.join(MODELS)}")
-    n_items = len(data.items())
-    longest = max((len(h) for h in histories), default=0)
     if model == "popular":
         from .baselines.popularity import MostPopular
 
-        pop = MostPopular().fit(data.split("train"), data.sequences(), n_items=n_items)
+        pop = MostPopular().fit(data.split("train"), data.sequences(),
+                                n_items=len(data.items()))
         items = pop.recommend(histories, k, exclude_history=exclude_history)
         scores = np.where(items >= 0, pop.counts[items.clip(min=0)], -np.inf)
         return items, scores.astype(np.float32)
@@ -75,8 +73,9 @@ def top_items(run: Path, data: PreparedData, model: str, histories: Sequence[Seq
 
     sft = load_sft(run, device=device)
     trie = SidTrie.from_codes(sft.codes, sft.vocab.codebook_sizes)
+    longest = max((len(h) for h in histories), default=0)
     beams = max(num_beams, k) + (longest if fill and exclude_history else 0)
-    beams = min(beams, n_items)
+    beams = min(beams, sft.codes.shape[0])  # no more beams than catalogue items
     items, scores = predict_topk(sft.model, sft.vocab, trie, histories, sft.codes, beams,
                                  num_beams=beams, max_history=sft.max_history, with_scores=True)
     if not exclude_history:

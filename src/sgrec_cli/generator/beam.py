@@ -4,8 +4,8 @@ Every step is a handful of tensor ops for the whole batch: the trie's dense chil
 which codes each beam may take, so there is no per-beam Python callback (which is what
 ``prefix_allowed_tokens_fn`` costs in ``model.generate``), and the decoder step
 (``beamstep.BeamDecoder``) lets the beams of a user share its encoder states instead of copying
-them per beam. Since a SID has a fixed length L,
-all hypotheses have L tokens and a beam's score is simply the sum of its token log-probs.
+them per beam. Since a SID has a fixed length L, all hypotheses have L tokens and a beam's score
+is simply the sum of its token log-probs.
 """
 
 from __future__ import annotations

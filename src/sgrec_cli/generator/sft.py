@@ -194,19 +194,19 @@ def predict_topk(
 
 
 @torch.no_grad()
-def _valid_loss(model, vocab, valid: Sequence[Example], codes, cfg: SFTConfig) -> float:
-    """Teacher-forced cross-entropy per SID token on the validation examples (shows
-    over-fitting next to the training loss)."""
+def _valid_loss(model, tensors: tuple[torch.Tensor, ...], batch_size: int) -> float:
+    """Teacher-forced cross-entropy per SID token on the validation examples, given as
+    ``encode_examples`` tensors (shows over-fitting next to the training loss)."""
     model.eval()
     device = next(model.parameters()).device
-    ids, mask, labels = encode_examples(valid, codes, vocab, cfg.max_history)
+    ids, mask, labels = tensors
     total = 0.0
-    for start in range(0, len(valid), cfg.batch_size):
-        sl = slice(start, start + cfg.batch_size)
+    for start in range(0, labels.shape[0], batch_size):
+        sl = slice(start, start + batch_size)
         out = model(input_ids=ids[sl].to(device), attention_mask=mask[sl].to(device),
                     labels=labels[sl].to(device))
         total += float(out.loss) * labels[sl].shape[0]
-    return total / len(valid)
+    return total / labels.shape[0]
 
 
 def _evaluate(model, vocab, trie, valid: Sequence[Example], codes, cfg: SFTConfig) -> dict:
@@ -412,6 +412,7 @@ def train_sft(
     )
     lengths = attention_mask.sum(1)
     valid = _valid_subset(valid_examples, cfg)
+    valid_tensors = encode_examples(valid, codes, vocab, cfg.max_history)
     n_train = len(train_examples)
     # length_grouped_batches makes exactly ceil(n / batch) batches; each process takes 1/world
     steps_per_epoch = math.ceil(n_train / cfg.batch_size) // world.size
@@ -511,7 +512,7 @@ def train_sft(
             lr = optimizer.param_groups[0]["lr"]
             metrics = _evaluate(model, vocab, trie, valid, codes, cfg)
             score = metrics[f"ndcg@{EVAL_K}"]
-            valid_loss = _valid_loss(model, vocab, valid, codes, cfg)
+            valid_loss = _valid_loss(model, valid_tensors, cfg.batch_size)
             seconds = time.time() - t0
             row = {"epoch": epoch, "loss": loss_sum / seen, "valid_loss": valid_loss, "lr": lr,
                    f"valid_recall@{EVAL_K}": metrics[f"recall@{EVAL_K}"],
