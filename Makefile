@@ -14,6 +14,8 @@ RUN     ?= runs/demo
 # SFT epochs in the demo: one epoch on Scientific takes about a minute on a 2-core CPU, so the
 # demo runs the whole pipeline on a small budget; use DEMO_EPOCHS=50 (or a GPU) for real results.
 DEMO_EPOCHS ?= 2
+# the source id of the dataset's first user, for the demo's `judge show` and `recommend`
+FIRST_USER = $(PY) -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["user"])' $(RUN)/data/sequences.jsonl
 
 .PHONY: install test test-fast demo bench lint clean
 
@@ -39,9 +41,11 @@ demo: install
 	$(SGREC) prepare $(DATA) --run $(RUN)
 	$(SGREC) build-sids --run $(RUN)
 	$(SGREC) train --run $(RUN) --epochs $(DEMO_EPOCHS)
+	$(SGREC) judge --run $(RUN)
+	$(SGREC) judge show --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	$(SGREC) train --run $(RUN) --model sasrec
 	$(SGREC) eval --run $(RUN) --model sft --model sasrec --model popular
-	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(PY) -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["user"])' $(RUN)/data/sequences.jsonl)"
+	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	$(SGREC) info --run $(RUN)
 
 bench: install

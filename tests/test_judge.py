@@ -139,9 +139,9 @@ def test_llm_refuses_models_it_cannot_use(tmp_path):
     from sgrec_cli.judge.llm import LLMBackend
 
     with pytest.raises(ConfigError, match="could not be loaded"):
-        LLMBackend(str(tmp_path / "nothing-here")).model
+        LLMBackend(str(tmp_path / "nothing-here")).load()
     with pytest.raises(ConfigError, match="no such GGUF"):
-        LLMBackend(str(tmp_path / "x.gguf")).model
+        LLMBackend(str(tmp_path / "x.gguf")).load()
 
 
 # --------------------------------------------------------------------------- end to end
@@ -188,6 +188,8 @@ def test_judge_embedding_beams_show_and_candidate_file(sid_run, tmp_path):
     assert "weights w(x)" in res.stdout and "closest purchase" in res.stdout
     res = runner.invoke(app, ["judge", "show", "--run", str(sid_run), "--user", "nobody"])
     assert res.exit_code == 2 and "was not judged" in res.stderr
+    res = runner.invoke(app, ["info", "--run", str(sid_run)])
+    assert res.exit_code == 0 and "held-out AUC" in res.stdout
 
     # a candidate file naming unknown items and users: skipped and counted, never fatal
     cand = tmp_path / "cands.jsonl"

@@ -33,14 +33,14 @@ def run_info(run: Path) -> dict[str, Any]:
             seed=d.get("seed"),
             dataset=d.get("dataset", {}),
             config=d.get("config", {}),
-            stats=_stats(run / step),
+            stats=_stats(run / step, "summary.json" if step == "judge" else "stats.json"),
         )
         steps.append(entry)
     return {"run": str(run), "steps": steps}
 
 
-def _stats(folder: Path) -> dict[str, Any]:
-    path = folder / "stats.json"
+def _stats(folder: Path, name: str = "stats.json") -> dict[str, Any]:
+    path = folder / name
     if not path.is_file():
         return {}
     try:
@@ -67,6 +67,13 @@ def key_stats(step: str, stats: dict[str, Any]) -> list[tuple[str, str]]:
         return rows
     if step == "sids" and stats:
         return sid_rows(stats)
+    if step == "judge" and stats:
+        agg = stats["aggregator"]
+        auc = ", ".join(f"{k} {v:.3f}" for k, v in agg["auc"].items())
+        return [("judged", f"{stats['users']:,} users, {stats['pairs']:,} pairs "
+                           f"({stats['candidates']} candidates) with {stats['backend']}"),
+                ("missing", f"{stats['stage_a']['missing_pairs']:,} pairs lack an aspect"),
+                ("held-out AUC", auc)]
     return [(k, json.dumps(v)) for k, v in stats.items() if not isinstance(v, (dict, list))]
 
 

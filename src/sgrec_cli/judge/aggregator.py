@@ -155,6 +155,8 @@ class AggregatorConfig:
     temperature    BT scale t on the score difference
     group_size     group-RL samples G per pair (>= 2: advantages need a group)
     concentration  group-RL Dirichlet concentration c: alpha = c w(x) + 1e-3
+    rl_batch       group-RL pairs drawn per step (all pairs when fewer): sampling G Dirichlet
+                   draws for every pair at every step would dominate the judge's run time
     seed           torch seed for sampling (the fit is otherwise deterministic)
     """
 
@@ -166,6 +168,7 @@ class AggregatorConfig:
     temperature: float = 10.0
     group_size: int = 8
     concentration: float = 20.0
+    rl_batch: int = 8192
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -193,6 +196,8 @@ class AggregatorConfig:
         require(_is_real(self.concentration) and self.concentration > 0,
                 f"aggregator concentration {self.concentration!r} must be a finite number > 0 "
                 "(default 20)")
+        require(_is_int(self.rl_batch) and self.rl_batch >= 1,
+                f"aggregator rl_batch {self.rl_batch!r} must be an integer >= 1 (default 8192)")
         require(_is_int(self.seed) and self.seed >= 0,
                 f"aggregator seed {self.seed!r} must be an integer >= 0")
 
@@ -357,7 +362,7 @@ def _standardiser(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _policy_loss(w: torch.Tensor, d: torch.Tensor, cfg: AggregatorConfig) -> torch.Tensor:
     """Group-RL loss -mean A_g log pi(w_g | x), w (m, A) policy means, d = s+ - s- (m, A)."""
     alpha = cfg.concentration * w + 1e-3  # (m, A)
-    policy = torch.distributions.Dirichlet(alpha)
+    policy = torch.distributions.Dirichlet(alpha, validate_args=False)
     with torch.no_grad():
         samples = policy.sample((cfg.group_size,))  # (G, m, A)
         # keep log pi finite where a coordinate underflowed to 0
@@ -404,6 +409,9 @@ def fit_aggregator(features: np.ndarray, aspects: list[str], pair_users: np.ndar
         w = _softmax_weights(z_users, weight, bias)[u_t]  # (m, A)
         if cfg.objective == "bt":
             data = bt_loss((w * d).sum(dim=1), cfg.temperature)
+        elif d.shape[0] > cfg.rl_batch:  # a fresh minibatch of pairs each step
+            idx = torch.randint(d.shape[0], (cfg.rl_batch,))
+            data = _policy_loss(w[idx], d[idx], cfg)
         else:
             data = _policy_loss(w, d, cfg)
         return data + cfg.weight_decay * weight.pow(2).sum(), w

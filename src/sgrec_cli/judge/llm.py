@@ -105,24 +105,24 @@ class LLMBackend:
         self._tok = self._model = self._scale_ids = None  # loaded on first use: a run answered
         self.stats = {"prompts": 0, "prefixes": 0, "tokens": 0}  # from the cache needs no model
 
-    def _load(self) -> None:
+    def load(self) -> None:
         if self._model is None:
             self._tok, self._model = load_causal_lm(self.model_name, self.device)
             self._scale_ids = torch.tensor(scale_token_ids(self._tok), device=self.device)
 
     @property
     def tok(self):
-        self._load()
+        self.load()
         return self._tok
 
     @property
     def model(self):
-        self._load()
+        self.load()
         return self._model
 
     @property
     def scale_ids(self) -> torch.Tensor:
-        self._load()
+        self.load()
         return self._scale_ids
 
     def render(self, prompt: Prompt) -> tuple[str, str]:
@@ -174,10 +174,15 @@ class LLMBackend:
         cache = DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1))
                               for k, v in prefix_kv])
         positions = (torch.arange(ids.shape[1], device=self.device) + past).expand(n, -1)
-        hidden = self.model.model(input_ids=ids, attention_mask=full_mask, position_ids=positions,
-                                  past_key_values=cache, use_cache=True).last_hidden_state
+        # the body without the LM head: the head runs on the answer positions only
+        hidden = self.model.base_model(input_ids=ids, attention_mask=full_mask,
+                                       position_ids=positions, past_key_values=cache,
+                                       use_cache=True).last_hidden_state  # (n, S, H)
         last = mask.sum(1) - 1  # (n,) position of each row's last real token
         h = hidden[torch.arange(n, device=self.device), last]  # (n, H)
-        logits = self.model.lm_head(h).float()  # (n, V): only the answer position
+        logits = self.model.get_output_embeddings()(h).float()  # (n, V)
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        if cap:  # models that soft-cap their logits (Gemma 2) do it after the head
+            logits = torch.tanh(logits / cap) * cap
         self.stats["tokens"] += int(mask.sum())
         return logits.softmax(-1)[:, self.scale_ids].cpu()

@@ -306,10 +306,12 @@ def run_judge(run: Path, cfg: JudgeConfig, progress: bool = True, log=None) -> d
         _, near_ev = embedding_scores(EmbeddingBackend(emb), ctx, pair_ctx, pair_item, titles)
         a.evidence = [f"{x}; {y}" for x, y in zip(a.evidence, near_ev, strict=True)]
 
+    t0 = time.perf_counter()
     features = user_features(ctx.histories, emb)
     agg, heldout, report, agg_log = stage_b(cfg, features, pair_ctx, is_target, a.scores)
     weights = agg.weights(features)  # (U, A)
     reward = holistic(weights[pair_ctx], a.scores).astype(np.float32)
+    stage_b_seconds = time.perf_counter() - t0
 
     pairs_judged = a.counts["judged"] / (1 if cfg.backend == "embedding" else len(ASPECTS))
     summary = {
@@ -321,7 +323,8 @@ def run_judge(run: Path, cfg: JudgeConfig, progress: bool = True, log=None) -> d
                     "pairs_per_s": round(pairs_judged / a.backend_seconds, 2)
                     if a.backend_seconds > 0 and pairs_judged else None,
                     "cache": str(cache_path) if cache_path else None},
-        "candidate_seconds": round(candidate_seconds, 3),
+        "seconds": {"candidates": round(candidate_seconds, 3),
+                    "stage_a": round(a.seconds, 3), "stage_b": round(stage_b_seconds, 3)},
         "aggregator": report,
     }
     if file_report is not None:
@@ -329,6 +332,7 @@ def run_judge(run: Path, cfg: JudgeConfig, progress: bool = True, log=None) -> d
 
     from safetensors.numpy import save_file
 
+    t0 = time.perf_counter()
     with staged_step(run, STEP) as tmp:
         write_jsonl(tmp / "contexts.jsonl", (
             {"user": ctx.users[u], "user_id": ctx.user_ids[u], "history": ctx.histories[u],
@@ -349,6 +353,7 @@ def run_judge(run: Path, cfg: JudgeConfig, progress: bool = True, log=None) -> d
         save_file({k: v.numpy() for k, v in agg.state_dict().items()},
                   str(tmp / "aggregator.safetensors"))
         atomic_write_json(tmp / "aggregator.json", {**agg.to_json(), "log": agg_log})
+        summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
         atomic_write_json(tmp / "summary.json", summary)
         write_manifest(tmp, step=STEP, config=cfg.to_dict(), seed=cfg.seed, started=started,
                        inputs=inputs, dataset=data.manifest.dataset,

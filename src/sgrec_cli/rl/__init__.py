@@ -1,0 +1,1 @@
+"""A2PO (DESIGN §7): rewards and group advantages as pure maths, and the RL fine-tuning loop."""

@@ -1,0 +1,265 @@
+"""A2PO maths (DESIGN §7): group rewards, group advantages, the asymmetric gate, the loss pieces.
+
+A training user x gets a group of G distinct candidate items y_0..y_{G-1} (beam rank k = 0..G-1);
+B groups are processed at once, so every reward and advantage array is shaped (B, G).
+
+Business rewards (one of)::
+
+    rank penalty   r_k = 1 if y_k is the target; else, when the target is in the group,
+                   r_k = -w_k / W  with  w_k = 1 / log2(k + 2),  W = sum_{j<G} w_j;
+                   all 0 when the target is not in the group (no hit: no business signal)
+    SID prefix     r_k = (number of leading SID levels of y_k equal to the target's) / L,
+                   so the target gets 1 and an item sharing no first code gets 0 (dense proxy)
+    value          r_k = v(y_k) * rank-penalty r_k: the hit gets v(target), a wrong item at rank
+                   k gets -v(y_k) w_k / W (a costly wrong item is pushed down harder), 0 with no hit
+
+Semantic reward r_sem = s_hol(x, y_k) from the judge; NaN = missing.
+
+Group standardisation (population std; a zero-variance group gives 0, not 0/eps noise)::
+
+    A_i = (r_i - mean_g r) / (std_g r + eps)
+
+Asymmetric gate and the combined advantage (mode ``a2po``)::
+
+    lambda_i = 1[sign A_biz,i = sign A_sem,i] * min(|A_biz,i|, |A_sem,i|)
+                                              / (max(|A_biz,i|, |A_sem,i|) + eps)
+    A_i      = A_biz,i + lambda_i * A_sem,i
+
+lambda_i lies in [0, 1), so sign A_i = sign A_biz,i (A_i = 0 where A_biz,i = 0) and
+|A_biz,i| <= |A_i| <= 2 |A_biz,i|: semantics can amplify a business direction, never flip or
+create one. The ablations: ``biz`` (A = A_biz), ``reward-sum`` (standardise r_biz + r_sem),
+``adv-sum`` (A_biz + A_sem). Groups the judge did not see (fraction 1 - rho) or with any NaN
+semantic reward use A = A_biz (``reward-sum``: standardise r_biz alone).
+
+Loss pieces over the SID tokens of the B*G rollouts (N = B*G sequences of T tokens)::
+
+    ratio_t = exp(logp_new_t - logp_old_t)
+    L_clip  = -mean_valid min(ratio_t A, clip(ratio_t, 1 - eps_c, 1 + eps_c) A)
+    KL_k3   =  mean_valid exp(logp_ref_t - logp_new_t) - (logp_ref_t - logp_new_t) - 1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+MODES = ("biz", "reward-sum", "adv-sum", "a2po")
+EPS = 1e-6
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ConfigError(f"advantage mode {mode!r} is not known; use one of {', '.join(MODES)}")
+    return mode
+
+
+# ---- business rewards ---------------------------------------------------------------------------
+
+
+def target_rank(group_items: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Beam rank of the target in each group (B,), -1 where it is not in the group."""
+    items = np.asarray(group_items)  # (B, G)
+    hits = items == np.asarray(targets)[:, None]  # (B, G)
+    return np.where(hits.any(axis=1), hits.argmax(axis=1), -1)  # (B,)
+
+
+def rank_penalty_rewards(hit_rank: np.ndarray, G: int) -> np.ndarray:
+    """The default business reward (B, G): 1 for the hit, -w_k / W for a wrong item at rank k."""
+    rank = np.asarray(hit_rank, dtype=np.int64).reshape(-1)  # (B,)
+    if G < 1:
+        raise ValueError(f"group size G must be >= 1, got {G}")
+    if rank.size and (rank.min() < -1 or rank.max() >= G):
+        raise ValueError(f"hit ranks must lie in [-1, {G - 1}], got {rank.min()}..{rank.max()}")
+    w = 1.0 / np.log2(np.arange(G) + 2.0)  # (G,)
+    r = np.broadcast_to(-w / w.sum(), (rank.size, G)).copy()  # (B, G)
+    hit = rank >= 0
+    r[~hit] = 0.0  # no hit in the group: no business signal at all
+    r[np.flatnonzero(hit), rank[hit]] = 1.0
+    return r
+
+
+def prefix_rewards(group_codes: np.ndarray, target_codes: np.ndarray) -> np.ndarray:
+    """Dense proxy (B, G): the share of leading SID levels each item shares with the target."""
+    codes = np.asarray(group_codes)  # (B, G, L)
+    target = np.asarray(target_codes)  # (B, L)
+    if codes.ndim != 3 or target.shape != (codes.shape[0], codes.shape[2]):
+        raise ValueError(f"group codes {codes.shape} must be (B, G, L), target codes "
+                         f"{target.shape} (B, L)")
+    same = codes == target[:, None, :]  # (B, G, L)
+    leading = np.cumprod(same, axis=2).sum(axis=2)  # (B, G): levels matched before the first miss
+    return leading / codes.shape[2]
+
+
+def value_rewards(hit_rank: np.ndarray, group_values: np.ndarray) -> np.ndarray:
+    """Value-weighted rank penalty (B, G): v(y_k) times the rank-penalty reward of y_k.
+
+    The hit gets v(target). Standardisation removes any per-group scale, so what the values
+    change is the spread: among wrong items the costly ones get the larger penalty.
+    """
+    values = np.asarray(group_values, dtype=np.float64)  # (B, G)
+    if values.ndim != 2:
+        raise ValueError(f"group values {values.shape} must be (B, G)")
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError("item values must be finite and >= 0")
+    r = rank_penalty_rewards(hit_rank, values.shape[1])  # (B, G)
+    if r.shape != values.shape:
+        raise ValueError(f"{r.shape[0]} hit ranks for {values.shape[0]} groups of values")
+    return values * r
+
+
+# ---- group advantages ---------------------------------------------------------------------------
+
+
+def standardise(r: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """(r - mean) / (std + eps) within each group (row) of r (B, G); 0 for a constant group.
+
+    A group holding a NaN stays NaN throughout.
+    """
+    r = np.asarray(r, dtype=np.float64)  # (B, G)
+    if r.ndim != 2:
+        raise ValueError(f"rewards {r.shape} must be (B, G)")
+    mean = r.mean(axis=1, keepdims=True)  # (B, 1)
+    std = r.std(axis=1, keepdims=True)  # (B, 1), population std (ddof=0)
+    a = (r - mean) / (std + eps)
+    # mean of equal floats can differ from them by an ulp: force an exact 0, not ~1e-11
+    a[r.max(axis=1) == r.min(axis=1)] = 0.0
+    return a
+
+
+def asymmetric_gate(a_biz: np.ndarray, a_sem: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """lambda = 1[same sign] * min(|A_biz|, |A_sem|) / (max(...) + eps), in [0, 1); 0 at NaN."""
+    a_biz = np.asarray(a_biz, dtype=np.float64)
+    a_sem = np.asarray(a_sem, dtype=np.float64)
+    abs_b, abs_s = np.abs(a_biz), np.abs(a_sem)
+    with np.errstate(invalid="ignore"):
+        ratio = np.minimum(abs_b, abs_s) / (np.maximum(abs_b, abs_s) + eps)
+        agree = np.sign(a_biz) == np.sign(a_sem)  # False wherever either is NaN
+    return np.where(agree, ratio, 0.0)
+
+
+def combine(
+    r_biz: np.ndarray,
+    r_sem: np.ndarray | None,
+    mode: str,
+    judged_mask: np.ndarray | None = None,
+    eps: float = EPS,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Advantages A (B, G) for ``mode`` in MODES, and per-batch statistics to log.
+
+    r_sem may be None (no judge: every group falls back to business only). judged_mask (B,)
+    marks the groups the judge was consulted for (default: all). A group uses its semantic
+    reward only when judged and free of NaN; the others get A = A_biz.
+
+    stats (floats, None where undefined, ready for JSON):
+      semantic_share   share of groups that used a semantic reward
+      biz_var_share    share of groups with non-zero business variance (the only ones with
+                       a gradient under ``biz`` and ``a2po``)
+      sign_agreement   over entries of semantic groups with A_biz != 0: share with
+                       sign A_sem = sign A_biz
+      mean_lambda      mean gate value over the same entries (diagnostic in every mode)
+      mean_r_biz, mean_r_sem   mean rewards (r_sem over semantic groups)
+    """
+    check_mode(mode)
+    r_biz = np.asarray(r_biz, dtype=np.float64)  # (B, G)
+    if r_biz.ndim != 2:
+        raise ValueError(f"business rewards {r_biz.shape} must be (B, G)")
+    n_groups = r_biz.shape[0]
+    if r_sem is None:
+        r_sem = np.full_like(r_biz, np.nan)
+    r_sem = np.asarray(r_sem, dtype=np.float64)  # (B, G)
+    if r_sem.shape != r_biz.shape:
+        raise ValueError(f"semantic rewards {r_sem.shape} must match business {r_biz.shape}")
+    judged = np.ones(n_groups, bool) if judged_mask is None else np.asarray(judged_mask, bool)
+    if judged.shape != (n_groups,):
+        raise ValueError(f"judged mask {judged.shape} must be ({n_groups},)")
+    if not np.isfinite(r_biz).all():
+        raise ValueError("business rewards must be finite")
+
+    sem = judged & ~np.isnan(r_sem).any(axis=1)  # (B,): groups that use the semantic reward
+    a_biz = standardise(r_biz, eps)  # (B, G)
+    a_sem = np.zeros_like(a_biz)
+    a_sem[sem] = standardise(r_sem[sem], eps)
+    lam = asymmetric_gate(a_biz, a_sem, eps)  # (B, G); rows outside sem are unused below
+
+    adv = a_biz.copy()
+    if mode == "reward-sum":
+        adv[sem] = standardise(r_biz[sem] + r_sem[sem], eps)
+    elif mode == "adv-sum":
+        adv[sem] = a_biz[sem] + a_sem[sem]
+    elif mode == "a2po":
+        adv[sem] = a_biz[sem] + lam[sem] * a_sem[sem]
+
+    active = sem[:, None] & (a_biz != 0)  # (B, G): where the gate can act at all
+    n_active = int(active.sum())
+    agree = np.sign(a_biz) == np.sign(a_sem)
+    stats: dict[str, Any] = {
+        "semantic_share": float(sem.mean()) if n_groups else None,
+        "biz_var_share": float((r_biz.max(1) > r_biz.min(1)).mean()) if n_groups else None,
+        "sign_agreement": float(agree[active].mean()) if n_active else None,
+        "mean_lambda": float(lam[active].mean()) if n_active else None,
+        "mean_r_biz": float(r_biz.mean()) if r_biz.size else None,
+        "mean_r_sem": float(r_sem[sem].mean()) if sem.any() else None,
+    }
+    return adv, stats
+
+
+def judge_mask(n_groups: int, rho: float, rng: np.random.Generator) -> np.ndarray:
+    """Which groups (B,) the judge is consulted for: each independently with probability rho.
+
+    Per-group draws rather than round(rho * B), so a small batch still sees the judge at rate
+    rho on average (round(0.05 * 8) would be 0 every step).
+    """
+    if not 0.0 <= rho <= 1.0:
+        raise ConfigError(f"judge fraction rho {rho!r} must lie in [0, 1]")
+    return rng.random(n_groups) < rho  # random() is in [0, 1): rho = 0 -> none, 1 -> all
+
+
+# ---- loss pieces --------------------------------------------------------------------------------
+
+
+def _valid_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp(min=1.0)
+
+
+def clipped_surrogate(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO/GRPO clipped surrogate, averaged over valid tokens; and the clip fraction.
+
+    logp_new, logp_old, mask: (N, T) with N = B*G rollouts; adv: (N,) one advantage per rollout.
+    The clip fraction (detached) is the share of valid tokens where the clipped branch is the
+    minimum, i.e. where clipping zeroes the gradient: ratio > 1+eps with A > 0, or
+    ratio < 1-eps with A < 0.
+    """
+    if logp_new.shape != logp_old.shape or logp_new.shape != mask.shape or logp_new.ndim != 2:
+        raise ValueError(f"log-probs {tuple(logp_new.shape)}, {tuple(logp_old.shape)} and mask "
+                         f"{tuple(mask.shape)} must all be (N, T)")
+    if adv.shape != (logp_new.shape[0],):
+        raise ValueError(f"advantages {tuple(adv.shape)} must be ({logp_new.shape[0]},)")
+    a = adv.to(logp_new.dtype)[:, None]  # (N, 1), broadcast over tokens
+    ratio = torch.exp(logp_new - logp_old.detach())  # (N, T)
+    unclipped = ratio * a
+    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * a
+    loss = -_valid_mean(torch.minimum(unclipped, clipped), mask)
+    with torch.no_grad():
+        is_clipped = ((ratio > 1.0 + clip_eps) & (a > 0)) | ((ratio < 1.0 - clip_eps) & (a < 0))
+        clip_fraction = _valid_mean(is_clipped.to(logp_new.dtype), mask)
+    return loss, clip_fraction
+
+
+def k3_kl(logp_new: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """k3 estimate of KL(pi_new || pi_ref) (always >= 0), averaged over valid tokens (N, T)."""
+    if logp_new.shape != logp_ref.shape or logp_new.shape != mask.shape:
+        raise ValueError(f"log-probs {tuple(logp_new.shape)}, {tuple(logp_ref.shape)} and mask "
+                         f"{tuple(mask.shape)} must have one shape")
+    d = logp_ref.detach() - logp_new  # (N, T)
+    return _valid_mean(torch.exp(d) - d - 1.0, mask)
