@@ -182,7 +182,8 @@ def train(
     model: Annotated[str, typer.Option(help="generator (SFT on SIDs) or sasrec.")] = "generator",
     epochs: Annotated[int, typer.Option(help="Epoch budget (early stopping on valid NDCG@10).")]
         = 50,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    lr: Annotated[float | None, typer.Option(
+        help="Peak learning rate [default: 1e-3; 1e-5 with --a2po].")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
     patience: Annotated[int, typer.Option(help="Epochs without gain before stopping.")] = 5,
     valid_users: Annotated[int, typer.Option(
@@ -197,25 +198,55 @@ def train(
     d_model: Annotated[int, typer.Option(help="Generator: model width.")] = 128,
     num_layers: Annotated[int, typer.Option(
         help="Generator: encoder layers (and as many decoder layers).")] = 4,
+    a2po: Annotated[bool, typer.Option(
+        "--a2po", help="Fine-tune RUN/sft with A2PO using RUN/judge's semantic reward.")] = False,
+    advantage: Annotated[str, typer.Option(
+        help="A2PO: a2po, biz, reward-sum or adv-sum (the paper's ablations).")] = "a2po",
+    group_size: Annotated[int, typer.Option(help="A2PO: items per group (beam search).")] = 16,
+    rho: Annotated[float, typer.Option(
+        help="A2PO: share of groups given a semantic reward.")] = 0.05,
+    beta: Annotated[float, typer.Option(help="A2PO: KL(k3) weight to the SFT model.")] = 1e-3,
+    steps: Annotated[int, typer.Option(help="A2PO: optimisation steps.")] = 300,
+    batch_users: Annotated[int, typer.Option(help="A2PO: groups per step.")] = 32,
+    business: Annotated[str, typer.Option(
+        help="A2PO: business reward, rank (DESIGN §7) or prefix (SID-prefix credit).")]
+        = "rank",
+    eval_every: Annotated[int, typer.Option(help="A2PO: steps between validations.")] = 50,
+    tag: Annotated[str | None, typer.Option(
+        help="A2PO: write RUN/a2po-TAG instead of RUN/a2po (e.g. one per ablation).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train the SID generator by next-SID prediction (RUN/sft) or the SASRec baseline.
+    """Train the SID generator by next-SID prediction (RUN/sft) or the SASRec baseline, or
+    fine-tune the generator with A2PO (--a2po, RUN/a2po).
 
     Example: sgrec train --run runs/sci --epochs 50
+
+    Example: sgrec train --run runs/sci --a2po --advantage biz --tag biz
 
     Several GPUs: torchrun --nproc_per_node 4 -m sgrec_cli.cli train -r runs/sci  (-r: torchrun
     would take --run for its own --run-path)
     """
     from .train import run_sasrec, run_sft
 
-    if model == "generator":
+    if a2po:
+        from .rl.a2po import A2POConfig
+        from .rl.step import run_a2po
+
+        cfg = A2POConfig(advantage=advantage, group_size=group_size, rho=rho, beta=beta,
+                         steps=steps, batch_users=batch_users, business=business,
+                         eval_every=eval_every, valid_users=valid_users, seed=seed,
+                         device=device, lr=1e-5 if lr is None else lr)
+        summary = run_a2po(run, cfg, tag=tag, progress=progress,
+                           log=lambda msg: err.print(msg, highlight=False))
+    elif model == "generator":
         from .generator.sft import SFTConfig
 
         arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model}
         if dropout is not None:
             arch["dropout"] = dropout
-        cfg = SFTConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
+        cfg = SFTConfig(epochs=epochs, lr=1e-3 if lr is None else lr, batch_size=batch_size,
+                        patience=patience,
                         valid_users=valid_users, seed=seed, device=device,
                         warmup_steps=warmup_steps, model=arch)
         summary = run_sft(run, cfg, resume=resume, log=lambda msg: err.print(msg),
@@ -224,8 +255,10 @@ def train(
         from .baselines.sasrec import SASRecConfig
 
         extra = {} if dropout is None else {"dropout": dropout}
-        cfg = SASRecConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
-                           seed=seed, **extra)
+        if lr is not None:
+            extra["lr"] = lr
+        cfg = SASRecConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed,
+                           **extra)
         summary = run_sasrec(run, cfg, log=lambda row: err.print(row))
     else:
         from .errors import ConfigError

@@ -20,7 +20,12 @@ from .config import DEVICES, require
 from .data.store import PreparedData, load_data
 from .errors import BadInputError, ConfigError
 
-MODELS = ("sft", "sasrec", "popular")
+MODELS = ("sft", "a2po", "sasrec", "popular")
+
+
+def known_model(name: str) -> bool:
+    """The built-in models, and A2PO runs saved under a tag (``a2po-<tag>``)."""
+    return name in MODELS or name.startswith("a2po-")
 
 
 def drop_seen(items: np.ndarray, scores: np.ndarray, histories: Sequence[Sequence[int]],
@@ -51,7 +56,7 @@ def top_items(run: Path, data: PreparedData, model: str, histories: Sequence[Seq
     longest history so that k items remain after history items are dropped, while without it
     a dropped beam leaves an empty slot.
     """
-    if model not in MODELS:
+    if not known_model(model):
         raise ConfigError(f"--model {model!r} is not known; use one of: {', '.join(MODELS)}")
     if model == "popular":
         from .baselines.popularity import MostPopular
@@ -71,7 +76,7 @@ def top_items(run: Path, data: PreparedData, model: str, histories: Sequence[Seq
     from .generator.trie import SidTrie
     from .train import load_sft
 
-    sft = load_sft(run, device=device)
+    sft = load_sft(run, device=device, step=model)
     trie = SidTrie.from_codes(sft.codes, sft.vocab.codebook_sizes)
     longest = max((len(h) for h in histories), default=0)
     beams = max(num_beams, k) + (longest if fill and exclude_history else 0)
@@ -107,7 +112,7 @@ class RecommendConfig:
         self.validate()
 
     def validate(self) -> None:
-        require(self.model in MODELS,
+        require(known_model(self.model),
                 f"--model {self.model!r} is not known; use one of: {', '.join(MODELS)}")
         require(isinstance(self.k, int) and not isinstance(self.k, bool) and self.k >= 1,
                 f"--k {self.k!r} must be an integer >= 1 (default 10)")

@@ -110,13 +110,14 @@ class LoadedSFT:
     max_history: int  # history items the model was trained on
 
 
-def load_sft(run: Path, device: str = "cpu") -> LoadedSFT:
-    """RUN/sft/best, checked against the run's data and SIDs."""
+def load_sft(run: Path, device: str = "cpu", step: str = SFT_STEP) -> LoadedSFT:
+    """RUN/<step>/best (the SFT generator, or an A2PO fine-tune of it), checked against the
+    run's data and SIDs."""
     from .generator.model import load_generator
 
     data = load_data(run)
     sids = load_sids(run)
-    m = load_manifest(run, SFT_STEP)
+    m = load_manifest(run, step)
     if (m.data["inputs"].get("sids/manifest.json") != sids.manifest.digest
             or m.data["inputs"].get("data/manifest.json") != data.manifest.digest):
         raise ArtifactError("trained on other data or SIDs than the run now holds; run "

@@ -12,7 +12,7 @@ import numpy as np
 from ..artifacts import atomic_write_json, staged_step, write_jsonl, write_manifest
 from ..data.store import PreparedData, load_data
 from ..errors import ConfigError
-from ..recommend import MODELS, top_items
+from ..recommend import MODELS, known_model, top_items
 from .bootstrap import paired_bootstrap
 from .metrics import (
     DEFAULT_KS,
@@ -49,7 +49,7 @@ def evaluate(run: Path, models: list[str], split: str = "test", n_boot: int = 10
     if split not in ("test", "valid"):
         raise ConfigError(f"--split {split!r} must be test or valid")
     for m in models:
-        if m not in MODELS:
+        if not known_model(m):
             raise ConfigError(f"--model {m!r} is not known; use one of: {', '.join(MODELS)}")
     data = load_data(run)
     examples = data.split(split)
