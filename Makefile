@@ -14,6 +14,7 @@ RUN     ?= runs/demo
 # SFT epochs in the demo: one epoch on Scientific takes about a minute on a 2-core CPU, so the
 # demo runs the whole pipeline on a small budget; use DEMO_EPOCHS=50 (or a GPU) for real results.
 DEMO_EPOCHS ?= 2
+DEMO_A2PO_STEPS ?= 50
 # the source id of the dataset's first user, for the demo's `judge show` and `recommend`
 FIRST_USER = $(PY) -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["user"])' $(RUN)/data/sequences.jsonl
 
@@ -43,8 +44,9 @@ demo: install
 	$(SGREC) train --run $(RUN) --epochs $(DEMO_EPOCHS)
 	$(SGREC) judge --run $(RUN)
 	$(SGREC) judge show --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
+	$(SGREC) train --run $(RUN) --a2po --steps $(DEMO_A2PO_STEPS)
 	$(SGREC) train --run $(RUN) --model sasrec
-	$(SGREC) eval --run $(RUN) --model sft --model sasrec --model popular
+	$(SGREC) eval --run $(RUN) --model sft --model a2po --model sasrec --model popular
 	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	$(SGREC) info --run $(RUN)
 

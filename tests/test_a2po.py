@@ -84,3 +84,19 @@ def test_a2po_all_advantage_modes_train_log_and_evaluate(sid_run):
     res = runner.invoke(app, ["recommend", "--run", str(sid_run), "--model", "a2po-biz",
                               "--user", "u1", "--json"])
     assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["report", "--run", str(sid_run)])
+    assert res.exit_code == 0, res.output
+    for name in ("a2po_curves.png", "eval.png"):
+        assert (sid_run / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_needs_something_to_plot(sid_run):
+    res = runner.invoke(app, ["report", "--run", str(sid_run)])
+    assert res.exit_code == 2 and "nothing to plot" in res.stderr
+
+
+def test_smooth_skips_missing_values():
+    from sgrec_cli.report import smooth
+
+    # window 2: [1], [1, None] -> 1, [None, 3] -> 3, [3, 5] -> 4
+    np.testing.assert_allclose(smooth([1.0, None, 3.0, 5.0], 2), [1.0, 1.0, 3.0, 4.0])

@@ -240,7 +240,7 @@ def require_same_dataset(manifest: Manifest, fingerprint: str) -> None:
 
 
 _PRODUCERS = {"data": "prepare", "sids": "build-sids", "sft": "train", "judge": "judge",
-              "a2po": "train --a2po", "eval": "eval"}
+              "a2po": "train --a2po", "eval": "eval", "report": "report"}
 
 
 def _producer(step: str) -> str:

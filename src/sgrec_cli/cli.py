@@ -496,6 +496,22 @@ def recommend(
 
 @app.command()
 @handle_errors
+def report(
+    run: RunOpt = Path("runs/default"),
+    window: Annotated[int, typer.Option(help="Moving-average window for step curves.")] = 20,
+) -> None:
+    """PNG plots: A2PO training curves and the eval comparison, into RUN/report/.
+
+    Example: sgrec report --run runs/sci
+    """
+    from .report import make_report
+
+    for name in make_report(run, window=window):
+        out.print(str(Path(run) / "report" / name), highlight=False)
+
+
+@app.command()
+@handle_errors
 def info(run: RunOpt = Path("runs/default"), as_json: JsonOpt = False) -> None:
     """Show the steps a run directory holds, their manifests and key stats.
 
