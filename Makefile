@@ -47,6 +47,7 @@ demo: install
 	$(SGREC) train --run $(RUN) --a2po --steps $(DEMO_A2PO_STEPS)
 	$(SGREC) train --run $(RUN) --model sasrec
 	$(SGREC) eval --run $(RUN) --model sft --model a2po --model sasrec --model popular
+	$(SGREC) report --run $(RUN)
 	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	$(SGREC) info --run $(RUN)
 
