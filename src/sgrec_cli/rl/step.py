@@ -32,8 +32,8 @@ from ..sids.build import load_sids
 from .a2po import A2POConfig, SemanticFn, a2po_step
 
 
-def semantic_reward(run: Path, emb: np.ndarray) -> tuple[SemanticFn, str]:
-    """(r_sem function, how it is computed) from a finished RUN/judge."""
+def semantic_reward(run: Path, emb: np.ndarray, sids_digest: str) -> tuple[SemanticFn, str]:
+    """(r_sem function, how it is computed) from a finished RUN/judge built on these SIDs."""
     from safetensors.numpy import load_file
 
     from ..judge.aggregator import Aggregator, user_features
@@ -42,6 +42,9 @@ def semantic_reward(run: Path, emb: np.ndarray) -> tuple[SemanticFn, str]:
 
     users, items, rewards, manifest = load_rewards(run)
     folder = Path(run) / "judge"
+    if manifest["inputs"].get("sids/manifest.json") != sids_digest:
+        raise ArtifactError("the judge was built on other SIDs / embeddings; run `sgrec judge` "
+                            "again", folder / "manifest.json")
     if manifest["config"].get("backend") == "embedding":
         meta = json.loads((folder / "aggregator.json").read_text(encoding="utf-8"))
         state = {k: torch.from_numpy(v) for k, v in
@@ -93,7 +96,7 @@ def run_a2po(run: Path, cfg: A2POConfig, tag: str | None = None, progress: bool 
     max_history = int(sft_m.config.get("max_history", 20))
     codes = sids.codes
     trie = SidTrie.from_codes(codes, vocab.codebook_sizes)
-    semantic, how = semantic_reward(run, sids.embeddings())
+    semantic, how = semantic_reward(run, sids.embeddings(), sids.manifest.digest)
     if log:
         log(f"a2po: advantage {cfg.advantage}, G={cfg.group_size}, rho={cfg.rho}, "
             f"semantic reward from the {how}")
