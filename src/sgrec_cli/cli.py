@@ -211,6 +211,8 @@ def train(
     business: Annotated[str, typer.Option(
         help="A2PO: business reward, rank (DESIGN §7) or prefix (SID-prefix credit).")]
         = "rank",
+    ppo_epochs: Annotated[int, typer.Option(
+        help="A2PO: updates per rollout batch (> 1 lets the clip act).")] = 1,
     eval_every: Annotated[int, typer.Option(help="A2PO: steps between validations.")] = 50,
     tag: Annotated[str | None, typer.Option(
         help="A2PO: write RUN/a2po-TAG instead of RUN/a2po (e.g. one per ablation).")] = None,
@@ -235,7 +237,8 @@ def train(
 
         cfg = A2POConfig(advantage=advantage, group_size=group_size, rho=rho, beta=beta,
                          steps=steps, batch_users=batch_users, business=business,
-                         eval_every=eval_every, valid_users=valid_users, seed=seed,
+                         eval_every=eval_every, ppo_epochs=ppo_epochs,
+                         valid_users=valid_users, seed=seed,
                          device=device, lr=1e-5 if lr is None else lr)
         summary = run_a2po(run, cfg, tag=tag, progress=progress,
                            log=lambda msg: err.print(msg, highlight=False))
