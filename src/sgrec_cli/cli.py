@@ -349,7 +349,8 @@ def judge(
     out.print(f"judged {summary['users']:,} users, {summary['pairs']:,} pairs with "
               f"{summary['backend']}: {a['judged']:,} judged, {a['cached']:,} from cache, "
               f"{a['missing_pairs']:,} pairs missing an aspect, {a['seconds']:.1f} s "
-              f"({a['pairs_per_s']} pairs/s)", highlight=False)
+              + (f"({a['pairs_per_s']} pairs/s)" if a["pairs_per_s"] else "(all from cache)"),
+              highlight=False)
     table = Table(title=f"held-out pairwise AUC ({agg['heldout_users']:,} users, "
                         f"{agg['heldout_pairs']:,} pairs)")
     table.add_column("scorer")

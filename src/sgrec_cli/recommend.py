@@ -72,17 +72,28 @@ def top_items(run: Path, data: PreparedData, model: str, histories: Sequence[Seq
 
         return recommend(load_sasrec(run), histories, k, exclude_history=exclude_history,
                          with_scores=True)
-    from .generator.sft import predict_topk
     from .generator.trie import SidTrie
     from .train import load_sft
 
     sft = load_sft(run, device=device, step=model)
     trie = SidTrie.from_codes(sft.codes, sft.vocab.codebook_sizes)
+    return generator_top_items(sft.model, sft.vocab, trie, sft.codes, histories, k, num_beams,
+                               sft.max_history, exclude_history=exclude_history, fill=fill)
+
+
+def generator_top_items(model, vocab, trie, codes: np.ndarray,
+                        histories: Sequence[Sequence[int]], k: int, num_beams: int,
+                        max_history: int, exclude_history: bool = True,
+                        fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's (items, scores) (U, k), as ``top_items`` describes, from a model in
+    memory (eval and recommend load it from the run; A2PO validates the policy it trains)."""
+    from .generator.sft import predict_topk
+
     longest = max((len(h) for h in histories), default=0)
     beams = max(num_beams, k) + (longest if fill and exclude_history else 0)
-    beams = min(beams, sft.codes.shape[0])  # no more beams than catalogue items
-    items, scores = predict_topk(sft.model, sft.vocab, trie, histories, sft.codes, beams,
-                                 num_beams=beams, max_history=sft.max_history, with_scores=True)
+    beams = min(beams, codes.shape[0])  # no more beams than catalogue items
+    items, scores = predict_topk(model, vocab, trie, histories, codes, beams,
+                                 num_beams=beams, max_history=max_history, with_scores=True)
     if not exclude_history:
         return items[:, :k], scores[:, :k]
     return drop_seen(items, scores, histories, k)

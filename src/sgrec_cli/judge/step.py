@@ -53,6 +53,7 @@ from .candidates import (
     with_targets,
 )
 from .embedding import EmbeddingBackend
+from .embedding import evidence as closest_purchase
 from .prompts import FAILED, OK, UNREADABLE, make_prompt
 
 STEP = "judge"
@@ -93,8 +94,7 @@ def embedding_scores(backend: EmbeddingBackend, ctx: Contexts, pair_ctx: np.ndar
         s, near, cos = backend.score(hist, pair_item[lo:hi])
         scores[lo:hi] = s
         for j in range(hi - lo):
-            title = " ".join(str(titles[hist[int(near[j])]]).split())[:60]
-            evidence[lo + j] = f"closest purchase '{title}' (cos {float(cos[j]):.2f})"
+            evidence[lo + j] = closest_purchase(titles, hist, int(near[j]), float(cos[j]))
     return scores, evidence
 
 

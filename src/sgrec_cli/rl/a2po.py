@@ -158,13 +158,14 @@ def a2po_step(model, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: SidTrie,
         with torch.no_grad():
             h_ref = ref.get_encoder()(input_ids=ids, attention_mask=mask)[0]
             lp_ref = sequence_log_probs(ref, h_ref[user_of], mask[user_of], labels, vocab)
-            h_old = model.get_encoder()(input_ids=ids, attention_mask=mask)[0]
-            lp_old = sequence_log_probs(model, h_old[user_of], mask[user_of], labels, vocab)
-        # eval mode (no dropout): the first epoch's ratio is exactly 1, as GRPO intends
-        for _ in range(cfg.ppo_epochs):
+        for epoch in range(cfg.ppo_epochs):
             # the encoder runs once per user; its states are shared by that user's rollouts
             hidden = model.get_encoder()(input_ids=ids, attention_mask=mask)[0]  # (B, S, D)
             lp = sequence_log_probs(model, hidden[user_of], mask[user_of], labels, vocab)
+            if epoch == 0:
+                # eval mode (no dropout) and no update yet: this is pi_old, so the first
+                # epoch's ratio is exactly 1, as GRPO intends
+                lp_old = lp.detach()
             pg, clip_frac = surrogate(lp, lp_old, a, tok_mask, cfg.clip)
             kl = kl_k3(lp, lp_ref, tok_mask)
             loss = pg + cfg.beta * kl

@@ -24,10 +24,9 @@ from ..device import resolve_device
 from ..errors import ArtifactError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
 from ..generator.model import load_generator, save_generator
-from ..generator.sft import predict_topk
 from ..generator.trie import SidTrie
 from ..progress import progress_bar
-from ..recommend import drop_seen
+from ..recommend import generator_top_items
 from ..sids.build import load_sids
 from .a2po import A2POConfig, SemanticFn, a2po_step
 
@@ -67,11 +66,9 @@ def semantic_reward(run: Path, emb: np.ndarray, sids_digest: str) -> tuple[Seman
 
 
 def _valid_ndcg(model, vocab, trie, codes, valid, max_history: int) -> float:
-    hist = [list(e.history) for e in valid]
-    beams = min(20 + max(len(h) for h in hist), codes.shape[0])
-    items = predict_topk(model, vocab, trie, hist, codes, beams, num_beams=beams,
-                         max_history=max_history)
-    top, _ = drop_seen(items, np.zeros(items.shape, dtype=np.float32), hist, 10)
+    """NDCG@10 on validation targets, history excluded: the protocol of `sgrec eval`."""
+    top, _ = generator_top_items(model, vocab, trie, codes, [list(e.history) for e in valid],
+                                 10, 20, max_history, exclude_history=True, fill=True)
     ranks = ranks_of_targets(top, np.asarray([e.target for e in valid], dtype=np.int64))
     return summarize(per_user_metrics(ranks, ks=(10,)))["ndcg@10"]
 
@@ -100,7 +97,7 @@ def run_a2po(run: Path, cfg: A2POConfig, tag: str | None = None, progress: bool 
     if log:
         log(f"a2po: advantage {cfg.advantage}, G={cfg.group_size}, rho={cfg.rho}, "
             f"semantic reward from the {how}")
-    train = [e for e in data.split("train")]
+    train = data.split("train")
     valid = data.split("valid")
     if cfg.valid_users and cfg.valid_users < len(valid):
         pick = np.sort(np.random.default_rng(cfg.seed).choice(len(valid), cfg.valid_users,
