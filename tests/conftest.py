@@ -68,15 +68,21 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def make_sid_run(folder: Path) -> Path:
-    """A prepared run with residual k-means SIDs: 31 users over 40 toy items."""
+def make_sid_run(folder: Path, priced: bool = False) -> Path:
+    """A prepared run with residual k-means SIDs: 31 users over 40 toy items (``priced``: the
+    items carry a price, every fourth one none)."""
     from sgrec_cli.cli import app
 
     rng = np.random.default_rng(0)
     inter = {f"u{u}": [int(i) for i in rng.choice(40, size=7, replace=False)]
              for u in range(30)}
     inter["all"] = list(range(40))
-    src = write_letter(folder / "src", inter, toy_items(40))
+    items = toy_items(40)
+    if priced:
+        for i, item in items.items():
+            if int(i) % 4:
+                item["price"] = f"${1 + int(i) % 7}.50"
+    src = write_letter(folder / "src", inter, items)
     run = folder / "run"
     for args in (["prepare", str(src)],
                  ["build-sids", "--method", "rqkmeans", "--codebook-size", "8", "--dedup",

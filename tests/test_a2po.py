@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import make_sid_run
 from sgrec_cli.cli import app
 from sgrec_cli.generator.model import load_generator
 from sgrec_cli.rl.a2po import sequence_log_probs
@@ -101,3 +103,101 @@ def test_smooth_skips_missing_values():
 
     # window 2: [1], [1, None] -> 1, [None, 3] -> 3, [3, 5] -> 4
     np.testing.assert_allclose(smooth([1.0, None, 3.0, 5.0], 2), [1.0, 1.0, 3.0, 4.0])
+
+
+def _api_cfg(**kw):
+    from sgrec_cli.rl.a2po import A2POConfig
+
+    base = dict(steps=6, batch_users=4, group_size=8, rho=1.0, eval_every=2, valid_users=0,
+                device="cpu", lr=1e-3, ppo_epochs=2, rollout="sample")
+    return A2POConfig(**{**base, **kw})
+
+
+def _untimed(rows):
+    return [{k: v for k, v in r.items() if not k.endswith("_s")} for r in rows]
+
+
+def test_a2po_resume_equals_an_uninterrupted_run(sid_run):
+    """Stop after 3 of 6 steps (mid-way between validations), resume: the same log and the same
+    weights as one uninterrupted run; the finished folder of an earlier run stays untouched while
+    the interrupted one waits; a changed option refuses to resume."""
+    from sgrec_cli.errors import ConfigError
+    from sgrec_cli.rl.step import resume_dir, run_a2po
+
+    _trained(sid_run)
+    full = run_a2po(sid_run, _api_cfg(), tag="full", progress=False)
+    assert full["finished"]
+    before = (sid_run / "a2po-full" / "manifest.json").read_bytes()
+
+    part = run_a2po(sid_run, _api_cfg(), tag="full", progress=False, stop_after=3)
+    assert part == {"finished": False, "step": 3, "checkpoint": str(resume_dir(sid_run,
+                                                                               "a2po-full"))}
+    assert (sid_run / "a2po-full" / "manifest.json").read_bytes() == before
+    with pytest.raises(ConfigError, match=r"options \['lr'\] differ"):
+        run_a2po(sid_run, _api_cfg(lr=1e-4), tag="full", resume=True, progress=False)
+    done = run_a2po(sid_run, _api_cfg(), tag="full", resume=True, progress=False)
+    assert done["finished"] and done["best"] == full["best"]
+    assert not resume_dir(sid_run, "a2po-full").exists()
+    first = [json.loads(x) for x in (sid_run / "a2po-full" / "train_log.jsonl").open()]
+    assert [r["step"] for r in first] == list(range(7))
+    full_run = sid_run / "a2po-again"
+    run_a2po(sid_run, _api_cfg(), tag="again", progress=False)
+    again = [json.loads(x) for x in (full_run / "train_log.jsonl").open()]
+    assert _untimed(first) == _untimed(again)
+    a, _, _ = load_generator(sid_run / "a2po-full" / "best")
+    b, _, _ = load_generator(full_run / "best")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    # the policy did move (KL > 0 after the first update), so the equalities are not trivial
+    assert any(r.get("kl") for r in first[2:])
+
+
+def test_a2po_sampled_rollouts_and_value_reward(tmp_path, one_thread):
+    run = make_sid_run(tmp_path, priced=True)
+    _trained(run)
+    res = runner.invoke(app, [*A2PO, "--run", str(run), "--rollout", "sample", "--temperature",
+                              "1.5", "--business", "value", "--tag", "v"])
+    assert res.exit_code == 0, res.output
+    manifest = json.loads((run / "a2po-v" / "manifest.json").read_text())
+    assert manifest["config"]["rollout"] == "sample"
+    assert manifest["config"]["business"] == "value"
+    res = runner.invoke(app, [*A2PO, "--run", str(run), "--rollout", "greedy"])
+    assert res.exit_code == 2 and "--rollout 'greedy' is not known" in res.stderr
+
+
+def test_value_reward_needs_values(sid_run):
+    _trained(sid_run)
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--business", "value"])
+    assert res.exit_code == 2 and "no item of this run has one" in res.stderr
+    assert not (sid_run / "a2po").exists()
+
+
+def test_item_values_fill_missing_with_the_median():
+    from sgrec_cli.errors import ConfigError
+    from sgrec_cli.rl.step import item_values
+
+    got = item_values([{"value": 2.0}, {"value": None}, {}, {"value": 10.0}, {"value": 4.0}])
+    np.testing.assert_allclose(got, [2.0, 4.0, 4.0, 10.0, 4.0])
+    with pytest.raises(ConfigError, match="no item"):
+        item_values([{"value": None}])
+    with pytest.raises(ConfigError, match=">= 0"):
+        item_values([{"value": -1.0}])
+
+
+def test_business_rewards_dispatch():
+    from sgrec_cli.rl.a2po import business_rewards
+
+    items = np.array([[3, 5, 7], [1, 2, -1]])
+    targets = np.array([5, 9])
+    codes = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [0, 0], [1, 1], [0, 1], [1, 0], [0, 0],
+                      [1, 0]])
+    w = 1 / np.log2(np.arange(3) + 2)
+    rank = business_rewards("rank", items, targets, codes)
+    np.testing.assert_allclose(rank[0], [-w[0] / w.sum(), 1.0, -w[2] / w.sum()])
+    np.testing.assert_allclose(rank[1], 0.0)  # no hit
+    values = np.arange(10, dtype=float)
+    np.testing.assert_allclose(business_rewards("value", items, targets, codes, values)[0],
+                               [-3 * w[0] / w.sum(), 5.0, -7 * w[2] / w.sum()])
+    # prefix: target 5 = (1, 1); item 3 = (1, 1) -> 1, 5 -> 1, 7 = (1, 0) -> 0.5
+    np.testing.assert_allclose(business_rewards("prefix", items, targets, codes)[0],
+                               [1.0, 1.0, 0.5])

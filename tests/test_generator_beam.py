@@ -150,3 +150,60 @@ def test_beam_decoder_matches_t5_decoder(setup):
         parent = torch.randint(0, n_live, (batch, nb), generator=gen)  # (B, nb)
         tokens = torch.randint(3, vocab.vocab_size, (batch, nb), generator=gen)
         seqs = torch.cat([seqs[torch.arange(batch)[:, None], parent], tokens[:, :, None]], 2)
+
+
+@torch.no_grad()
+def _constrained_item_log_probs(model, ids, mask, trie, vocab, codes) -> torch.Tensor:
+    """log P(item | history) (N,) under trie-constrained ancestral decoding: each level's
+    distribution renormalised over the codes the trie allows after the item's prefix."""
+    n = codes.shape[0]
+    target = vocab.target_tokens(np.arange(n), codes)  # (N, L)
+    dec_in = torch.cat([torch.full((n, 1), DECODER_START), target[:, :-1]], dim=1)
+    logits = model(input_ids=ids.expand(n, -1), attention_mask=mask.expand(n, -1),
+                   decoder_input_ids=dec_in).logits  # (N, L, V)
+    node = torch.zeros(n, dtype=torch.long)
+    out = torch.zeros(n)
+    for level in range(vocab.num_levels):
+        start, stop = vocab.level_range(level)
+        lp = torch.log_softmax(logits[:, level].float(), -1)[:, start:stop]
+        lp = torch.where(trie.child[level][node] >= 0, lp, float("-inf"))
+        code = torch.as_tensor(codes[:, level])
+        out += torch.log_softmax(lp, -1).gather(1, code[:, None])[:, 0]
+        node = trie.child[level][node, code]
+    return out
+
+
+def test_sampled_rollouts_follow_the_model(setup):
+    """Stochastic beam search with one beam is a draw from the constrained item distribution:
+    20,000 seeded draws pass a chi-square test against the exact probabilities; with k beams
+    the items are distinct catalogue items, sorted by their exact log-probability."""
+    codes, vocab, trie, _, model, ids, mask = setup
+    user_ids, user_mask = ids[:1], mask[:1]
+    p = _constrained_item_log_probs(model, user_ids, user_mask, trie, vocab, codes).exp()
+    assert abs(float(p.sum()) - 1.0) < 1e-4
+    draws = 20_000
+    gen = torch.Generator().manual_seed(0)
+    items, _ = constrained_beam_search(model, user_ids.expand(draws, -1),
+                                       user_mask.expand(draws, -1), trie, vocab, 1, sample=gen)
+    observed = np.bincount(items[:, 0].numpy(), minlength=N_ITEMS)
+    expected = p.numpy() * draws
+    common = expected >= 5  # the chi-square approximation needs expected counts >= 5
+    chi2 = ((observed[common] - expected[common]) ** 2 / expected[common]).sum()
+    chi2 += (observed[~common].sum() - expected[~common].sum()) ** 2 / max(
+        expected[~common].sum(), 1e-9)
+    df = int(common.sum())  # common cells + the pooled rare cell, minus one
+    assert chi2 < df + 6 * np.sqrt(2 * df), (chi2, df)  # mean + 6 sd of chi-square(df)
+    items, scores = constrained_beam_search(model, ids, mask, trie, vocab, 12, sample=gen,
+                                            temperature=2.0)
+    beam, _ = constrained_beam_search(model, ids, mask, trie, vocab, 12)
+    assert ((items >= 0) & (items < N_ITEMS)).all()
+    assert all(len(set(row.tolist())) == 12 for row in items)
+    assert (scores[:, :-1] >= scores[:, 1:]).all()
+    assert not torch.equal(items, beam)  # a sample, not the top-12
+    again, _ = constrained_beam_search(model, ids, mask, trie, vocab, 12,
+                                       sample=torch.Generator().manual_seed(5))
+    same, _ = constrained_beam_search(model, ids, mask, trie, vocab, 12,
+                                      sample=torch.Generator().manual_seed(5))
+    assert torch.equal(again, same)  # seeded: reproducible
+    with pytest.raises(ValueError, match="temperature"):
+        constrained_beam_search(model, ids, mask, trie, vocab, 4, sample=gen, temperature=0)

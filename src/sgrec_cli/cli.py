@@ -190,8 +190,8 @@ def train(
         help="Generator: validation users scored per epoch (0 = all).")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator).")] = "auto",
-    resume: Annotated[bool, typer.Option(help="Generator: continue an interrupted run.")]
-        = False,
+    resume: Annotated[bool, typer.Option(
+        help="Generator or --a2po: continue an interrupted run from its checkpoint.")] = False,
     dropout: Annotated[float | None, typer.Option(
         help="Dropout [default: 0.1 generator, 0.2 sasrec].")] = None,
     warmup_steps: Annotated[int, typer.Option(help="Generator: LR warm-up steps.")] = 200,
@@ -202,15 +202,19 @@ def train(
         "--a2po", help="Fine-tune RUN/sft with A2PO using RUN/judge's semantic reward.")] = False,
     advantage: Annotated[str, typer.Option(
         help="A2PO: a2po, biz, reward-sum or adv-sum (the paper's ablations).")] = "a2po",
-    group_size: Annotated[int, typer.Option(help="A2PO: items per group (beam search).")] = 16,
+    group_size: Annotated[int, typer.Option(help="A2PO: distinct items per group.")] = 16,
+    rollout: Annotated[str, typer.Option(
+        help="A2PO: beam (top-G) or sample (G items drawn without replacement).")] = "beam",
+    temperature: Annotated[float, typer.Option(
+        help="A2PO: sampling temperature for --rollout sample.")] = 1.0,
     rho: Annotated[float, typer.Option(
         help="A2PO: share of groups given a semantic reward.")] = 0.05,
     beta: Annotated[float, typer.Option(help="A2PO: KL(k3) weight to the SFT model.")] = 1e-3,
     steps: Annotated[int, typer.Option(help="A2PO: optimisation steps.")] = 300,
     batch_users: Annotated[int, typer.Option(help="A2PO: groups per step.")] = 32,
     business: Annotated[str, typer.Option(
-        help="A2PO: business reward, rank (DESIGN §7) or prefix (SID-prefix credit).")]
-        = "rank",
+        help="A2PO: business reward, rank (DESIGN §7), prefix (SID-prefix credit) or value "
+             "(rank penalty weighted by the items' value field).")] = "rank",
     ppo_epochs: Annotated[int, typer.Option(
         help="A2PO: updates per rollout batch (> 1 lets the clip act).")] = 1,
     eval_every: Annotated[int, typer.Option(help="A2PO: steps between validations.")] = 50,
@@ -226,6 +230,8 @@ def train(
 
     Example: sgrec train --run runs/sci --a2po --advantage biz --tag biz
 
+    Example: sgrec train --run runs/sci --a2po --resume  (after an interruption)
+
     Several GPUs: torchrun --nproc_per_node 4 -m sgrec_cli.cli train -r runs/sci  (-r: torchrun
     would take --run for its own --run-path)
     """
@@ -237,10 +243,11 @@ def train(
 
         cfg = A2POConfig(advantage=advantage, group_size=group_size, rho=rho, beta=beta,
                          steps=steps, batch_users=batch_users, business=business,
-                         eval_every=eval_every, ppo_epochs=ppo_epochs,
+                         eval_every=eval_every, ppo_epochs=ppo_epochs, rollout=rollout,
+                         temperature=temperature,
                          valid_users=valid_users, seed=seed,
                          device=device, lr=1e-5 if lr is None else lr)
-        summary = run_a2po(run, cfg, tag=tag, progress=progress,
+        summary = run_a2po(run, cfg, tag=tag, resume=resume, progress=progress,
                            log=lambda msg: err.print(msg, highlight=False))
     elif model == "generator":
         from .generator.sft import SFTConfig

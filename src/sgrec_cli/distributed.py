@@ -73,3 +73,27 @@ def barrier(world: World) -> None:
 def teardown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def mean_over_processes(world: World, row: dict, sums: tuple[str, ...] = ()) -> dict:
+    """A per-process log row averaged over processes (``sums``: added instead). None marks a
+    value undefined in a process; it is left out of the mean (None if undefined everywhere).
+    Every process must pass the same keys."""
+    if not world.distributed:
+        return row
+    keys = [k for k, v in row.items() if v is None or isinstance(v, (int, float))]
+    vals = [0.0 if row[k] is None else float(row[k]) for k in keys]
+    have = [0.0 if row[k] is None else 1.0 for k in keys]
+    t = torch.tensor(vals + have, dtype=torch.float64, device=world.device)
+    dist.all_reduce(t)
+    n = len(keys)
+    out = dict(row)
+    for i, k in enumerate(keys):
+        total, count = float(t[i]), float(t[n + i])
+        if count == 0:
+            out[k] = None
+        elif k in sums:
+            out[k] = int(round(total)) if isinstance(row[k], int) else total
+        else:
+            out[k] = total / count
+    return out

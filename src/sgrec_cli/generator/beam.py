@@ -43,17 +43,30 @@ def constrained_beam_search(
     vocab: SidVocab,
     num_beams: int,
     topk: int | None = None,
+    sample: torch.Generator | None = None,
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``topk`` (default ``num_beams``) catalogue items per user by SID log-probability.
 
     Returns ``items`` LongTensor (B, k) and ``scores`` FloatTensor (B, k), sorted by score
     descending. Items are distinct (each beam is a distinct trie prefix) and always in the
     catalogue; when fewer than k items are reachable, the tail is ``-1`` with score ``-inf``.
+
+    ``sample`` (a torch.Generator on the model's device) turns the search into stochastic beam
+    search (Kool et al., 2019, Gumbel-top-k): the k items are then a sample *without
+    replacement* from the model's item distribution at ``temperature`` (the logits divided by
+    it), still distinct and in the catalogue. Each hypothesis carries a Gumbel key perturbed
+    from its parent's, conditioned on the parent's key being the maximum of its children's:
+    ``key_c = -log(exp(-key_parent) - exp(-Z) + exp(-g_c))`` with ``g_c = phi_c + Gumbel`` and
+    ``Z = max_c g_c``; the top-k keys at the last level are the sample. ``scores`` stay the
+    model's log-probabilities (temperature 1), and the output is sorted by them.
     """
     _check(trie, vocab, num_beams)
     k_out = num_beams if topk is None else topk
     if not 1 <= k_out <= num_beams:
         raise ValueError(f"topk must be in 1..num_beams={num_beams}, got {topk}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
     model.eval()
     device = input_ids.device
     trie = trie.to(device)
@@ -67,15 +80,32 @@ def constrained_beam_search(
     scores = torch.zeros((batch, 1), device=device)  # (B, n_live)
     node = torch.zeros((batch, 1), dtype=torch.long, device=device)  # trie node per beam
     parent = None
+    if sample is not None:
+        phi = torch.zeros_like(scores)  # tempered log-prob of each live prefix
+        key = torch.zeros_like(scores)  # its Gumbel key (the root's may be any constant)
     for level in range(vocab.num_levels):
         k = vocab.codebook_sizes[level]
-        lp = _level_log_probs(dec.step(tokens, parent), vocab, level)  # (B, n_live, K)
+        logits = dec.step(tokens, parent)
+        lp = _level_log_probs(logits, vocab, level)  # (B, n_live, K)
         child = trie.child[level][node.clamp(min=0)]  # (B, n_live, K)
         valid = (child >= 0) & (node >= 0)[:, :, None]
         cand = torch.where(valid, scores[:, :, None] + lp, NEG_INF).flatten(1)  # (B, n_live*K)
+        rank_by = cand
+        if sample is not None:
+            lp_t = lp if temperature == 1.0 else _level_log_probs(logits / temperature, vocab,
+                                                                  level)
+            phi_c = torch.where(valid, phi[:, :, None] + lp_t, NEG_INF)  # (B, n_live, K)
+            key_c = _gumbel_children(phi_c, key, sample)
+            phi, rank_by = phi_c.flatten(1), key_c.flatten(1)
         if cand.shape[1] < nb:  # fewer candidates than beams: pad with dead ones
-            cand = torch.cat([cand, cand.new_full((batch, nb - cand.shape[1]), NEG_INF)], 1)
-        scores, flat = cand.topk(nb, dim=1)  # (B, nb) over live beams x codes
+            pad = cand.new_full((batch, nb - cand.shape[1]), NEG_INF)
+            cand, rank_by = torch.cat([cand, pad], 1), torch.cat([rank_by, pad], 1)
+            if sample is not None:
+                phi = torch.cat([phi, pad], 1)
+        top, flat = rank_by.topk(nb, dim=1)  # (B, nb) over live beams x codes
+        scores = cand.gather(1, flat)
+        if sample is not None:
+            key, phi = top, phi.gather(1, flat)
         flat = flat.clamp(max=child.shape[1] * k - 1)
         parent, code = flat // k, flat % k
         node = torch.where(torch.isfinite(scores), child.flatten(1).gather(1, flat), -1)
@@ -83,7 +113,27 @@ def constrained_beam_search(
         tokens = torch.where(node >= 0, code + vocab.offsets[level], PAD)
 
     items = torch.where(node >= 0, trie.leaf_item[node.clamp(min=0)], -1)
-    return items[:, :k_out], scores[:, :k_out]
+    items, scores = items[:, :k_out], scores[:, :k_out]
+    if sample is not None:  # the sample, ordered like a beam: by the model's log-probability
+        scores, order = scores.sort(dim=1, descending=True)
+        items = items.gather(1, order)
+    return items, scores
+
+
+def _gumbel_children(phi: torch.Tensor, key: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Gumbel keys (B, n, K) of the children of n prefixes whose keys are ``key`` (B, n), given
+    the children's tempered log-probs ``phi`` (-inf = not allowed): each child's Gumbel(phi) is
+    drawn, then shifted so the children's maximum equals the parent's key (Kool et al., eq. 23,
+    in the numerically stable form of their appendix)."""
+    u = torch.rand(phi.shape, generator=gen, device=phi.device).clamp_(1e-20, 1.0 - 1e-7)
+    g = phi - torch.log(-torch.log(u))  # (B, n, K) ~ Gumbel(phi); -inf stays -inf
+    z = g.max(dim=2, keepdim=True).values  # (B, n, 1)
+    t = key[:, :, None]
+    with torch.no_grad():
+        v = t - g + torch.log1p(-torch.exp(g - z))  # log1mexp; = +inf at -inf children
+        out = t - torch.relu(v) - torch.log1p(torch.exp(-v.abs()))
+    dead = ~torch.isfinite(g) | ~torch.isfinite(t)
+    return torch.where(dead, NEG_INF, out)
 
 
 def _allowed_tokens(trie: SidTrie, vocab: SidVocab) -> dict[tuple[int, ...], list[int]]:

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -31,7 +30,8 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import T5ForConditionalGeneration
 
-from ..artifacts import atomic_write_json, swap_into_place
+from ..artifacts import atomic_write_json
+from ..checkpoint import optimizer_from_flat, optimizer_to_flat, write_folder_atomically
 from ..config import require
 from ..data.split import Example
 from ..distributed import World, barrier
@@ -264,46 +264,6 @@ def _lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 # ------------------------------------------------------------------------------ checkpointing
 
 
-def _write_folder_atomically(final: Path, fill: Callable[[Path], None]) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        fill(tmp)
-        swap_into_place(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _optimizer_to_flat(state: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split ``optimizer.state_dict()`` into tensors (for safetensors) and JSON-able parts."""
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for pid, entries in state["state"].items():
-        for key, value in entries.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{pid}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(pid), {})[key] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _optimizer_from_flat(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict:
-    """Inverse of ``_optimizer_to_flat``; ``load_state_dict`` moves tensors to the params."""
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        _, pid, key = name.split(".", 2)
-        state.setdefault(int(pid), {})[key] = value
-    for pid, entries in meta["scalars"].items():
-        state.setdefault(int(pid), {}).update(entries)
-    groups = []
-    for group in meta["param_groups"]:
-        group = dict(group)
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
-        groups.append(group)
-    return {"state": state, "param_groups": groups}
-
-
 def _rng_tensors(shuffle: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
     out = {"shuffle": shuffle.get_state(), "torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -314,14 +274,14 @@ def _rng_tensors(shuffle: torch.Generator, device: torch.device) -> dict[str, to
 def _save_checkpoint(folder: Path, model, optimizer, scheduler, shuffle, device, state) -> None:
     def fill(tmp: Path) -> None:
         save_model(model, str(tmp / "model.safetensors"))
-        tensors, meta = _optimizer_to_flat(optimizer.state_dict())
+        tensors, meta = optimizer_to_flat(optimizer.state_dict())
         save_file(tensors, str(tmp / "optimizer.safetensors"))
         atomic_write_json(tmp / "optimizer.json", meta)
         atomic_write_json(tmp / "scheduler.json", scheduler.state_dict())
         save_file(_rng_tensors(shuffle, device), str(tmp / "rng.safetensors"))
         atomic_write_json(tmp / "state.json", state)  # last: marks the folder complete
 
-    _write_folder_atomically(folder, fill)
+    write_folder_atomically(folder, fill)
 
 
 def _load_checkpoint(folder: Path, model, optimizer, scheduler, shuffle, device) -> dict:
@@ -333,7 +293,7 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler, shuffle, device)
         load_model(model, str(folder / "model.safetensors"), strict=True, device=str(device))
         meta = json.loads((folder / "optimizer.json").read_text(encoding="utf-8"))
         tensors = load_file(str(folder / "optimizer.safetensors"))
-        optimizer.load_state_dict(_optimizer_from_flat(tensors, meta))
+        optimizer.load_state_dict(optimizer_from_flat(tensors, meta))
         scheduler.load_state_dict(
             json.loads((folder / "scheduler.json").read_text(encoding="utf-8"))
         )
@@ -526,7 +486,7 @@ def train_sft(
             if state["best_score"] is None or score > state["best_score"]:
                 state.update(best_score=score, best_epoch=epoch, best_metrics=metrics, stale=0)
                 if world.main:
-                    _write_folder_atomically(best_dir,
+                    write_folder_atomically(best_dir,
                                              lambda tmp: save_generator(model, cfg.model, tmp))
             else:
                 state["stale"] += 1

@@ -3,9 +3,13 @@ semantic rewards, group advantages (``advantages.combine``), clipped surrogate +
 the frozen SFT reference.
 
 One step: B training examples (history, next item) are drawn; the policy's top-G distinct items
-per example by constrained beam search form the groups; rewards (B, G) -> advantages (B, G);
-``ppo_epochs`` gradient steps on the SID tokens of the B*G rollouts, with log-probabilities of
-the rollout policy frozen as pi_old (so the first epoch has ratio 1).
+per example by constrained beam search (or G distinct items sampled without replacement by
+stochastic beam search) form the groups; rewards (B, G) -> advantages (B, G); ``ppo_epochs``
+gradient steps on the SID tokens of the B*G rollouts, with log-probabilities of the rollout
+policy frozen as pi_old (so the first epoch has ratio 1).
+
+Under torchrun each process takes B / world of the groups; the loss of a process is scaled by
+its share of the step's rollouts, so DDP's gradient average equals the single-process gradient.
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ from ..generator.trie import SidTrie
 from .advantages import (
     MODES,
     combine,
-    judge_mask,
     prefix_rewards,
     rank_penalty_rewards,
     target_rank,
+    value_rewards,
 )
 from .advantages import clipped_surrogate as surrogate
 from .advantages import k3_kl as kl_k3
 
-BUSINESS_REWARDS = ("rank", "prefix")
+BUSINESS_REWARDS = ("rank", "prefix", "value")
+ROLLOUTS = ("beam", "sample")
 
 
 @dataclass
@@ -44,7 +49,10 @@ class A2POConfig:
                   reward-sum, adv-sum: the paper's ablations, one code path
     group_size    G distinct items per group (constrained beam search)
     business      rank (1 for the next item, rank-aware penalty for the others when it is in the
-                  group) or prefix (partial credit per matching SID level: denser)
+                  group), prefix (partial credit per matching SID level: denser) or value (the
+                  rank penalty weighted by the items' value field, e.g. price)
+    rollout       beam (the top-G by constrained beam search) or sample (G distinct items drawn
+                  without replacement at ``temperature``, stochastic beam search)
     rho           share of groups whose semantic reward is consulted (paper: 0.05)
     beta, clip    KL(k3) weight to the SFT reference; PPO clip epsilon
     steps         optimisation steps of ``batch_users`` groups each
@@ -53,6 +61,8 @@ class A2POConfig:
     advantage: str = "a2po"
     group_size: int = 16
     business: str = "rank"
+    rollout: str = "beam"
+    temperature: float = 1.0
     rho: float = 0.05
     beta: float = 1e-3
     clip: float = 0.2
@@ -74,6 +84,10 @@ class A2POConfig:
         require(self.business in BUSINESS_REWARDS,
                f"--business {self.business!r} is not known; use one of: "
                f"{', '.join(BUSINESS_REWARDS)}")
+        require(self.rollout in ROLLOUTS,
+               f"--rollout {self.rollout!r} is not known; use one of: {', '.join(ROLLOUTS)}")
+        require(isinstance(self.temperature, (int, float)) and self.temperature > 0,
+               f"--temperature {self.temperature!r} must be > 0")
         require(self.device in DEVICES,
                f"--device {self.device!r} is not known; use one of: {', '.join(DEVICES)}")
         for name in ("group_size", "batch_users", "ppo_epochs", "steps", "eval_every"):
@@ -106,37 +120,78 @@ def sequence_log_probs(model, hidden: torch.Tensor, mask: torch.Tensor, labels: 
     return torch.cat(cols, dim=1)  # (N, L)
 
 
+class PolicyScorer(torch.nn.Module):
+    """log pi(SID tokens | history) of rollouts, the encoder run once per user: one module, so
+    that under torchrun ``DistributedDataParallel`` wraps the very forward that is trained."""
+
+    def __init__(self, model, vocab: SidVocab):
+        super().__init__()
+        self.model = model
+        self.vocab = vocab
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, user_of: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.get_encoder()(input_ids=ids, attention_mask=mask)[0]  # (B, S, D)
+        return sequence_log_probs(self.model, hidden[user_of], mask[user_of], labels,
+                                  self.vocab)  # (N, L)
+
+
 def rollout_groups(model, ids: torch.Tensor, mask: torch.Tensor, trie: SidTrie, vocab: SidVocab,
-                   group_size: int) -> np.ndarray:
-    """(B, G) distinct items per history by constrained beam search (-1 when unreachable)."""
-    items, _ = constrained_beam_search(model, ids, mask, trie, vocab, group_size)
+                   cfg: A2POConfig, gen: torch.Generator | None = None) -> np.ndarray:
+    """(B, G) distinct items per history, ordered by the policy's log-probability (-1 when
+    unreachable): the beam top-G, or with ``cfg.rollout == "sample"`` a sample without
+    replacement drawn with ``gen``."""
+    sample = gen if cfg.rollout == "sample" else None
+    items, _ = constrained_beam_search(model, ids, mask, trie, vocab, cfg.group_size,
+                                       sample=sample, temperature=cfg.temperature)
     return items.cpu().numpy()
+
+
+def business_rewards(kind: str, items: np.ndarray, targets: np.ndarray, codes: np.ndarray,
+                     values: np.ndarray | None = None) -> np.ndarray:
+    """r_biz (B, G) of ``kind`` in BUSINESS_REWARDS for groups ``items`` (B, G) (-1 = none)."""
+    safe = np.where(items >= 0, items, 0)
+    if kind == "prefix":
+        return prefix_rewards(codes[safe], codes[targets])
+    rank = target_rank(items, targets)
+    if kind == "value":
+        if values is None:
+            raise ValueError("the value reward needs item values")
+        return value_rewards(rank, values[safe])
+    return rank_penalty_rewards(rank, items.shape[1])
 
 
 SemanticFn = Callable[[Sequence[int], Sequence[int], np.ndarray], np.ndarray]
 
 
-def a2po_step(model, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: SidTrie,
+def _all_sum(x: int, world) -> int:
+    if world is None or not world.distributed:
+        return x
+    t = torch.tensor([x], dtype=torch.float64, device=world.device)
+    torch.distributed.all_reduce(t)
+    return int(t.item())
+
+
+def a2po_step(model, scorer, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: SidTrie,
               codes: np.ndarray, batch: Sequence[tuple[int, list[int], int]],
-              semantic: SemanticFn | None, max_history: int,
-              rng: np.random.Generator) -> dict[str, float]:
-    """One A2PO step on ``batch`` = [(user index, history, next item)]; returns the step log."""
+              judged: np.ndarray, semantic: SemanticFn | None, max_history: int,
+              values: np.ndarray | None = None, gen: torch.Generator | None = None,
+              world=None) -> dict[str, float]:
+    """One A2PO step on ``batch`` = [(user index, history, next item)]; ``judged`` (B,) marks
+    the groups given a semantic reward; ``scorer`` is ``PolicyScorer(model)`` (DDP-wrapped under
+    torchrun, ``world`` then holds the process group). Returns this process's step log."""
     device = next(model.parameters()).device
+    size = world.size if world is not None else 1
     t0 = time.perf_counter()
     ids, mask = vocab.encode_history([h for _, h, _ in batch], codes, max_history)
     ids, mask = ids.to(device), mask.to(device)
-    items = rollout_groups(model, ids, mask, trie, vocab, cfg.group_size)  # (B, G)
+    items = rollout_groups(model, ids, mask, trie, vocab, cfg, gen)  # (B, G)
     t1 = time.perf_counter()
 
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     valid = items >= 0
     safe = np.where(valid, items, 0)
-    rank = target_rank(items, targets)
-    if cfg.business == "rank":
-        r_biz = rank_penalty_rewards(rank, cfg.group_size)
-    else:
-        r_biz = prefix_rewards(codes[safe], codes[targets])
-    judged = judge_mask(len(batch), cfg.rho, rng)
+    r_biz = np.where(valid, business_rewards(cfg.business, items, targets, codes, values), 0.0)
     r_sem = None
     if semantic is not None and cfg.advantage != "biz" and judged.any():
         r_sem = np.full(items.shape, np.nan)
@@ -146,10 +201,16 @@ def a2po_step(model, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: SidTrie,
     adv = np.where(valid, adv, 0.0)
     t2 = time.perf_counter()
 
-    log = {"hit_fraction": float((rank >= 0).mean()), **stats}
-    log.update(loss=0.0, kl=0.0, clip_fraction=0.0)
+    log = {"hit_fraction": float((target_rank(items, targets) >= 0).mean()), **stats}
+    log.update(loss=None, kl=None, clip_fraction=None)  # None: no update from this process
     rows = np.flatnonzero(np.abs(adv).reshape(-1) > 0)  # rollouts that carry a gradient
-    if rows.size:
+    n_mine = int(rows.size)
+    n_all = _all_sum(n_mine, world)  # over every process: all update, or none does
+    if n_all:
+        # a process without a gradient-carrying rollout still runs the update (DDP needs every
+        # process in the backward pass) on one rollout whose loss it scales by zero
+        weight = n_mine * size / n_all
+        rows = rows if n_mine else np.zeros(1, dtype=np.int64)
         g = cfg.group_size
         labels = vocab.target_tokens(safe.reshape(-1)[rows], codes).to(device)  # (N, L)
         user_of = torch.as_tensor(rows // g, device=device)
@@ -159,9 +220,7 @@ def a2po_step(model, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: SidTrie,
             h_ref = ref.get_encoder()(input_ids=ids, attention_mask=mask)[0]
             lp_ref = sequence_log_probs(ref, h_ref[user_of], mask[user_of], labels, vocab)
         for epoch in range(cfg.ppo_epochs):
-            # the encoder runs once per user; its states are shared by that user's rollouts
-            hidden = model.get_encoder()(input_ids=ids, attention_mask=mask)[0]  # (B, S, D)
-            lp = sequence_log_probs(model, hidden[user_of], mask[user_of], labels, vocab)
+            lp = scorer(ids, mask, user_of, labels)  # (N, L)
             if epoch == 0:
                 # eval mode (no dropout) and no update yet: this is pi_old, so the first
                 # epoch's ratio is exactly 1, as GRPO intends
@@ -170,12 +229,13 @@ def a2po_step(model, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: SidTrie,
             kl = kl_k3(lp, lp_ref, tok_mask)
             loss = pg + cfg.beta * kl
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (weight * loss).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-        log.update(loss=float(loss.detach()), kl=float(kl.detach()),
-                   clip_fraction=float(clip_frac))
+        if n_mine:
+            log.update(loss=float(loss.detach()), kl=float(kl.detach()),
+                       clip_fraction=float(clip_frac))
     t3 = time.perf_counter()
-    log.update(rollouts_with_gradient=int(rows.size), rollout_s=t1 - t0, reward_s=t2 - t1,
-               update_s=t3 - t2)
+    log.update(rollouts_with_gradient=n_mine,
+               rollout_s=t1 - t0, reward_s=t2 - t1, update_s=t3 - t2)
     return log
