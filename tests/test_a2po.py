@@ -121,7 +121,7 @@ def test_a2po_resume_equals_an_uninterrupted_run(sid_run):
     """Stop after 3 of 6 steps (mid-way between validations), resume: the same log and the same
     weights as one uninterrupted run; the finished folder of an earlier run stays untouched while
     the interrupted one waits; a changed option refuses to resume."""
-    from sgrec_cli.errors import ConfigError
+    from sgrec_cli.errors import ArtifactError, ConfigError
     from sgrec_cli.rl.step import resume_dir, run_a2po
 
     _trained(sid_run)
@@ -150,6 +150,14 @@ def test_a2po_resume_equals_an_uninterrupted_run(sid_run):
         assert torch.equal(x, y), name
     # the policy did move (KL > 0 after the first update), so the equalities are not trivial
     assert any(r.get("kl") for r in first[2:])
+
+    # a checkpoint made from another judge is refused
+    run_a2po(sid_run, _api_cfg(), tag="stale", progress=False, stop_after=1)
+    res = runner.invoke(app, ["judge", "--run", str(sid_run), "--candidates", "nn",
+                              "--num-candidates", "5", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    with pytest.raises(ArtifactError, match="other judge artifacts"):
+        run_a2po(sid_run, _api_cfg(), tag="stale", resume=True, progress=False)
 
 
 def test_a2po_sampled_rollouts_and_value_reward(tmp_path, one_thread):

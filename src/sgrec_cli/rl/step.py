@@ -140,12 +140,18 @@ def _save_resume(folder: Path, model, opt, best_state, rng, gen, state, rows) ->
     write_folder_atomically(folder, fill)
 
 
-def _load_resume(folder: Path, cfg: A2POConfig, model, opt, rng, gen, device):
+def _load_resume(folder: Path, cfg: A2POConfig, inputs: dict[str, str], model, opt, rng, gen,
+                 device):
     """(state, best_state, rows) of a checkpoint, after loading it into model/opt/rng/gen."""
     try:
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         if state.get("format_version") != CKPT_FORMAT:
             raise ValueError(f"format {state.get('format_version')!r}")
+        stale = sorted(k.split("/")[0] for k, v in inputs.items()
+                       if state["inputs"].get(k) != v)
+        if stale:
+            raise ArtifactError(f"the checkpoint was made from other {', '.join(stale)} "
+                                "artifacts; train again without --resume", folder)
         changed = sorted(k for k, v in cfg.to_dict().items()
                          if k not in _RESUMABLE_CHANGES and state["config"].get(k) != v)
         if changed:
@@ -211,13 +217,21 @@ class _Inputs:
     values: np.ndarray | None
     started: float
 
+    @property
+    def digests(self) -> dict[str, str]:
+        """The artifacts the result depends on, by manifest hash."""
+        return {"data/manifest.json": self.data.manifest.digest,
+                "sids/manifest.json": self.sids.manifest.digest,
+                "sft/manifest.json": self.sft_m.digest,
+                "judge/manifest.json": self.judge_m.digest}
+
 
 def _train(inp: _Inputs, cfg: A2POConfig, world, resume: bool, progress: bool, log,
            stop_after: int | None) -> dict:
     from ..distributed import mean_over_processes
 
     say = (log or (lambda _m: None)) if world.main else (lambda _m: None)
-    run, step, data, sids, sft_m = inp.run, inp.step, inp.data, inp.sids, inp.sft_m
+    run, step, data, sft_m = inp.run, inp.step, inp.data, inp.sft_m
     semantic, how, values, codes = inp.semantic, inp.how, inp.values, inp.sids.codes
     if cfg.batch_users % world.size:
         raise ConfigError(f"--batch-users {cfg.batch_users} must be a multiple of the "
@@ -246,7 +260,8 @@ def _train(inp: _Inputs, cfg: A2POConfig, world, resume: bool, progress: bool, l
 
     ckpt = resume_dir(run, step)
     if resume and (ckpt / "state.json").is_file():
-        state, best_state, rows = _load_resume(ckpt, cfg, model, opt, rng, gen, device)
+        state, best_state, rows = _load_resume(ckpt, cfg, inp.digests, model, opt, rng, gen,
+                                              device)
         state["config"] = cfg.to_dict()
         say(f"resuming after step {state['step']} (best valid NDCG@10 "
             f"{state['best']['valid_ndcg@10']:.4f} at step {state['best']['step']})")
@@ -257,7 +272,8 @@ def _train(inp: _Inputs, cfg: A2POConfig, world, resume: bool, progress: bool, l
             shutil.rmtree(ckpt, ignore_errors=True)
         ndcg = _valid_ndcg(model, vocab, trie, codes, valid, max_history, world)
         state = {"format_version": CKPT_FORMAT, "step": 0, "seconds": 0.0,
-                 "best": {"step": 0, "valid_ndcg@10": ndcg}, "config": cfg.to_dict()}
+                 "best": {"step": 0, "valid_ndcg@10": ndcg}, "config": cfg.to_dict(),
+                 "inputs": inp.digests}
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         rows = [{"step": 0, "valid_ndcg@10": ndcg}]
     mine = slice(world.rank, None, world.size)
@@ -314,10 +330,7 @@ def _train(inp: _Inputs, cfg: A2POConfig, world, resume: bool, progress: bool, l
             write_manifest(tmp, step=step, config={**cfg.to_dict(),
                                                    "max_history": max_history, "tag": inp.tag},
                            seed=cfg.seed, started=inp.started,
-                           inputs={"data/manifest.json": data.manifest.digest,
-                                   "sids/manifest.json": sids.manifest.digest,
-                                   "sft/manifest.json": sft_m.digest,
-                                   "judge/manifest.json": inp.judge_m.digest},
+                           inputs=inp.digests,
                            dataset=data.manifest.dataset)
         shutil.rmtree(ckpt, ignore_errors=True)
     return summary
