@@ -178,6 +178,10 @@ def test_value_reward_needs_values(sid_run):
     res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--business", "value"])
     assert res.exit_code == 2 and "no item of this run has one" in res.stderr
     assert not (sid_run / "a2po").exists()
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--business", "future"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (sid_run / "a2po" / "train_log.jsonl").open()]
+    assert len(rows) == 5
 
 
 def test_item_values_fill_missing_with_the_median():
@@ -209,3 +213,22 @@ def test_business_rewards_dispatch():
     # prefix: target 5 = (1, 1); item 3 = (1, 1) -> 1, 5 -> 1, 7 = (1, 0) -> 0.5
     np.testing.assert_allclose(business_rewards("prefix", items, targets, codes)[0],
                                [1.0, 1.0, 0.5])
+
+
+def test_later_training_items_never_read_valid_or_test():
+    from sgrec_cli.data.split import split_all
+    from sgrec_cli.rl.a2po import business_rewards, later_training_items
+
+    # user 0: 1 2 3 2 4 | 5 (valid) 6 (test); user 1: 7 8 9 | 1 2
+    seqs = [[1, 2, 3, 2, 4, 5, 6], [7, 8, 9, 1, 2]]
+    train, _, _ = split_all(seqs, 20)
+    later = later_training_items(train, seqs)
+    # user 0 examples predict 2, 3, 2, 4; user 1 predicts 8, 9
+    assert [e.target for e in train] == [2, 3, 2, 4, 8, 9]
+    assert later == [{3: 1, 4: 3}, {2: 1, 4: 2}, {4: 1}, {}, {9: 1}, {}]
+    # the first example (target 2): group [4, 9, 2] -> 4 at distance 3 gets 1/log2(5),
+    # 9 (wrong, rank 1) -1/log2(3) / W, 2 (the next item) 1; W = 1 + 1/log2(3) + 1/2
+    w = 1 / np.log2(np.arange(3) + 2)
+    r = business_rewards("future", np.array([[4, 9, 2]]), np.array([2]), np.zeros((10, 1)),
+                         later=later[:1])
+    np.testing.assert_allclose(r, [[1 / np.log2(5), -w[1] / w.sum(), 1.0]])

@@ -17,6 +17,8 @@ from sgrec_cli.rl.advantages import (
     asymmetric_gate,
     clipped_surrogate,
     combine,
+    credit_rewards,
+    distance_credit,
     judge_mask,
     k3_kl,
     prefix_rewards,
@@ -397,3 +399,23 @@ def test_on_policy_surrogate_is_minus_mean_advantage(adv, mask):
     expected = -(adv * n_tokens).sum() / max(n_tokens.sum(), 1)
     assert loss.item() == pytest.approx(expected, abs=1e-12)
     assert clip_fraction.item() == 0.0
+
+
+def test_credit_rewards_golden():
+    # G = 3: w = [1, 1/log2(3), 1/2] = [1, 0.63093, 0.5], W = 2.13093.
+    # group 0: a later item at distance 1 (credit 1/log2(3) = 0.63093), a wrong item at rank 1
+    # (-0.63093 / 2.13093 = -0.29608), the next item (1); group 1: nothing credited -> all 0
+    credit = np.array([[1 / np.log2(3), 0.0, 1.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(credit_rewards(credit),
+                               [[0.63093, -0.29608, 1.0], [0.0, 0.0, 0.0]], atol=1e-5)
+    # only the next item credited: exactly the rank-penalty reward
+    only = np.array([[0.0, 1.0, 0.0]])
+    np.testing.assert_allclose(credit_rewards(only), rank_penalty_rewards(np.array([1]), 3))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        credit_rewards(np.array([[1.5, 0.0]]))
+
+
+def test_distance_credit_is_the_ndcg_discount():
+    # d = 0 (the next item) -> 1; d = 1 -> 1/log2(3) = 0.63093; d = 2 -> 1/2; never -> 0
+    np.testing.assert_allclose(distance_credit(np.array([0.0, 1.0, 2.0, np.nan])),
+                               [1.0, 0.63093, 0.5, 0.0], atol=1e-5)

@@ -213,8 +213,9 @@ def train(
     steps: Annotated[int, typer.Option(help="A2PO: optimisation steps.")] = 300,
     batch_users: Annotated[int, typer.Option(help="A2PO: groups per step.")] = 32,
     business: Annotated[str, typer.Option(
-        help="A2PO: business reward, rank (DESIGN §7), prefix (SID-prefix credit) or value "
-             "(rank penalty weighted by the items' value field).")] = "rank",
+        help="A2PO: business reward, rank (DESIGN §7), prefix (SID-prefix credit), value "
+             "(rank penalty weighted by the items' value field) or future (rank penalty that "
+             "credits the user's later training items).")] = "rank",
     ppo_epochs: Annotated[int, typer.Option(
         help="A2PO: updates per rollout batch (> 1 lets the clip act).")] = 1,
     eval_every: Annotated[int, typer.Option(help="A2PO: steps between validations.")] = 50,

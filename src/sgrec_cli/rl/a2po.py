@@ -29,6 +29,8 @@ from ..generator.trie import SidTrie
 from .advantages import (
     MODES,
     combine,
+    credit_rewards,
+    distance_credit,
     prefix_rewards,
     rank_penalty_rewards,
     target_rank,
@@ -37,7 +39,7 @@ from .advantages import (
 from .advantages import clipped_surrogate as surrogate
 from .advantages import k3_kl as kl_k3
 
-BUSINESS_REWARDS = ("rank", "prefix", "value")
+BUSINESS_REWARDS = ("rank", "prefix", "value", "future")
 ROLLOUTS = ("beam", "sample")
 
 
@@ -49,8 +51,10 @@ class A2POConfig:
                   reward-sum, adv-sum: the paper's ablations, one code path
     group_size    G distinct items per group (constrained beam search)
     business      rank (1 for the next item, rank-aware penalty for the others when it is in the
-                  group), prefix (partial credit per matching SID level: denser) or value (the
-                  rank penalty weighted by the items' value field, e.g. price)
+                  group), prefix (partial credit per matching SID level: denser), value (the
+                  rank penalty weighted by the items' value field, e.g. price) or future (the
+                  rank penalty that credits, instead of penalising, the items the user takes
+                  later in the training sequence)
     rollout       beam (the top-G by constrained beam search) or sample (G distinct items drawn
                   without replacement at ``temperature``, stochastic beam search)
     rho           share of groups whose semantic reward is consulted (paper: 0.05)
@@ -147,12 +151,45 @@ def rollout_groups(model, ids: torch.Tensor, mask: torch.Tensor, trie: SidTrie, 
     return items.cpu().numpy()
 
 
+def later_training_items(train: Sequence, sequences: Sequence[Sequence[int]],
+                         held_out: int = 2) -> list[dict[int, int]]:
+    """For each training example (in ``split_all``'s order: per user, t = 1, 2, ...), the items
+    the user takes after its target within the training part of the sequence (the last
+    ``held_out`` items are validation and test, never read), as {item: distance >= 1}."""
+    out: list[dict[int, int]] = []
+    t, last_user = 0, None
+    for ex in train:
+        t = t + 1 if ex.user == last_user else 1
+        last_user = ex.user
+        seq = sequences[ex.user]
+        if seq[t] != ex.target:
+            raise ValueError(f"training example of user {ex.user} is out of order")
+        later: dict[int, int] = {}
+        for d, item in enumerate(seq[t + 1:len(seq) - held_out], start=1):
+            later.setdefault(int(item), d)
+        later.pop(int(ex.target), None)  # a repeat of the target is the target
+        out.append(later)
+    return out
+
+
 def business_rewards(kind: str, items: np.ndarray, targets: np.ndarray, codes: np.ndarray,
-                     values: np.ndarray | None = None) -> np.ndarray:
-    """r_biz (B, G) of ``kind`` in BUSINESS_REWARDS for groups ``items`` (B, G) (-1 = none)."""
+                     values: np.ndarray | None = None,
+                     later: Sequence[dict[int, int]] | None = None) -> np.ndarray:
+    """r_biz (B, G) of ``kind`` in BUSINESS_REWARDS for groups ``items`` (B, G) (-1 = none);
+    ``later`` (kind future): per group, the user's later training items and their distance."""
     safe = np.where(items >= 0, items, 0)
     if kind == "prefix":
         return prefix_rewards(codes[safe], codes[targets])
+    if kind == "future":
+        if later is None:
+            raise ValueError("the future reward needs the users' later items")
+        dist = np.full(items.shape, np.nan)  # (B, G)
+        dist[items == targets[:, None]] = 0.0
+        for b, row in enumerate(items):
+            for g, item in enumerate(row):
+                if int(item) in later[b]:
+                    dist[b, g] = later[b][int(item)]
+        return credit_rewards(distance_credit(dist))
     rank = target_rank(items, targets)
     if kind == "value":
         if values is None:
@@ -176,7 +213,7 @@ def a2po_step(model, scorer, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: S
               codes: np.ndarray, batch: Sequence[tuple[int, list[int], int]],
               judged: np.ndarray, semantic: SemanticFn | None, max_history: int,
               values: np.ndarray | None = None, gen: torch.Generator | None = None,
-              world=None) -> dict[str, float]:
+              world=None, later: Sequence[dict[int, int]] | None = None) -> dict[str, float]:
     """One A2PO step on ``batch`` = [(user index, history, next item)]; ``judged`` (B,) marks
     the groups given a semantic reward; ``scorer`` is ``PolicyScorer(model)`` (DDP-wrapped under
     torchrun, ``world`` then holds the process group). Returns this process's step log."""
@@ -191,7 +228,8 @@ def a2po_step(model, scorer, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: S
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     valid = items >= 0
     safe = np.where(valid, items, 0)
-    r_biz = np.where(valid, business_rewards(cfg.business, items, targets, codes, values), 0.0)
+    r_biz = np.where(valid, business_rewards(cfg.business, items, targets, codes, values, later),
+                     0.0)
     r_sem = None
     if semantic is not None and cfg.advantage != "biz" and judged.any():
         r_sem = np.full(items.shape, np.nan)

@@ -12,6 +12,10 @@ Business rewards (one of)::
                    so the target gets 1 and an item sharing no first code gets 0 (dense proxy)
     value          r_k = v(y_k) * rank-penalty r_k: the hit gets v(target), a wrong item at rank
                    k gets -v(y_k) w_k / W (a costly wrong item is pushed down harder), 0 with no hit
+    future         the rank penalty with credit for what the user did take: the next item 1, an
+                   item the user takes d steps after it (later in the *training* sequence)
+                   1 / log2(d + 2); every other item -w_k / W when the group holds any credited
+                   item, all 0 otherwise (so the user's later items are not pushed down)
 
 Semantic reward r_sem = s_hol(x, y_k) from the judge; NaN = missing.
 
@@ -109,6 +113,29 @@ def value_rewards(hit_rank: np.ndarray, group_values: np.ndarray) -> np.ndarray:
     if r.shape != values.shape:
         raise ValueError(f"{r.shape[0]} hit ranks for {values.shape[0]} groups of values")
     return values * r
+
+
+def credit_rewards(credit: np.ndarray) -> np.ndarray:
+    """Rank penalty with partial credit (B, G): ``credit`` (B, G) in [0, 1] is what each item is
+    worth to the user (0 = wrong). Credited items get their credit; when a group holds any, its
+    wrong item at rank k gets -w_k / W; a group with none gets 0 (no business signal)."""
+    c = np.asarray(credit, dtype=np.float64)  # (B, G)
+    if c.ndim != 2:
+        raise ValueError(f"credit {c.shape} must be (B, G)")
+    if not np.isfinite(c).all() or (c < 0).any() or (c > 1).any():
+        raise ValueError("credit must lie in [0, 1]")
+    w = 1.0 / np.log2(np.arange(c.shape[1]) + 2.0)  # (G,)
+    r = np.where(c > 0, c, -w / w.sum())  # (B, G)
+    r[~(c > 0).any(axis=1)] = 0.0
+    return r
+
+
+def distance_credit(distance: np.ndarray) -> np.ndarray:
+    """Credit of an item the user took ``distance`` steps after the next item (0 = the next item
+    itself): 1 / log2(d + 2), the NDCG discount; NaN (never taken) -> 0."""
+    d = np.asarray(distance, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(d), 0.0, 1.0 / np.log2(np.nan_to_num(d, nan=0.0) + 2.0))
 
 
 # ---- group advantages ---------------------------------------------------------------------------

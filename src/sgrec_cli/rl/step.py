@@ -49,7 +49,7 @@ from ..generator.trie import SidTrie
 from ..progress import progress_bar
 from ..recommend import generator_top_items
 from ..sids.build import load_sids
-from .a2po import A2POConfig, PolicyScorer, SemanticFn, a2po_step
+from .a2po import A2POConfig, PolicyScorer, SemanticFn, a2po_step, later_training_items
 from .advantages import judge_mask
 
 CKPT_FORMAT = 1
@@ -252,6 +252,8 @@ def _train(inp: _Inputs, cfg: A2POConfig, world, resume: bool, progress: bool, l
         f"{cfg.rollout}, semantic reward from the {how}")
     train = data.split("train")
     valid = data.split("valid")
+    futures = (later_training_items(train, data.sequences()) if cfg.business == "future"
+               else None)
     if cfg.valid_users and cfg.valid_users < len(valid):
         pick = np.sort(np.random.default_rng(cfg.seed).choice(len(valid), cfg.valid_users,
                                                               replace=False))
@@ -288,8 +290,9 @@ def _train(inp: _Inputs, cfg: A2POConfig, world, resume: bool, progress: bool, l
             judged = judge_mask(cfg.batch_users, cfg.rho, rng)
             batch = [(train[i].user, list(train[i].history), train[i].target)
                      for i in pick[mine]]
+            later = None if futures is None else [futures[i] for i in pick[mine]]
             row = a2po_step(model, scorer, ref, opt, cfg, vocab, trie, codes, batch,
-                            judged[mine], semantic, max_history, values, gen, world)
+                            judged[mine], semantic, max_history, values, gen, world, later)
             row = {"step": s, **mean_over_processes(world, row,
                                                     sums=("rollouts_with_gradient",))}
             stop_here = stop_after is not None and s - first + 1 >= stop_after
