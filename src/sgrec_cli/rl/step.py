@@ -194,7 +194,8 @@ def run_a2po(run: Path, cfg: A2POConfig, tag: str | None = None, resume: bool = 
     semantic, how = semantic_reward(run, sids.embeddings(), sids.manifest.digest)
     world = setup(cfg.device)
     try:
-        # the DDP model lives only inside _train: it must be gone before the group is
+        # the DDP-wrapped model lives only inside _train, so it is freed before the process
+        # group is destroyed (a DDP reducer still alive then hangs the exit)
         inputs = _Inputs(run, step, tag, data, sids, sft_m, judge_m, semantic, how, values, started)
         return _train(inputs, cfg, world, resume, progress, log, stop_after)
     finally:
