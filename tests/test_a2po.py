@@ -232,3 +232,16 @@ def test_later_training_items_never_read_valid_or_test():
     r = business_rewards("future", np.array([[4, 9, 2]]), np.array([2]), np.zeros((10, 1)),
                          later=later[:1])
     np.testing.assert_allclose(r, [[1 / np.log2(5), -w[1] / w.sum(), 1.0]])
+
+
+def test_a2po_resume_from_a_torn_checkpoint_is_one_error_line(sid_run):
+    from sgrec_cli.rl.step import resume_dir, run_a2po
+
+    _trained(sid_run)
+    run_a2po(sid_run, _api_cfg(), tag="torn", progress=False, stop_after=1)
+    (resume_dir(sid_run, "a2po-torn") / "optimizer.safetensors").write_bytes(b"garbage")
+    args = ["--steps", "6", "--rollout", "sample", "--ppo-epochs", "2", "--lr", "1e-3"]
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--tag", "torn", "--resume", *args])
+    assert res.exit_code == 2 and "unusable A2PO checkpoint" in res.stderr
+    assert len(res.stderr.strip().splitlines()) <= 3  # the log line, the error (folded)
+    assert not (sid_run / "a2po-torn").exists()

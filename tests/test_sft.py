@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from sgrec_cli.data.split import split_all
-from sgrec_cli.errors import ConfigError
+from sgrec_cli.errors import ArtifactError, ConfigError
 from sgrec_cli.generator.model import GeneratorConfig, load_generator
 from sgrec_cli.generator.sft import (
     SFTConfig,
@@ -129,6 +129,10 @@ def test_resume_is_exact(data, tmp_path):
     assert again["epochs_this_call"] == 0 and again["best"] == sb["best"]
     with pytest.raises(ConfigError, match="lr"):
         train_sft(train, valid, codes, SIZES, replace(cfg, lr=1e-2), b, resume=True)
+    # a torn checkpoint file is one clear error, not a safetensors traceback
+    (b / "checkpoint" / "optimizer.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ArtifactError, match="unusable checkpoint"):
+        train_sft(train, valid, codes, SIZES, cfg, b, resume=True)
 
 
 @pytest.mark.parametrize("kw, bad", [

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import T5ForConditionalGeneration
 
@@ -298,7 +299,7 @@ def _load_checkpoint(folder: Path, model, optimizer, scheduler, shuffle, device)
             json.loads((folder / "scheduler.json").read_text(encoding="utf-8"))
         )
         rng = load_file(str(folder / "rng.safetensors"))
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:
         raise ArtifactError(f"unusable checkpoint ({e}); train again without --resume",
                             folder) from None
     shuffle.set_state(rng["shuffle"])

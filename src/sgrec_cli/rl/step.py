@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from ..artifacts import (
@@ -166,7 +167,7 @@ def _load_resume(folder: Path, cfg: A2POConfig, inputs: dict[str, str], model, o
         gen.set_state(load_file(str(folder / "rng.safetensors"))["sample"])
         rng.bit_generator.state = state.pop("numpy_rng")
         rows = read_jsonl(folder / "train_log.jsonl")
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as e:
         raise ArtifactError(f"unusable A2PO checkpoint ({e}); train again without --resume",
                             folder) from None
     return state, best_state, rows
