@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from a2po import sgrec_json  # bench/a2po.py: `sgrec ... --json` in a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"beam": [], "sample": ["--rollout", "sample"], "beam-ppo4": ["--ppo-epochs", "4"]}
@@ -30,16 +29,11 @@ def main() -> None:
     ap.add_argument("--valid-users", default="200")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "a2po_speed.json")
     args = ap.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     results: dict = {"steps": args.steps, "batch_users": 32, "group_size": 16, "settings": {}}
     for name, extra in SETTINGS.items():
-        cmd = [sys.executable, "-m", "sgrec_cli.cli", "train", "--run", str(args.run), "--a2po",
-               "--tag", f"speed-{name}", "--steps", str(args.steps), "--eval-every",
-               str(args.steps), "--valid-users", args.valid_users, *extra, "--no-progress",
-               "--json"]
-        print("$ sgrec " + " ".join(cmd[3:]), file=sys.stderr, flush=True)
-        out = json.loads(subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
-                                        env=env).stdout)
+        out = sgrec_json("train", "--run", str(args.run), "--a2po", "--tag", f"speed-{name}",
+                         "--steps", str(args.steps), "--eval-every", str(args.steps),
+                         "--valid-users", args.valid_users, *extra, "--no-progress")
         rows = [json.loads(x) for x in
                 (args.run / f"a2po-speed-{name}" / "train_log.jsonl").open()][1:]
         train_s = sum(r["rollout_s"] + r["reward_s"] + r["update_s"] for r in rows)

@@ -129,9 +129,8 @@ def _gumbel_children(phi: torch.Tensor, key: torch.Tensor, gen: torch.Generator)
     g = phi - torch.log(-torch.log(u))  # (B, n, K) ~ Gumbel(phi); -inf stays -inf
     z = g.max(dim=2, keepdim=True).values  # (B, n, 1)
     t = key[:, :, None]
-    with torch.no_grad():
-        v = t - g + torch.log1p(-torch.exp(g - z))  # log1mexp; = +inf at -inf children
-        out = t - torch.relu(v) - torch.log1p(torch.exp(-v.abs()))
+    v = t - g + torch.log1p(-torch.exp(g - z))  # log1mexp; = +inf at -inf children
+    out = t - torch.relu(v) - torch.log1p(torch.exp(-v.abs()))
     dead = ~torch.isfinite(g) | ~torch.isfinite(t)
     return torch.where(dead, NEG_INF, out)
 

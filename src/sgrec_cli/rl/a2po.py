@@ -49,7 +49,7 @@ class A2POConfig:
 
     advantage     a2po (default), biz (GRPO on the business reward: MiniOneRec's recipe),
                   reward-sum, adv-sum: the paper's ablations, one code path
-    group_size    G distinct items per group (constrained beam search)
+    group_size    G distinct items per group (beam top-G or a sample, see rollout)
     business      rank (1 for the next item, rank-aware penalty for the others when it is in the
                   group), prefix (partial credit per matching SID level: denser), value (the
                   rank penalty weighted by the items' value field, e.g. price) or future (the
