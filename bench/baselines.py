@@ -41,7 +41,7 @@ def main() -> None:
     pop_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cfg = SASRecConfig(seed=args.seed)
+    cfg = SASRecConfig(seed=args.seed, max_len=data.max_history)
     model, hist = train_sasrec(seqs, n, [e.history for e in valid], [e.target for e in valid],
                                cfg, log=lambda r: print(r, file=sys.stderr, flush=True))
     sas_top = recommend(model, test_h, 20)

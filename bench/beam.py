@@ -23,13 +23,12 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # the generate() oracle lives with the tests
 
-from sgrec_cli.generator.beam import (  # noqa: E402
-    _allowed_tokens,
-    constrained_beam_search,
-    hf_generate_baseline,
-)
-from sgrec_cli.generator.model import GeneratorConfig, build_model  # noqa: E402
+from hf_oracle import allowed_tokens, hf_generate_baseline  # noqa: E402
+from sgrec_cli.config import GeneratorConfig  # noqa: E402
+from sgrec_cli.generator.beam import constrained_beam_search  # noqa: E402
+from sgrec_cli.generator.model import build_model  # noqa: E402
 from sgrec_cli.generator.tokens import SidVocab  # noqa: E402
 from sgrec_cli.generator.trie import SidTrie  # noqa: E402
 
@@ -104,7 +103,7 @@ def main() -> None:
         ids, mask = vocab.encode_history(histories[start : start + BATCH], codes, HIST_LEN)
         batches.append((ids.to(device), mask.to(device)))
 
-    allowed = _allowed_tokens(trie, vocab)  # built once, outside the timing, as LC-Rec does
+    allowed = allowed_tokens(trie, vocab)  # built once, outside the timing, as LC-Rec does
 
     def ours(ids, mask):
         return constrained_beam_search(model, ids, mask, trie, vocab, NUM_BEAMS)

@@ -58,7 +58,8 @@ def main() -> None:
     sgrec("eval", "--run", run, "--model", "sft", "--model", "sasrec", "--model", "popular",
           "--device", args.device, "--json")
 
-    report = json.loads((args.run / "eval" / "stats.json").read_text(encoding="utf-8"))
+    stats = json.loads((args.run / "eval" / "stats.json").read_text(encoding="utf-8"))
+    report = stats["splits"]["test"]  # with any earlier-evaluated models that still hold
     sft = json.loads((args.run / "sft" / "summary.json").read_text(encoding="utf-8"))
     sas = json.loads((args.run / "sasrec" / "summary.json").read_text(encoding="utf-8"))
     sft_cfg = json.loads((args.run / "sft" / "manifest.json").read_text("utf-8"))["config"]

@@ -19,8 +19,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from sgrec_cli.config import BuildSidsConfig, PrepareConfig  # noqa: E402
 from sgrec_cli.data.io import load_json, read_text  # noqa: E402
-from sgrec_cli.data.prepare import prepare  # noqa: E402
-from sgrec_cli.sids.build import build_sids  # noqa: E402
+from sgrec_cli.data.step import run_step as prepare  # noqa: E402
+from sgrec_cli.sids.step import run_step as build_sids  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:
@@ -49,7 +49,7 @@ def bench_prepare(data: Path, repeat: int) -> list[dict]:
 
         def run(src: Path = src) -> None:
             with tempfile.TemporaryDirectory() as tmp:
-                prepare(PrepareConfig(source=str(src)), Path(tmp))
+                prepare(Path(tmp), PrepareConfig(source=str(src)))
 
         base, full = timed(baseline, repeat), timed(run, repeat)
         rows.append({"bench": f"prepare/{name}", "baseline": "parse raw files only",
@@ -68,13 +68,13 @@ def bench_sids(data: Path, datasets: list[str]) -> list[dict]:
             continue
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp)
-            prepare(PrepareConfig(source=str(src)), run)
+            prepare(run, PrepareConfig(source=str(src)))
             # first call fills the embedding cache (not timed as build time)
-            build_sids(BuildSidsConfig(method="rqkmeans", device="cpu"), run, progress=False)
+            build_sids(run, BuildSidsConfig(method="rqkmeans", device="cpu"), progress=False)
             out = {}
             for method in ("rqkmeans", "rqvae"):
                 t0 = time.perf_counter()
-                stats = build_sids(BuildSidsConfig(method=method, device="cpu"), run,
+                stats = build_sids(run, BuildSidsConfig(method=method, device="cpu"),
                                    progress=False)
                 out[method] = (time.perf_counter() - t0, stats)
         base_s, base = out["rqkmeans"]

@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from sgrec_cli.data.store import load_data  # noqa: E402
-from sgrec_cli.generator.model import GeneratorConfig, build_model  # noqa: E402
+from sgrec_cli.config import GeneratorConfig  # noqa: E402
+from sgrec_cli.generator.model import build_model  # noqa: E402
 from sgrec_cli.generator.sft import encode_examples, length_grouped_batches  # noqa: E402
 from sgrec_cli.generator.tokens import SidVocab  # noqa: E402
-from sgrec_cli.sids.build import load_sids  # noqa: E402
+from sgrec_cli.sids.store import load_sids  # noqa: E402
 
 
 def run_steps(vocab, batches, ids, mask, labels, lengths) -> tuple[float, int]:
@@ -55,7 +56,7 @@ def main() -> None:
     data, sids = load_data(args.run), load_sids(args.run)
     vocab = SidVocab(sids.codebook_sizes)
     train = data.split("train")
-    ids, mask, labels = encode_examples(train, sids.codes, vocab, 20)
+    ids, mask, labels = encode_examples(train, sids.codes, vocab, data.max_history)
     lengths = mask.sum(1)
     grouped = length_grouped_batches(lengths, args.batch_size, torch.Generator().manual_seed(0))
     grouped = grouped[: args.steps]

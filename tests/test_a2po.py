@@ -67,7 +67,7 @@ def test_a2po_all_advantage_modes_train_log_and_evaluate(sid_run):
         assert res.exit_code == 0, res.output
         summary = json.loads(res.stdout)
         assert summary["advantage"] == mode and summary["steps"] == 4
-        assert set(summary["time_share"]) == {"rollout_s", "reward_s", "update_s"}
+        assert set(summary["time_share"]) == {"rollout", "reward", "update"}
         folder = sid_run / f"a2po-{mode}"
         rows = [json.loads(line) for line in (folder / "train_log.jsonl").open()]
         assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
@@ -122,7 +122,8 @@ def test_a2po_resume_equals_an_uninterrupted_run(sid_run):
     weights as one uninterrupted run; the finished folder of an earlier run stays untouched while
     the interrupted one waits; a changed option refuses to resume."""
     from sgrec_cli.errors import ArtifactError, ConfigError
-    from sgrec_cli.rl.step import resume_dir, run_a2po
+    from sgrec_cli.rl.step import resume_dir
+    from sgrec_cli.rl.step import run_step as run_a2po
 
     _trained(sid_run)
     full = run_a2po(sid_run, _api_cfg(), tag="full", progress=False)
@@ -235,13 +236,14 @@ def test_later_training_items_never_read_valid_or_test():
 
 
 def test_a2po_resume_from_a_torn_checkpoint_is_one_error_line(sid_run):
-    from sgrec_cli.rl.step import resume_dir, run_a2po
+    from sgrec_cli.rl.step import resume_dir
+    from sgrec_cli.rl.step import run_step as run_a2po
 
     _trained(sid_run)
     run_a2po(sid_run, _api_cfg(), tag="torn", progress=False, stop_after=1)
     (resume_dir(sid_run, "a2po-torn") / "optimizer.safetensors").write_bytes(b"garbage")
     args = ["--steps", "6", "--rollout", "sample", "--ppo-epochs", "2", "--lr", "1e-3"]
     res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--tag", "torn", "--resume", *args])
-    assert res.exit_code == 2 and "unusable A2PO checkpoint" in res.stderr
+    assert res.exit_code == 2 and "unusable checkpoint" in res.stderr
     assert len(res.stderr.strip().splitlines()) <= 3  # the log line, the error (folded)
     assert not (sid_run / "a2po-torn").exists()

@@ -13,8 +13,9 @@ import pytest
 
 from sgrec_cli.config import PrepareConfig
 from sgrec_cli.data.formats import amazon, generic, movielens
-from sgrec_cli.data.prepare import detect_format, prepare
 from sgrec_cli.data.raw import RawItem
+from sgrec_cli.data.step import detect_format
+from sgrec_cli.data.step import run_step as prepare
 from sgrec_cli.data.store import load_data
 from sgrec_cli.errors import BadInputError
 
@@ -120,7 +121,7 @@ def test_amazon_2014_reader(amazon2014):
 
 
 def test_amazon_2014_prepare_end_to_end(amazon2014, tmp_path):
-    res = prepare(PrepareConfig(source=str(amazon2014), kcore=2, min_rating=3), tmp_path / "r")
+    res = prepare(tmp_path / "r", PrepareConfig(source=str(amazon2014), kcore=2, min_rating=3))
     data = load_data(tmp_path / "r")
     assert [it["id"] for it in data.items()] == ["B", "A", "G"]
     assert data.sequences() == [[0, 1, 2], [2, 1, 0], [2, 1, 0], [0, 1, 2]]
@@ -184,7 +185,7 @@ def test_amazon_2018_reader_from_reviews_file(amazon2018):
 
 
 def test_amazon_2018_prepare_end_to_end(amazon2018, tmp_path):
-    res = prepare(PrepareConfig(source=str(amazon2018), kcore=0), tmp_path / "r")
+    res = prepare(tmp_path / "r", PrepareConfig(source=str(amazon2018), kcore=0))
     data = load_data(tmp_path / "r")
     assert [it["id"] for it in data.items()] == ["P2", "P3", "P1"]
     assert data.sequences() == [[0, 1, 2], [1, 0, 2]]
@@ -285,7 +286,7 @@ def test_movielens_1m_reader(ml1m):
 
 
 def test_movielens_1m_prepare_end_to_end(ml1m, tmp_path):
-    res = prepare(PrepareConfig(source=str(ml1m / "ratings.dat")), tmp_path / "r")
+    res = prepare(tmp_path / "r", PrepareConfig(source=str(ml1m / "ratings.dat")))
     data = load_data(tmp_path / "r")
     assert [it["id"] for it in data.items()] == ["10", "20", "30", "40"]  # movie-file order
     assert data.items()[0]["title"] == "Café Society (1995)"
@@ -327,7 +328,7 @@ def test_movielens_100k_u_genre_and_prepare(ml100k, tmp_path):
     _write(ml100k / "u.genre", ["None|0", "Fun|1", "Sad|2", ""])
     _write(ml100k / "u.item", ["1|A (1990)|||u|0|1|1", "2|B (1991)|||u|1|0|0",
                                "3|C (1992)|||u|0|0|1"], "latin-1")
-    res = prepare(PrepareConfig(source=str(ml100k), min_rating=3), tmp_path / "r")
+    res = prepare(tmp_path / "r", PrepareConfig(source=str(ml100k), min_rating=3))
     data = load_data(tmp_path / "r")
     assert [(it["id"], it["categories"]) for it in data.items()] == [
         ("1", ["Fun", "Sad"]), ("2", ["None"]), ("3", ["Sad"])]
@@ -369,7 +370,7 @@ def test_movielens_unknown_movie_is_caught_by_canonicalize(ml1m, tmp_path):
     _write(ml1m / "ratings.dat", RATINGS_1M + ["2::99::5::80"], "latin-1")
     assert "99" in _seqs(movielens.read(ml1m, PrepareConfig(source=str(ml1m))))[1][1]
     with pytest.raises(BadInputError, match="item '99' .* is not in the item file"):
-        prepare(PrepareConfig(source=str(ml1m)), tmp_path / "r")
+        prepare(tmp_path / "r", PrepareConfig(source=str(ml1m)))
 
 
 def test_movielens_missing_movie_file(ml1m):
@@ -414,7 +415,7 @@ def test_csv_reader_with_items(csv_folder):
 
 
 def test_csv_prepare_end_to_end(csv_folder, tmp_path):
-    res = prepare(PrepareConfig(source=str(csv_folder), format="csv"), tmp_path / "r")
+    res = prepare(tmp_path / "r", PrepareConfig(source=str(csv_folder), format="csv"))
     data = load_data(tmp_path / "r")
     assert [it["id"] for it in data.items()] == ["i1", "i2", "i3"]  # item-file order
     assert data.items()[0]["categories"] == ["Tools", "Hardware"]
@@ -441,7 +442,7 @@ def test_jsonl_prepare_without_items(tmp_path):
     raw = generic.read(folder, PrepareConfig(source=str(folder)))
     assert raw.format == "jsonl" and raw.items is None
     assert _seqs(raw) == [("7", ["1", "3", "2"]), ("x", ["2", "1", "3"])]
-    prepare(PrepareConfig(source=str(folder)), tmp_path / "r")
+    prepare(tmp_path / "r", PrepareConfig(source=str(folder)))
     data = load_data(tmp_path / "r")
     assert [it["id"] for it in data.items()] == ["1", "3", "2"]  # first appearance
     assert data.items()[0]["title"] == "" and data.sequences() == [[0, 1, 2], [2, 0, 1]]
@@ -463,7 +464,7 @@ def test_jsonl_with_items_option_and_timestamps(tmp_path):
                          "2": RawItem(categories=["C", "D"]),
                          "3": RawItem(description="multi part", value=4.25)}
     assert raw.items_where == str(items)
-    res = prepare(cfg, tmp_path / "r")
+    res = prepare(tmp_path / "r", cfg)
     assert load_data(tmp_path / "r").sequences() == [[1, 2, 0]]
     assert res.manifest["config"]["format"] == "jsonl"
 

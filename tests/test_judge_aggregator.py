@@ -16,13 +16,13 @@ from sgrec_cli.judge.aggregator import (
     AggregatorConfig,
     bt_loss,
     fit_aggregator,
-    group_advantages,
     holistic,
     pair_wins,
     pairwise_auc,
     user_auc,
     user_features,
 )
+from sgrec_cli.rl.advantages import standardise as group_advantages
 
 ASPECTS = ["profile", "future"]
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from sgrec_cli.artifacts import load_manifest
 from sgrec_cli.cli import app
 from sgrec_cli.config import PrepareConfig
-from sgrec_cli.data.prepare import prepare
+from sgrec_cli.data.step import run_step as prepare
 from sgrec_cli.data.store import load_data
 
 runner = CliRunner()
@@ -42,7 +42,7 @@ def test_beauty_counts(beauty, tmp_path):
 
 
 def test_toy_letter_indices_and_drops(toy_letter, tmp_path):
-    res = prepare(PrepareConfig(source=str(toy_letter)), tmp_path)
+    res = prepare(tmp_path, PrepareConfig(source=str(toy_letter)))
     assert res.stats["users"] == 5 and res.stats["dropped"] == {
         "users_shorter_than_min_seq_len": 1}
     data = load_data(tmp_path)
@@ -55,9 +55,9 @@ def test_toy_letter_indices_and_drops(toy_letter, tmp_path):
 
 
 def test_rerun_same_dataset_is_unchanged_and_manifest_complete(toy_letter, tmp_path):
-    prepare(PrepareConfig(source=str(toy_letter)), tmp_path)
+    prepare(tmp_path, PrepareConfig(source=str(toy_letter)))
     first = (tmp_path / "data" / "train.jsonl").read_bytes()
-    res = prepare(PrepareConfig(source=str(toy_letter)), tmp_path)
+    res = prepare(tmp_path, PrepareConfig(source=str(toy_letter)))
     assert res.unchanged and (tmp_path / "data" / "train.jsonl").read_bytes() == first
     m = load_manifest(tmp_path, "data").data
     for key in ("format_version", "sgrec_version", "config", "seed", "wall_time_s", "inputs",
@@ -70,7 +70,7 @@ def test_rerun_same_dataset_is_unchanged_and_manifest_complete(toy_letter, tmp_p
 
 
 def test_info_lists_steps(toy_letter, tmp_path):
-    prepare(PrepareConfig(source=str(toy_letter)), tmp_path)
+    prepare(tmp_path, PrepareConfig(source=str(toy_letter)))
     res = runner.invoke(app, ["info", "--run", str(tmp_path)])
     assert res.exit_code == 0 and "users: 5" in res.stdout
     res = runner.invoke(app, ["info", "--run", str(tmp_path), "--json"])
@@ -89,7 +89,7 @@ def test_p5_with_explicit_item_text(tmp_path):
     (src / "user_sequence.txt").write_text("A x y z\nB z y x w\n", encoding="utf-8")
     text = tmp_path / "titles.txt"
     text.write_text("w thing w\nx thing x\ny thing y\nz thing z\n", encoding="utf-8")
-    res = prepare(PrepareConfig(source=str(src), item_text=str(text)), tmp_path / "run")
+    res = prepare(tmp_path / "run", PrepareConfig(source=str(src), item_text=str(text)))
     data = load_data(tmp_path / "run")
     # item order follows the item-text file; w, x, y, z -> 0, 1, 2, 3
     assert [it["title"] for it in data.items()] == ["thing w", "thing x", "thing y", "thing z"]

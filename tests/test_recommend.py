@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import make_sid_run
 from sgrec_cli.cli import app
-from sgrec_cli.recommend import drop_seen
+from sgrec_cli.inference import drop_seen
 
 runner = CliRunner()
 

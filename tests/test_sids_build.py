@@ -13,11 +13,12 @@ from conftest import write_letter
 from sgrec_cli.artifacts import load_manifest
 from sgrec_cli.cli import app
 from sgrec_cli.config import BuildSidsConfig, PrepareConfig
-from sgrec_cli.data.prepare import prepare
+from sgrec_cli.data.step import run_step as prepare
 from sgrec_cli.errors import ArtifactError, ConfigError
-from sgrec_cli.sids.build import build_sids, load_sids
 from sgrec_cli.sids.kmeans import kmeans
 from sgrec_cli.sids.rqkmeans import residual_kmeans
+from sgrec_cli.sids.step import run_step as build_sids
+from sgrec_cli.sids.store import load_sids
 
 runner = CliRunner()
 ADJ = ["red", "steel", "glass", "nitrile", "digital", "brass", "rubber", "plastic"]
@@ -43,7 +44,7 @@ def tiny_run(tmp_path: Path) -> Path:
     inter["u_all"] = list(range(64))  # every item occurs
     src = write_letter(tmp_path / "src", inter, catalog())
     run = tmp_path / "run"
-    prepare(PrepareConfig(source=str(src)), run)
+    prepare(run, PrepareConfig(source=str(src)))
     return run
 
 
@@ -78,7 +79,7 @@ def test_kmeans_refuses_more_codes_than_points():
 
 @pytest.mark.parametrize("method,dedup", [("rqvae", "reassign"), ("rqkmeans", "suffix")])
 def test_build_writes_unique_sids(tiny_run, cache_dir, method, dedup):
-    stats = build_sids(small_cfg(cache_dir, method=method, dedup=dedup), tiny_run,
+    stats = build_sids(tiny_run, small_cfg(cache_dir, method=method, dedup=dedup),
                        progress=False)
     sids = load_sids(tiny_run)
     assert sids.codes.shape == (64, 3 if dedup == "reassign" else 4)
@@ -103,7 +104,7 @@ def test_build_writes_unique_sids(tiny_run, cache_dir, method, dedup):
 def test_same_seed_byte_identical_other_seed_differs(tiny_run, cache_dir, tmp_path):
     tables = []
     for seed in (7, 7, 8):
-        build_sids(small_cfg(cache_dir, seed=seed), tiny_run, progress=False)
+        build_sids(tiny_run, small_cfg(cache_dir, seed=seed), progress=False)
         tables.append(((tiny_run / "sids" / "sids.json").read_bytes(),
                        (tiny_run / "sids" / "sids.npy").read_bytes()))
     assert tables[0] == tables[1]
@@ -125,10 +126,10 @@ def test_refuses_corrupted_and_missing_data(tiny_run, cache_dir, tmp_path):
 
 
 def test_sids_from_another_dataset_are_refused(tiny_run, cache_dir, tmp_path):
-    build_sids(small_cfg(cache_dir, method="rqkmeans"), tiny_run, progress=False)
+    build_sids(tiny_run, small_cfg(cache_dir, method="rqkmeans"), progress=False)
     other = write_letter(tmp_path / "other", {"a": [0, 1, 2, 3], "b": [3, 2, 1, 0]},
                          catalog(4), name="Other")
-    prepare(PrepareConfig(source=str(other)), tiny_run, force=True)
+    prepare(tiny_run, PrepareConfig(source=str(other)), force=True)
     with pytest.raises(ArtifactError, match="different dataset"):
         load_sids(tiny_run)
 
@@ -158,9 +159,9 @@ def test_cli_json_and_info(tiny_run, cache_dir):
 def test_scientific_rqvae_end_to_end(scientific, tmp_path):
     """Real data: titles only (to keep the CPU embedding short in CI), a reduced epoch budget."""
     run = tmp_path / "sci"
-    prepare(PrepareConfig(source=str(scientific)), run)
-    stats = build_sids(BuildSidsConfig(template="{title}", epochs=60, cache_dir=str(tmp_path),
-                                       device="cpu"), run, progress=False)
+    prepare(run, PrepareConfig(source=str(scientific)))
+    stats = build_sids(run, BuildSidsConfig(template="{title}", epochs=60, cache_dir=str(tmp_path),
+                                       device="cpu"), progress=False)
     assert stats["items"] == 4344 and stats["final_collisions"] == 0
     assert stats["level_usage"][0]["used"] >= 0.9 * 256
     assert stats["raw_collision_rate"] < 0.3

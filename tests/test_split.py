@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sgrec_cli.config import PrepareConfig
-from sgrec_cli.data.prepare import prepare
 from sgrec_cli.data.split import Example, leave_one_out
+from sgrec_cli.data.step import run_step as prepare
 from sgrec_cli.data.store import load_data
 
 
@@ -54,7 +54,7 @@ def test_split_properties(seq, max_history):
 
 @pytest.mark.parametrize("max_history", [20, 3])
 def test_no_leakage_on_real_data(scientific, tmp_path, max_history):
-    prepare(PrepareConfig(source=str(scientific), max_history=max_history), tmp_path)
+    prepare(tmp_path, PrepareConfig(source=str(scientific), max_history=max_history))
     data = load_data(tmp_path)
     seqs = data.sequences()
     train, valid, test = data.split("train"), data.split("valid"), data.split("test")

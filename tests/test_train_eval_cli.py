@@ -47,4 +47,5 @@ def test_eval_refuses_missing_and_stale_models(sid_run, tmp_path):
                          toy_items(4), name="Other")
     runner.invoke(app, ["prepare", str(other), "--run", str(sid_run), "--force"])
     res = runner.invoke(app, ["eval", "--run", str(sid_run), "--model", "sasrec"])
-    assert res.exit_code == 2 and "trained on another data/ folder" in res.stderr
+    assert res.exit_code == 2 and "built from another data/ folder" in res.stderr
+    assert "run `sgrec train --model sasrec` again" in res.stderr

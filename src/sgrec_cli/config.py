@@ -1,28 +1,64 @@
-"""One typed, validated config dataclass per step, shared by the CLI and the Python API."""
+"""One typed config dataclass per step, validated once on construction, shared by the CLI and
+the Python API: the CLI's defaults are read from these classes (``default``), never re-declared.
+
+Settings that belong to the data (the history length) are not repeated here: every later step
+reads them from RUN/data's manifest.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import ConfigError
+from .data.formats import FORMAT_CHOICES
+from .judge import OBJECTIVES
+from .judge.backends import BACKENDS
+from .rl.advantages import BUSINESS_REWARDS, MODES
 from .sids.embed import DEFAULT_EMBEDDER, DEFAULT_TEMPLATE, check_template
+from .validate import (
+    DEVICES,
+    check_choice,
+    check_device,
+    check_ints,
+    check_num,
+    is_int,
+    is_num,
+    require,
+)
 
-FORMATS = ("auto", "letter", "p5", "amazon", "movielens", "csv", "jsonl")
+__all__ = ["DEVICES", "require", "default"]
 
 
-def require(cond: bool, message: str) -> None:
-    """Raise ConfigError(message) unless cond: the one way options are validated."""
-    if not cond:
-        raise ConfigError(message)
+def default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of config class ``cls`` (what the CLI shows and uses)."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:  # type: ignore[misc]
+                return f.default_factory()  # type: ignore[misc]
+    raise KeyError(f"{cls.__name__} has no default for {name!r}")
+
+
+class _Config:
+    """validate() on construction; to_dict() for manifests."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:  # pragma: no cover - every config overrides it
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
 
 
 @dataclass
-class PrepareConfig:
+class PrepareConfig(_Config):
     """`sgrec prepare`: raw dataset -> RUN/data (canonical items, sequences, leave-one-out split).
 
     source       folder or file of the raw dataset
-    format       one of FORMATS; ``auto`` detects it from the file names
+    format       one of FORMAT_CHOICES; ``auto`` detects it from the file names
     max_history  most recent items kept as history in each example (DESIGN §3, default 20)
     min_seq_len  users with fewer interactions are dropped (3 = one test, one valid, one train item)
     kcore        k-core filter for Amazon review dumps (users and items with >= k interactions)
@@ -42,31 +78,23 @@ class PrepareConfig:
     items: str | None = None
     name: str | None = None
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
-        require(self.format in FORMATS,
-               f"--format {self.format!r} is not known; use one of: {', '.join(FORMATS)}")
-        require(isinstance(self.max_history, int) and self.max_history >= 1,
-               f"--max-history {self.max_history!r} must be an integer >= 1 (default 20)")
-        require(isinstance(self.min_seq_len, int) and self.min_seq_len >= 3,
-               f"--min-seq-len {self.min_seq_len!r} must be >= 3: leave-one-out needs a test, "
-               "a validation and at least one training item per user")
-        require(isinstance(self.kcore, int) and self.kcore >= 0,
-               f"--kcore {self.kcore!r} must be an integer >= 0 (0 disables the filter)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        check_choice("format", self.format, FORMAT_CHOICES)
+        check_ints(self, ("max_history",), 1)
+        require(is_int(self.min_seq_len) and self.min_seq_len >= 3,
+                f"--min-seq-len {self.min_seq_len!r} must be >= 3: leave-one-out needs a test, "
+                "a validation and at least one training item per user")
+        check_ints(self, ("kcore",), 0)
+        if self.min_rating is not None:
+            check_num("min_rating", self.min_rating)
 
 
 SID_METHODS = ("rqvae", "rqkmeans")
 DEDUP_MODES = ("reassign", "suffix")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
-class BuildSidsConfig:
+class BuildSidsConfig(_Config):
     """`sgrec build-sids`: RUN/data -> RUN/sids (item embeddings, quantizer, semantic IDs).
 
     method                rqvae (MLP auto-encoder + residual codebooks) or rqkmeans (FAISS only)
@@ -103,27 +131,22 @@ class BuildSidsConfig:
         self.validate()
 
     def validate(self) -> None:
-        require(self.method in SID_METHODS,
-               f"--method {self.method!r} is not known; use one of: {', '.join(SID_METHODS)}")
-        require(self.dedup in DEDUP_MODES,
-               f"--dedup {self.dedup!r} is not known; use one of: {', '.join(DEDUP_MODES)}")
-        require(self.device in DEVICES,
-               f"--device {self.device!r} is not known; use one of: {', '.join(DEVICES)}")
-        require(isinstance(self.levels, int) and 1 <= self.levels <= 8,
-               f"--levels {self.levels!r} must be between 1 and 8 (default 3)")
-        require(isinstance(self.codebook_size, int) and 2 <= self.codebook_size <= 65536,
-               f"--codebook-size {self.codebook_size!r} must be between 2 and 65536 (default 256)")
-        for name in ("epochs", "batch_size", "latent_dim", "eval_every", "patience",
-                     "kmeans_iters", "embed_batch_size"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 1,
-                   f"--{name.replace('_', '-')} {value!r} must be an integer >= 1")
-        require(self.lr > 0, f"--lr {self.lr!r} must be > 0 (default 1e-3)")
-        require(self.beta >= 0, f"--beta {self.beta!r} must be >= 0 (default 0.25)")
-        require(0 <= self.target_collision_rate <= 1,
-               f"--target-collision-rate {self.target_collision_rate!r} must be in [0, 1]")
-        require(all(isinstance(h, int) and h >= 1 for h in self.hidden),
-               f"--hidden {self.hidden!r} must be positive layer widths, e.g. 512,256,128")
+        check_choice("method", self.method, SID_METHODS)
+        check_choice("dedup", self.dedup, DEDUP_MODES)
+        check_device(self.device)
+        require(is_int(self.levels) and 1 <= self.levels <= 8,
+                f"--levels {self.levels!r} must be between 1 and 8 (default 3)")
+        require(is_int(self.codebook_size) and 2 <= self.codebook_size <= 65536,
+                f"--codebook-size {self.codebook_size!r} must be between 2 and 65536 "
+                "(default 256)")
+        check_ints(self, ("epochs", "batch_size", "latent_dim", "eval_every", "patience",
+                          "kmeans_iters", "embed_batch_size"), 1)
+        check_ints(self, ("seed",), 0)
+        check_num("lr", self.lr, low=0, low_open=True)
+        check_num("beta", self.beta, low=0)
+        check_num("target_collision_rate", self.target_collision_rate, low=0, high=1)
+        require(all(is_int(h) and h >= 1 for h in self.hidden),
+                f"--hidden {self.hidden!r} must be positive layer widths, e.g. 512,256,128")
         check_template(self.template)
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,13 +155,11 @@ class BuildSidsConfig:
         return d
 
 
-JUDGE_BACKENDS = ("embedding", "llm", "openai")
 CANDIDATE_SOURCES = ("beams", "nn", "file")
-AGG_OBJECTIVES = ("bt", "group-rl")
 
 
 @dataclass
-class JudgeConfig:
+class JudgeConfig(_Config):
     """`sgrec judge`: RUN/sft (+ data, sids) -> RUN/judge (aspect evidence, aggregator, rewards).
 
     backend          embedding (formulas over item embeddings), llm (local causal LM) or openai
@@ -179,39 +200,262 @@ class JudgeConfig:
     device: str = "auto"
     cache_dir: str | None = None
 
+    def validate(self) -> None:
+        check_choice("backend", self.backend, tuple(BACKENDS))
+        check_choice("candidates", self.candidates, CANDIDATE_SOURCES)
+        require(self.candidates != "file" or bool(self.candidates_file),
+                "--candidates file needs --candidates-file PATH (JSONL: user, items)")
+        check_choice("objective", self.objective, OBJECTIVES)
+        check_device(self.device)
+        check_ints(self, ("num_candidates", "num_beams", "llm_batch_size", "prompt_history",
+                          "concurrency", "steps"), 1)
+        check_ints(self, ("max_users", "max_retries", "seed"), 0)
+        check_num("heldout_fraction", self.heldout_fraction, low=0, high=1, low_open=True,
+                  high_open=True)
+        check_num("min_mass", self.min_mass, low=0, high=1)
+        check_num("timeout", self.timeout_s, low=0, low_open=True, hint=" seconds")
+        BACKENDS[self.backend].check(self)
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of the SID generator (a T5 encoder-decoder); the vocabulary comes from the
+    SIDs. ``num_layers`` encoder layers and as many decoder layers."""
+
+    d_model: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    d_ff: int = 512
+    dropout: float = 0.1
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+
+    def validate(self) -> None:
+        for name in ("d_model", "num_layers", "num_heads", "d_ff",
+                     "relative_attention_num_buckets", "relative_attention_max_distance"):
+            value = getattr(self, name)
+            require(is_int(value) and value >= 1,
+                    f"model {name} {value!r} must be an integer >= 1")
+        require(self.d_model % self.num_heads == 0,
+                f"model d_model {self.d_model!r} must be divisible by num_heads "
+                f"{self.num_heads!r}")
+        require(is_num(self.dropout) and 0 <= self.dropout < 1,
+                f"model dropout {self.dropout!r} must be in [0, 1)")
+
+
+SFT_EVAL_K = 10  # validation reports Recall/NDCG@10 from the beams
+
+
+@dataclass
+class SFTConfig(_Config):
+    """`sgrec train`: RUN/data + RUN/sids -> RUN/sft (the SID generator).
+
+    epochs        maximum number of passes over the training examples
+    batch_size    training examples per optimizer step
+    lr            peak AdamW learning rate, reached after ``warmup_steps`` (then linear decay to 0
+                  at the end of the ``epochs`` budget)
+    weight_decay  AdamW decoupled weight decay
+    num_beams     beams of the constrained beam search used for validation (>= 10)
+    valid_users   validation users scored each epoch (a seeded subset; 0 = all)
+    patience      stop after this many epochs without a better validation NDCG@10
+    seed          model initialisation, shuffling, dropout and the validation subset
+    device        auto, cpu or cuda
+    model         the generator architecture (GeneratorConfig)
+
+    The encoder reads the most recent items of each history up to RUN/data's max history.
+    """
+
+    epochs: int = 50
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    num_beams: int = 20
+    valid_users: int = 1000
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
+    model: GeneratorConfig = field(default_factory=GeneratorConfig)
+
     def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            known = {f.name for f in fields(GeneratorConfig)}
+            unknown = sorted(set(self.model) - known)
+            require(not unknown, f"unknown model options {unknown}; known: {sorted(known)}")
+            self.model = GeneratorConfig(**self.model)
         self.validate()
 
     def validate(self) -> None:
-        require(self.backend in JUDGE_BACKENDS,
-               f"--backend {self.backend!r} is not known; use one of: "
-               f"{', '.join(JUDGE_BACKENDS)}")
-        require(self.candidates in CANDIDATE_SOURCES,
-               f"--candidates {self.candidates!r} is not known; use one of: "
-               f"{', '.join(CANDIDATE_SOURCES)}")
-        require(self.candidates != "file" or bool(self.candidates_file),
-               "--candidates file needs --candidates-file PATH (JSONL: user, items)")
-        require(self.objective in AGG_OBJECTIVES,
-               f"--objective {self.objective!r} is not known; use one of: "
-               f"{', '.join(AGG_OBJECTIVES)}")
-        require(self.device in DEVICES,
-               f"--device {self.device!r} is not known; use one of: {', '.join(DEVICES)}")
-        for name in ("num_candidates", "num_beams", "llm_batch_size", "prompt_history",
-                     "concurrency", "steps"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 1,
-                   f"--{name.replace('_', '-')} {value!r} must be an integer >= 1")
-        require(isinstance(self.max_users, int) and self.max_users >= 0,
-               f"--max-users {self.max_users!r} must be an integer >= 0 (0 = all users)")
-        require(isinstance(self.max_retries, int) and self.max_retries >= 0,
-               f"--max-retries {self.max_retries!r} must be an integer >= 0")
-        require(0 < self.heldout_fraction < 1,
-               f"--heldout-fraction {self.heldout_fraction!r} must lie strictly between 0 and 1")
-        require(0 <= self.min_mass <= 1, f"--min-mass {self.min_mass!r} must lie in [0, 1]")
-        require(self.timeout_s > 0, f"--timeout {self.timeout_s!r} must be > 0 seconds")
-        require(self.backend != "openai" or bool(self.api_base and self.api_model),
-               "--backend openai needs --api-base URL (e.g. http://host:8000/v1) and "
-               "--api-model NAME")
+        check_ints(self, ("epochs", "batch_size", "num_beams", "patience"), 1)
+        require(self.num_beams >= SFT_EVAL_K,
+                f"--num-beams {self.num_beams!r} must be >= {SFT_EVAL_K}: validation reports "
+                f"Recall@{SFT_EVAL_K} from the beams")
+        check_ints(self, ("warmup_steps", "valid_users", "seed"), 0)
+        check_num("lr", self.lr, low=0, low_open=True, hint=" (default 1e-3)")
+        check_num("weight_decay", self.weight_decay, low=0, hint=" (default 0.01)")
+        check_device(self.device)
+        require(isinstance(self.model, GeneratorConfig),
+                f"model {self.model!r} must be a GeneratorConfig")
+        self.model.validate()
+
+
+@dataclass
+class SASRecConfig(_Config):
+    """`sgrec train --model sasrec`: RUN/data -> RUN/sasrec (the SASRec baseline).
+
+    hidden, blocks, heads, dropout   the transformer (2 blocks of width 64 by default)
+    max_len       history items read; None = RUN/data's max history (what `sgrec train` uses)
+    epochs, patience   epoch budget; stop after ``patience`` epochs without a better valid NDCG@10
+    """
+
+    hidden: int = 64
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    max_len: int | None = None
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 200
+    patience: int = 10
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_ints(self, ("hidden", "blocks", "heads", "batch_size", "epochs", "patience"), 1)
+        check_ints(self, ("seed",), 0)
+        if self.max_len is not None:
+            check_ints(self, ("max_len",), 1)
+        require(self.hidden % self.heads == 0,
+                f"SASRec hidden {self.hidden!r} must be divisible by heads {self.heads!r}")
+        check_num("dropout", self.dropout, low=0, high=1, high_open=True)
+        check_num("lr", self.lr, low=0, low_open=True, hint=" (default 1e-3)")
+        check_num("weight_decay", self.weight_decay, low=0)
+
+
+ROLLOUTS = ("beam", "sample")
+
+
+@dataclass
+class A2POConfig(_Config):
+    """`sgrec train --a2po`: RUN/sft + RUN/judge -> RUN/a2po.
+
+    advantage     a2po (default), biz (GRPO on the business reward: MiniOneRec's recipe),
+                  reward-sum, adv-sum: the paper's ablations (rl/advantages.py: ADVANTAGES)
+    group_size    G distinct items per group (beam top-G or a sample, see rollout)
+    business      rank (1 for the next item, rank-aware penalty for the others when it is in the
+                  group), prefix (partial credit per matching SID level: denser), value (the
+                  rank penalty weighted by the items' value field, e.g. price) or future (the
+                  rank penalty that credits, instead of penalising, the items the user takes
+                  later in the training sequence)
+    rollout       beam (the top-G by constrained beam search) or sample (G distinct items drawn
+                  without replacement at ``temperature``, stochastic beam search)
+    rho           share of groups whose semantic reward is consulted (paper: 0.05)
+    beta, clip    KL(k3) weight to the SFT reference; PPO clip epsilon
+    steps         optimisation steps of ``batch_users`` groups each
+    """
+
+    advantage: str = "a2po"
+    group_size: int = 16
+    business: str = "rank"
+    rollout: str = "beam"
+    temperature: float = 1.0
+    rho: float = 0.05
+    beta: float = 1e-3
+    clip: float = 0.2
+    lr: float = 1e-5
+    batch_users: int = 32
+    ppo_epochs: int = 1
+    steps: int = 300
+    eval_every: int = 50
+    valid_users: int = 1000
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        check_choice("advantage", self.advantage, MODES)
+        check_choice("business", self.business, BUSINESS_REWARDS)
+        check_choice("rollout", self.rollout, ROLLOUTS)
+        check_num("temperature", self.temperature, low=0, low_open=True)
+        check_device(self.device)
+        check_ints(self, ("group_size", "batch_users", "ppo_epochs", "steps", "eval_every"), 1)
+        require(self.group_size >= 2, f"--group-size {self.group_size} must be >= 2: "
+                                      "advantages compare the items of a group")
+        check_ints(self, ("valid_users", "seed"), 0)
+        check_num("rho", self.rho, low=0, high=1, hint=" (paper: 0.05)")
+        check_num("beta", self.beta, low=0)
+        check_num("clip", self.clip, low=0, high=1, low_open=True, high_open=True)
+        check_num("lr", self.lr, low=0, low_open=True)
+
+
+SPLITS = ("test", "valid")
+EVAL_K_MAX = 20  # metrics go to @20
+
+
+@dataclass
+class EvalConfig(_Config):
+    """`sgrec eval`: full-ranking metrics of trained models on one split (DESIGN §3).
+
+    models     model names (sft, a2po, a2po-TAG, sasrec, popular); several are compared
+    split      test or valid
+    n_boot     paired bootstrap resamples
+    num_beams  generator beams (>= 20: the metrics go to @20)
+    """
+
+    models: tuple[str, ...] = ("sft",)
+    split: str = "test"
+    n_boot: int = 10_000
+    num_beams: int = 20
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self.models = tuple(self.models)
+        self.validate()
+
+    def validate(self) -> None:
+        from .inference import check_model
+
+        require(bool(self.models), "--model: give at least one model to evaluate")
+        for m in self.models:
+            check_model(m)
+        require(len(set(self.models)) == len(self.models),
+                f"--model lists a model twice: {', '.join(self.models)}")
+        check_choice("split", self.split, SPLITS)
+        check_ints(self, ("n_boot",), 1)
+        check_ints(self, ("seed",), 0)
+        require(is_int(self.num_beams) and self.num_beams >= EVAL_K_MAX,
+                f"--num-beams {self.num_beams!r} must be an integer >= {EVAL_K_MAX}: the "
+                f"metrics go to @{EVAL_K_MAX}")
+        check_device(self.device)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["models"] = list(self.models)
+        return d
+
+
+@dataclass
+class RecommendConfig(_Config):
+    """`sgrec recommend`: top-K items for given histories or users, from a trained model.
+
+    model            sft (the generator), a2po[-TAG], sasrec or popular
+    k                items per user
+    num_beams        generator beams (widened so k items remain once history items are dropped)
+    exclude_history  leave the user's own history items out of the list
+    device           auto, cpu or cuda
+    """
+
+    model: str = "sft"
+    k: int = 10
+    num_beams: int = 20
+    exclude_history: bool = True
+    device: str = "auto"
+
+    def validate(self) -> None:
+        from .inference import check_model
+
+        check_model(self.model)
+        require(is_int(self.k) and self.k >= 1, f"--k {self.k!r} must be an integer >= 1 "
+                                                "(default 10)")
+        check_ints(self, ("num_beams",), 1)
+        check_device(self.device)

@@ -33,7 +33,8 @@ def run_info(run: Path) -> dict[str, Any]:
             seed=d.get("seed"),
             dataset=d.get("dataset", {}),
             config=d.get("config", {}),
-            stats=_stats(run / step, "summary.json" if step == "judge" else "stats.json"),
+            stats=_stats(run / step, "stats.json" if step in ("data", "sids", "eval")
+                         else "summary.json"),
         )
         steps.append(entry)
     return {"run": str(run), "steps": steps}
@@ -74,7 +75,28 @@ def key_stats(step: str, stats: dict[str, Any]) -> list[tuple[str, str]]:
                            f"({stats['candidates']} candidates) with {stats['backend']}"),
                 ("missing", f"{stats['stage_a']['missing_pairs']:,} pairs lack an aspect"),
                 ("held-out AUC", auc)]
+    if step == "eval" and stats:
+        return eval_rows(stats)
+    if not stats:
+        return []
+    from . import render
+
+    if step == "sft":
+        return render.sft_summary(stats)
+    if step == "sasrec":
+        return render.sasrec_summary(stats)
+    if step.startswith("a2po"):
+        return render.a2po_summary(stats)
     return [(k, json.dumps(v)) for k, v in stats.items() if not isinstance(v, (dict, list))]
+
+
+def eval_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """One line per split: every model's NDCG@10 and Recall@10."""
+    from .eval.step import stats_splits
+
+    return [(f"{split} ({s['users']:,} users)", "; ".join(
+        f"{m} N@10 {r['ndcg@10']:.4f} R@10 {r['recall@10']:.4f}" for m, r in s["models"].items()))
+        for split, s in stats_splits(stats).items()]
 
 
 def sid_rows(s: dict[str, Any]) -> list[tuple[str, str]]:

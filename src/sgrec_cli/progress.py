@@ -1,12 +1,122 @@
-"""Rich progress bars on stderr (results go to stdout)."""
+"""Progress of long steps on stderr (results go to stdout).
+
+On a terminal: a rich progress bar. Redirected to a file (a cluster job's log): a plain line
+every ``SGREC_PROGRESS_EVERY`` seconds (default 30) and one at the end, so a log shows that a
+12-minute embedding or an hour-long SFT epoch is moving.
+
+    with progress_bar(enabled, "sft", total=n) as bar:
+        bar.advance()            # one unit done
+        bar.note("epoch 3 ...")  # the latest status, shown beside the bar / in the next line
+        bar.print("a message")   # a line above the bar (or a plain line)
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import time
+from collections.abc import Callable
+
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
-def progress_bar(enabled: bool = True) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                    console=Console(stderr=True), disable=not enabled, transient=False)
+def _every_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get("SGREC_PROGRESS_EVERY", "30")))
+    except ValueError:
+        return 30.0
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class StepProgress:
+    """One task's progress; see the module docstring. Disabled: every call does nothing."""
+
+    def __init__(self, enabled: bool, description: str, total: int | None, completed: int = 0,
+                 log: Callable[[str], None] | None = None, stream=None):
+        self.enabled = enabled
+        self.description = description
+        self.total = total
+        self.completed = completed
+        self.info = ""
+        self._log = log
+        self._stream = stream if stream is not None else sys.stderr
+        self._live = enabled and self._stream.isatty()
+        self._every = _every_s()
+        self._started = self._last = time.monotonic()
+        self._bar: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> StepProgress:
+        if self._live:
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 console=Console(stderr=True), transient=False)
+            self._task = self._bar.add_task(self.description, total=self.total,
+                                            completed=self.completed, info="")
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        elif self.enabled and exc[0] is None:
+            self._line(final=True)
+
+    def advance(self, n: int = 1) -> None:
+        self.completed += n
+        if self._bar is not None:
+            self._bar.advance(self._task, n)
+        elif self.enabled and time.monotonic() - self._last >= self._every:
+            self._line()
+
+    def update(self, completed: int) -> None:
+        self.advance(completed - self.completed)
+
+    def note(self, info: str) -> None:
+        self.info = info
+        if self._bar is not None:
+            self._bar.update(self._task, info=info)
+
+    def print(self, message: str) -> None:
+        """A message above the live bar; otherwise through ``log`` (or the stream)."""
+        if self._bar is not None:
+            self._bar.console.print(message, highlight=False)
+        elif self._log is not None:
+            self._log(message)
+        elif self.enabled:
+            print(message, file=self._stream, flush=True)
+
+    def _line(self, final: bool = False) -> None:
+        self._last = time.monotonic()
+        elapsed = self._last - self._started
+        done = f"{self.completed:,}" + (f"/{self.total:,}" if self.total else "")
+        pct = f" ({100 * self.completed / self.total:.0f}%)" if self.total else ""
+        eta = ""
+        if self.total and 0 < self.completed < self.total and not final:
+            eta = f", about {_clock(elapsed * (self.total / self.completed - 1))} left"
+        info = f"  {self.info}" if self.info else ""
+        print(f"{self.description}: {done}{pct} in {_clock(elapsed)}{eta}{info}",
+              file=self._stream, flush=True)
+
+
+def quiet(_message: str) -> None:
+    """A log function that drops its message (a process that does not report)."""
+
+
+def progress_bar(enabled: bool, description: str, total: int | None = None,
+                 completed: int = 0, log: Callable[[str], None] | None = None) -> StepProgress:
+    return StepProgress(enabled, description, total, completed=completed, log=log)

@@ -1,5 +1,5 @@
 """`sgrec report`: PNG plots of a run — A2PO training curves (every RUN/a2po* step) and the
-latest eval comparison — written to RUN/report/ (atomically, with a manifest)."""
+eval results of every model (per split) — written to RUN/report/ (atomically, with a manifest)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from .artifacts import list_steps, load_manifest, staged_step, write_manifest
 from .errors import ArtifactError
+from .eval.step import stats_splits
 
 CURVES = (("mean_r_biz", "mean business reward"), ("mean_r_sem", "mean semantic reward"),
           ("hit_fraction", "groups containing the next item"),
@@ -55,19 +56,22 @@ def _curves(runs: dict[str, list[dict]], path: Path, window: int) -> None:
     plt.close(fig)
 
 
-def _eval_bars(stats: dict, path: Path) -> None:
+def _eval_bars(splits: dict, path: Path) -> None:
+    """One panel per evaluated split, a bar group per metric, a bar per model it holds."""
     import matplotlib.pyplot as plt
 
-    models = list(stats["models"])
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(models) * len(EVAL_COLS) / 3), 4.5))
-    width = 0.8 / len(models)
+    n = max(len(s["models"]) for s in splits.values())
+    fig, axes = plt.subplots(1, len(splits), squeeze=False,
+                             figsize=(len(splits) * max(6, 1.6 * n * len(EVAL_COLS) / 3), 4.5))
     xs = np.arange(len(EVAL_COLS))
-    for i, m in enumerate(models):
-        ax.bar(xs + i * width, [stats["models"][m][c] for c in EVAL_COLS], width, label=m)
-    ax.set_xticks(xs + 0.4 - width / 2, EVAL_COLS)
-    ax.set_title(f"{stats['split']} ({stats['users']:,} users)")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
+    for ax, (split, s) in zip(axes.flat, splits.items(), strict=True):
+        width = 0.8 / len(s["models"])
+        for i, (m, res) in enumerate(s["models"].items()):
+            ax.bar(xs + i * width, [res[c] for c in EVAL_COLS], width, label=m)
+        ax.set_xticks(xs + 0.4 - width / 2, EVAL_COLS)
+        ax.set_title(f"{split} ({s['users']:,} users)")
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -80,6 +84,9 @@ def make_report(run: Path, window: int = 20) -> list[str]:
     matplotlib.use("Agg")
     started = time.time()
     run = Path(run)
+    if not run.is_dir():
+        raise ArtifactError("run directory does not exist; start with `sgrec prepare SOURCE "
+                            f"--run {run}`", run)
     runs, inputs = {}, {}
     for step in list_steps(run):
         if step == "a2po" or step.startswith("a2po-"):
@@ -91,8 +98,8 @@ def make_report(run: Path, window: int = 20) -> list[str]:
     if (run / "eval").is_dir():
         m = load_manifest(run, "eval")
         inputs["eval/manifest.json"] = m.digest
-        stats = json.loads((run / "eval" / "stats.json").read_text(encoding="utf-8"))
-    if not runs and stats is None:
+        stats = stats_splits(json.loads((run / "eval" / "stats.json").read_text("utf-8")))
+    if not runs and not stats:
         raise ArtifactError("nothing to plot: no a2po or eval step in this run; run "
                             "`sgrec train --a2po` or `sgrec eval` first", run)
     written = []
@@ -100,7 +107,7 @@ def make_report(run: Path, window: int = 20) -> list[str]:
         if runs:
             _curves(runs, tmp / "a2po_curves.png", window)
             written.append("a2po_curves.png")
-        if stats is not None:
+        if stats:
             _eval_bars(stats, tmp / "eval.png")
             written.append("eval.png")
         write_manifest(tmp, step="report", config={"window": window}, seed=None,

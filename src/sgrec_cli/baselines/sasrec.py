@@ -12,33 +12,22 @@ At ranking time the user's history items are excluded (no dataset here has repea
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..config import SASRecConfig
 from ..eval.metrics import ndcg_at_k, ranks_of_targets, recall_at_k
 
-
-@dataclass
-class SASRecConfig:
-    hidden: int = 64
-    blocks: int = 2
-    heads: int = 1
-    dropout: float = 0.2
-    max_len: int = 20
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    epochs: int = 200
-    patience: int = 10
-    seed: int = 0
+__all__ = ["SASRec", "SASRecConfig", "recommend", "train_sasrec"]
 
 
 class SASRec(nn.Module):
     def __init__(self, n_items: int, cfg: SASRecConfig):
         super().__init__()
+        if cfg.max_len is None:
+            raise ValueError("SASRecConfig.max_len must be set (the step sets it from RUN/data)")
         self.cfg = cfg
         self.item = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=0)
         self.pos = nn.Embedding(cfg.max_len, cfg.hidden)

@@ -13,7 +13,6 @@ from pathlib import Path
 from ..artifacts import (
     Manifest,
     atomic_write_json,
-    load_manifest,
     read_jsonl,
     sha256_file,
     write_jsonl,
@@ -59,6 +58,12 @@ class PreparedData:
     def fingerprint(self) -> str:
         return self.manifest.dataset["fingerprint"]
 
+    @property
+    def max_history(self) -> int:
+        """History items kept per example (`sgrec prepare --max-history`): every later step
+        reads it from here, so the data and the models never disagree."""
+        return int(self.manifest.config.get("max_history", 20))
+
     def items(self) -> list[dict]:
         return read_jsonl(self.folder / "items.jsonl")
 
@@ -72,9 +77,9 @@ class PreparedData:
                 for r in read_jsonl(self.folder / f"{name}.jsonl")]
 
 
-def load_data(run: Path, verify: bool = True) -> PreparedData:
-    """Open ``RUN/data`` for a later step, refusing a missing, unfinished or edited folder."""
-    manifest = load_manifest(run, STEP, verify=verify)
-    if "fingerprint" not in manifest.dataset:
-        raise ArtifactError("manifest has no dataset fingerprint", manifest.path)
-    return PreparedData(manifest=manifest, folder=Path(run) / STEP)
+def load_data(run) -> PreparedData:
+    """Open ``RUN/data`` for a later step, refusing a missing, unfinished or edited folder
+    (``run``: a path or a ``rundir.Run``, which keeps it for the rest of the command)."""
+    from ..rundir import as_run
+
+    return as_run(run).data

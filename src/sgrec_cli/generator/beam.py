@@ -27,7 +27,7 @@ def _check(trie: SidTrie, vocab: SidVocab, num_beams: int) -> None:
         raise ValueError("trie and vocab have different codebook sizes")
 
 
-def _level_log_probs(logits: torch.Tensor, vocab: SidVocab, level: int) -> torch.Tensor:
+def level_log_probs(logits: torch.Tensor, vocab: SidVocab, level: int) -> torch.Tensor:
     """(..., V) next-token logits -> (..., K_level) log-probs, normalised over the full vocab
     (as ``generate`` does), then restricted to the level's token range."""
     start, stop = vocab.level_range(level)
@@ -86,13 +86,13 @@ def constrained_beam_search(
     for level in range(vocab.num_levels):
         k = vocab.codebook_sizes[level]
         logits = dec.step(tokens, parent)
-        lp = _level_log_probs(logits, vocab, level)  # (B, n_live, K)
+        lp = level_log_probs(logits, vocab, level)  # (B, n_live, K)
         child = trie.child[level][node.clamp(min=0)]  # (B, n_live, K)
         valid = (child >= 0) & (node >= 0)[:, :, None]
         cand = torch.where(valid, scores[:, :, None] + lp, NEG_INF).flatten(1)  # (B, n_live*K)
         rank_by = cand
         if sample is not None:
-            lp_t = lp if temperature == 1.0 else _level_log_probs(logits / temperature, vocab,
+            lp_t = lp if temperature == 1.0 else level_log_probs(logits / temperature, vocab,
                                                                   level)
             phi_c = torch.where(valid, phi[:, :, None] + lp_t, NEG_INF)  # (B, n_live, K)
             key_c = _gumbel_children(phi_c, key, sample)
@@ -133,71 +133,3 @@ def _gumbel_children(phi: torch.Tensor, key: torch.Tensor, gen: torch.Generator)
     out = t - torch.relu(v) - torch.log1p(torch.exp(-v.abs()))
     dead = ~torch.isfinite(g) | ~torch.isfinite(t)
     return torch.where(dead, NEG_INF, out)
-
-
-def _allowed_tokens(trie: SidTrie, vocab: SidVocab) -> dict[tuple[int, ...], list[int]]:
-    """Decoder prefix (start token + SID tokens so far) -> allowed next tokens, as in
-    LC-Rec / MiniOneRec's ``prefix_allowed_tokens_fn`` dictionaries."""
-    allowed: dict[tuple[int, ...], list[int]] = {}
-    frontier = {(DECODER_START,): 0}  # prefix -> trie node
-    for level, table in enumerate(trie.child):
-        nxt = {}
-        rows = table.cpu()
-        for prefix, node in frontier.items():
-            codes = torch.nonzero(rows[node] >= 0).view(-1).tolist()
-            allowed[prefix] = [vocab.offsets[level] + c for c in codes]
-            for c in codes:
-                nxt[prefix + (vocab.offsets[level] + c,)] = int(rows[node, c])
-        frontier = nxt
-    return allowed
-
-
-@torch.no_grad()
-def hf_generate_baseline(
-    model: T5ForConditionalGeneration,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    trie: SidTrie,
-    vocab: SidVocab,
-    num_beams: int,
-    allowed: dict[tuple[int, ...], list[int]] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The usual recipe: ``model.generate`` beam search with ``prefix_allowed_tokens_fn``.
-
-    ``length_penalty=0`` makes a hypothesis score its plain log-prob sum (all have L tokens
-    anyway), so the ranking is comparable with ``constrained_beam_search``. Returns
-    ``(items (B, num_beams), scores (B, num_beams))``; -1 / -inf for unreachable slots.
-    ``allowed`` may be passed to reuse the prefix table across calls.
-    """
-    _check(trie, vocab, num_beams)
-    model.eval()
-    table = _allowed_tokens(trie, vocab) if allowed is None else allowed
-    dead = [PAD]  # a prefix outside the trie only arises on a -inf beam; any token keeps it dead
-
-    def prefix_fn(_batch_id: int, sent: torch.Tensor) -> list[int]:
-        return table.get(tuple(sent.tolist()), dead)
-
-    n_levels = vocab.num_levels
-    out = model.generate(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        num_beams=num_beams,
-        num_return_sequences=num_beams,
-        max_new_tokens=n_levels,
-        min_new_tokens=0,
-        do_sample=False,
-        early_stopping=True,
-        length_penalty=0.0,
-        prefix_allowed_tokens_fn=prefix_fn,
-        output_scores=True,
-        return_dict_in_generate=True,
-    )
-    seqs = out.sequences[:, 1:]  # drop the decoder start token: (B*nb, <=L)
-    if seqs.shape[1] < n_levels:  # a hypothesis can only be shorter if it died early
-        seqs = torch.cat([seqs, seqs.new_full((seqs.shape[0], n_levels - seqs.shape[1]), -1)], 1)
-    codes = seqs[:, :n_levels] - torch.tensor(vocab.offsets, device=seqs.device)
-    items = trie.to(seqs.device).items_of(codes)  # (B*nb,), -1 outside the catalogue
-    scores = out.sequences_scores.float()
-    scores = torch.where(items >= 0, scores, NEG_INF)
-    batch = input_ids.shape[0]
-    return items.view(batch, num_beams), scores.view(batch, num_beams)

@@ -7,31 +7,21 @@ architecture and the SID codebook sizes), which is all ``load_generator`` needs 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_model, save_model
 from transformers import T5Config, T5ForConditionalGeneration
 
+from ..config import GeneratorConfig
 from .tokens import DECODER_START, EOS, PAD, SidVocab
+
+__all__ = ["GeneratorConfig", "build_model", "save_generator", "load_generator"]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "generator.json"
 FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    """Architecture of the generator; the vocabulary comes from the ``SidVocab``."""
-
-    d_model: int = 128
-    num_layers: int = 4  # encoder layers and decoder layers each
-    num_heads: int = 4
-    d_ff: int = 512
-    dropout: float = 0.1
-    relative_attention_num_buckets: int = 32
-    relative_attention_max_distance: int = 128
 
 
 def build_model(cfg: GeneratorConfig, vocab: SidVocab) -> T5ForConditionalGeneration:

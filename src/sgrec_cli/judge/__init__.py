@@ -3,3 +3,4 @@
 user-conditional aggregator fit from pairwise feedback, and the `sgrec judge` step."""
 
 ASPECTS = ("profile", "future", "novelty")
+OBJECTIVES = ("bt", "group-rl")  # Stage B aggregator objectives (judge/aggregator.py)

@@ -37,9 +37,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import require
+from ..rl.advantages import standardise
+from ..validate import check_ints, check_num, require
+from . import OBJECTIVES
 
-OBJECTIVES = ("bt", "group-rl")
 LOG_EVERY = 50  # training-log interval in steps
 _STD_FLOOR = 1e-8  # features with a smaller spread are constant: divide by 1, not by ~0
 _SAMPLE_FLOOR = 1e-12  # Dirichlet samples can underflow to 0, where log pi = -inf
@@ -134,15 +135,6 @@ def user_features(histories: list[list[int]], emb: np.ndarray) -> np.ndarray:
 # ---- configuration ------------------------------------------------------------------------------
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
-        and math.isfinite(v)
-
-
 @dataclass
 class AggregatorConfig:
     """Stage B fit options.
@@ -175,31 +167,21 @@ class AggregatorConfig:
         self.validate()
 
     def validate(self) -> None:
+        def label(name: str) -> str:
+            return f"aggregator {name}"
+
         require(self.objective in OBJECTIVES,
                 f"aggregator objective {self.objective!r} is not known; use one of: "
                 f"{', '.join(OBJECTIVES)}")
         require(isinstance(self.personalised, (bool, np.bool_)),
                 f"aggregator personalised {self.personalised!r} must be true or false")
-        require(_is_int(self.steps) and self.steps >= 1,
-                f"aggregator steps {self.steps!r} must be an integer >= 1 (default 300)")
-        require(_is_real(self.lr) and self.lr > 0,
-                f"aggregator lr {self.lr!r} must be a finite number > 0 (default 0.05)")
-        require(_is_real(self.weight_decay) and self.weight_decay >= 0,
-                f"aggregator weight_decay {self.weight_decay!r} must be a finite number >= 0 "
-                "(default 1e-3; 0 disables it)")
-        require(_is_real(self.temperature) and self.temperature > 0,
-                f"aggregator temperature {self.temperature!r} must be a finite number > 0 "
-                "(default 10)")
-        require(_is_int(self.group_size) and self.group_size >= 2,
-                f"aggregator group_size {self.group_size!r} must be an integer >= 2: group "
-                "advantages compare samples within a group (default 8)")
-        require(_is_real(self.concentration) and self.concentration > 0,
-                f"aggregator concentration {self.concentration!r} must be a finite number > 0 "
-                "(default 20)")
-        require(_is_int(self.rl_batch) and self.rl_batch >= 1,
-                f"aggregator rl_batch {self.rl_batch!r} must be an integer >= 1 (default 8192)")
-        require(_is_int(self.seed) and self.seed >= 0,
-                f"aggregator seed {self.seed!r} must be an integer >= 0")
+        check_ints(self, ("steps", "rl_batch"), 1, label)
+        check_ints(self, ("group_size",), 2, label)  # advantages compare samples of a group
+        check_ints(self, ("seed",), 0, label)
+        for name in ("lr", "temperature", "concentration"):
+            check_num(name, getattr(self, name), low=0, low_open=True, label=label)
+        check_num("weight_decay", self.weight_decay, low=0, hint=" (0 disables it)",
+                  label=label)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,25 +194,6 @@ def bt_loss(diff: torch.Tensor, temperature: float) -> torch.Tensor:
     """Bradley-Terry loss mean softplus(-t d) = -mean log sigmoid(t d); d = s_hol(+) - s_hol(-)."""
     # softplus is the numerically stable form of -log sigmoid
     return F.softplus(-temperature * diff).mean()
-
-
-def group_advantages(rewards: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """Group-relative advantages per row of rewards (m, G): (r - mean) / (std + 1e-6).
-
-    Population std (ddof 0). A row whose rewards all agree carries no signal: its advantages
-    are exactly 0.
-    """
-    if isinstance(rewards, torch.Tensor):
-        mean = rewards.mean(dim=1, keepdim=True)  # (m, 1)
-        std = rewards.std(dim=1, correction=0, keepdim=True)  # (m, 1)
-        adv = (rewards - mean) / (std + 1e-6)
-        return torch.where(std > 0, adv, torch.zeros_like(adv))
-    r = np.asarray(rewards, dtype=np.float64)
-    if r.ndim != 2:
-        raise ValueError(f"rewards must be (m, G), got shape {r.shape}")
-    mean = r.mean(axis=1, keepdims=True)  # (m, 1)
-    std = r.std(axis=1, keepdims=True)  # (m, 1)
-    return np.where(std > 0, (r - mean) / (std + 1e-6), 0.0)
 
 
 # ---- the model ----------------------------------------------------------------------------------
@@ -369,7 +332,7 @@ def _policy_loss(w: torch.Tensor, d: torch.Tensor, cfg: AggregatorConfig) -> tor
         samples = samples.clamp_min(_SAMPLE_FLOOR)
         samples = samples / samples.sum(dim=-1, keepdim=True)
         rewards = ((samples * d).sum(dim=-1) > 0).to(w.dtype).T  # (m, G)
-        adv = group_advantages(rewards)  # (m, G)
+        adv = standardise(rewards)  # (m, G)
     log_p = policy.log_prob(samples).T  # (m, G)
     return -(adv * log_p).mean()
 

@@ -51,12 +51,13 @@ def _sequences(data: PreparedData) -> list[dict]:
     return read_jsonl(data.folder / "sequences.jsonl")
 
 
-def beam_candidates(run: Path, data: PreparedData, ctx: Contexts, k: int, num_beams: int,
+def beam_candidates(run, ctx: Contexts, k: int, num_beams: int,
                     device: str) -> list[list[int]]:
-    """The SFT generator's top-k unseen items (constrained beam search, as RL will sample)."""
-    from ..recommend import top_items
+    """The SFT generator's top-k unseen items (constrained beam search, as RL will sample);
+    ``run``: a ``rundir.Run``."""
+    from ..inference import top_items
 
-    items, _ = top_items(run, data, "sft", ctx.histories, k, num_beams=num_beams, device=device,
+    items, _ = top_items(run, "sft", ctx.histories, k, num_beams=num_beams, device=device,
                          exclude_history=True, fill=True)
     return [[int(i) for i in row if i >= 0] for row in items]
 

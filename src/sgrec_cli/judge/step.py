@@ -15,25 +15,18 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..artifacts import (
-    atomic_write_json,
-    load_manifest,
-    read_jsonl,
-    staged_step,
-    write_jsonl,
-    write_manifest,
-)
+from ..artifacts import atomic_write_json, read_jsonl, staged_step, write_jsonl, write_manifest
 from ..config import JudgeConfig
-from ..data.store import load_data
 from ..device import resolve_device
-from ..errors import ArtifactError, BadInputError
+from ..errors import BadInputError
 from ..eval.bootstrap import paired_bootstrap
 from ..progress import progress_bar
-from ..sids.build import load_sids
-from . import ASPECTS
+from ..rundir import Run, as_run
+from . import ASPECTS, OBJECTIVES
 from .aggregator import (
     Aggregator,
     AggregatorConfig,
@@ -43,6 +36,7 @@ from .aggregator import (
     user_auc,
     user_features,
 )
+from .backends import BACKENDS, make_backend
 from .cache import AnswerCache, cache_file
 from .candidates import (
     Contexts,
@@ -66,21 +60,7 @@ class StageA:
     counts: dict
     seconds: float  # Stage A wall time
     backend_seconds: float  # time spent judging prompts / pairs that were not cached
-
-
-def make_backend(cfg: JudgeConfig, emb: np.ndarray, device: str):
-    if cfg.backend == "embedding":
-        return EmbeddingBackend(emb)
-    if cfg.backend == "llm":
-        from .llm import LLMBackend
-
-        return LLMBackend(cfg.llm, device=device, batch_size=cfg.llm_batch_size,
-                          min_mass=cfg.min_mass, answer_prefix=cfg.answer_prefix)
-    from .openai_backend import OpenAIBackend
-
-    return OpenAIBackend(cfg.api_base, cfg.api_model, concurrency=cfg.concurrency,
-                         timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
-                         min_mass=cfg.min_mass)
+    backend: str = ""  # the backend's name (with its model: part of the cache keys)
 
 
 def embedding_scores(backend: EmbeddingBackend, ctx: Contexts, pair_ctx: np.ndarray,
@@ -145,8 +125,8 @@ def prompt_stage(backend, cache: AnswerCache, ctx: Contexts, pair_ctx: np.ndarra
             scores[row, a] = o.score
 
     bounds = np.searchsorted(pair_ctx, np.arange(len(ctx.users) + 1))
-    with progress_bar(progress) as bar:
-        task = bar.add_task(f"judge ({backend.name})", total=len(ctx.users), info="")
+    with progress_bar(progress, f"judge ({backend.name}) users", total=len(ctx.users),
+                      log=log) as bar:
         for u, hist in enumerate(ctx.histories):
             shown = [titles[i] for i in hist[-prompt_history:]]
             for row in range(bounds[u], bounds[u + 1]):
@@ -160,8 +140,8 @@ def prompt_stage(backend, cache: AnswerCache, ctx: Contexts, pair_ctx: np.ndarra
                         pending.append((row, a, p))
             if len(pending) >= chunk_prompts:
                 flush()
-            bar.update(task, advance=1, info=f"{counts['judged']} judged, "
-                                             f"{counts['cached']} cached")
+            bar.advance()
+            bar.note(f"{counts['judged']} judged, {counts['cached']} cached")
         flush()
     if failures and log:
         log(f"{counts[FAILED]} prompts failed (not cached, a re-run retries them), e.g. "
@@ -217,7 +197,7 @@ def stage_b(cfg: JudgeConfig, features: np.ndarray, pair_ctx: np.ndarray, is_tar
                             f"({int(fit.sum())} fit pairs, {int(test.sum())} held-out pairs); "
                             "judge more users or fix the unreadable answers")
     variants, logs = {}, {}
-    for objective in ("bt", "group-rl"):
+    for objective in OBJECTIVES:
         for personalised in (True, False):
             name = f"{objective}{'' if personalised else '-global'}"
             acfg = AggregatorConfig(objective=objective, personalised=personalised,
@@ -261,104 +241,141 @@ def stage_b(cfg: JudgeConfig, features: np.ndarray, pair_ctx: np.ndarray, is_tar
 # --------------------------------------------------------------------------------------- step
 
 
-def run_judge(run: Path, cfg: JudgeConfig, progress: bool = True, log=None) -> dict:
-    started = time.time()
-    run = Path(run)
-    data = load_data(run)
-    sids = load_sids(run)
-    inputs = {"data/manifest.json": data.manifest.digest,
-              "sids/manifest.json": sids.manifest.digest}
-    device = resolve_device(cfg.device)
-    items = data.items()
-    titles = [str(it.get("title") or it.get("id")) for it in items]
-    emb = sids.embeddings()
-    ctx = judge_contexts(data, cfg.max_users, cfg.seed)
-    if not ctx.users:
-        raise BadInputError("no training users to judge", data.folder / "train.jsonl")
+@dataclass
+class _Candidates:
+    pair_ctx: np.ndarray  # (P,) context (user position in ctx) of each pair
+    pair_item: np.ndarray  # (P,) item index
+    is_target: np.ndarray  # (P,) the pair is the item the user chose next
+    targets_in_candidates: int
+    seconds: float
+    file_report: Any = None
 
+
+def _candidates(run: Run, cfg: JudgeConfig, ctx: Contexts, emb: np.ndarray, device: str,
+                log) -> _Candidates:
     t0 = time.perf_counter()
     file_report = None
     if cfg.candidates == "beams":
-        sft = load_manifest(run, "sft")
-        inputs["sft/manifest.json"] = sft.digest
-        cands = beam_candidates(run, data, ctx, cfg.num_candidates, cfg.num_beams, device)
+        cands = beam_candidates(run, ctx, cfg.num_candidates, cfg.num_beams, device)
     elif cfg.candidates == "nn":
         cands = nn_candidates(emb, ctx, cfg.num_candidates)
     else:
-        cands, file_report = file_candidates(Path(cfg.candidates_file), data, ctx)
+        cands, file_report = file_candidates(Path(cfg.candidates_file), run.data, ctx)
         if log and (file_report.unknown_items or file_report.unknown_users):
             log(f"candidate file: skipped {file_report.unknown_items} unknown items and "
                 f"{file_report.unknown_users} unknown users, e.g. {file_report.examples[0]}")
-    candidate_seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     pair_ctx, pair_item, is_target = with_targets(cands, ctx.targets)
+    hits = int(sum(t in c for t, c in zip(ctx.targets, cands, strict=True)))
+    return _Candidates(pair_ctx, pair_item, is_target, hits, seconds, file_report)
 
+
+def _stage_a(run: Run, cfg: JudgeConfig, ctx: Contexts, c: _Candidates, emb: np.ndarray,
+             titles: list[str], device: str, progress: bool, log) -> tuple[StageA, Path | None]:
+    """Aspect scores of every pair from the configured backend (cached when it prompts);
+    ``StageA.backend`` names the backend as its answers are cached."""
+    spec = BACKENDS[cfg.backend]
     backend = make_backend(cfg, emb, device)
-    if cfg.backend == "embedding":
-        a = embedding_stage(backend, ctx, pair_ctx, pair_item, titles)
-        cache_path = None
-    else:
-        cache_path = cache_file(Path(cfg.cache_dir) if cfg.cache_dir else run / ".judge-cache",
-                                backend.name)
-        chunk = 1 if cfg.backend == "llm" else 32 * cfg.concurrency
-        a = prompt_stage(backend, AnswerCache(cache_path), ctx, pair_ctx, pair_item, titles,
-                         cfg.prompt_history, chunk, progress, log)
-        # evidence also names the closest purchase, from the item embeddings
-        _, near_ev = embedding_scores(EmbeddingBackend(emb), ctx, pair_ctx, pair_item, titles)
-        a.evidence = [f"{x}; {y}" for x, y in zip(a.evidence, near_ev, strict=True)]
+    if not spec.prompts:
+        a = embedding_stage(backend, ctx, c.pair_ctx, c.pair_item, titles)
+        a.backend = backend.name
+        return a, None
+    cache_path = cache_file(Path(cfg.cache_dir) if cfg.cache_dir else run.path / ".judge-cache",
+                            backend.name)
+    a = prompt_stage(backend, AnswerCache(cache_path), ctx, c.pair_ctx, c.pair_item, titles,
+                     cfg.prompt_history, spec.chunk_prompts(cfg), progress, log)
+    # evidence also names the closest purchase, from the item embeddings
+    _, near_ev = embedding_scores(EmbeddingBackend(emb), ctx, c.pair_ctx, c.pair_item, titles)
+    a.evidence = [f"{x}; {y}" for x, y in zip(a.evidence, near_ev, strict=True)]
+    a.backend = backend.name
+    return a, cache_path
 
-    t0 = time.perf_counter()
-    features = user_features(ctx.histories, emb)
-    agg, heldout, report, agg_log = stage_b(cfg, features, pair_ctx, is_target, a.scores)
-    weights = agg.weights(features)  # (U, A)
-    reward = holistic(weights[pair_ctx], a.scores).astype(np.float32)
-    stage_b_seconds = time.perf_counter() - t0
 
-    pairs_judged = a.counts["judged"] / (1 if cfg.backend == "embedding" else len(ASPECTS))
+def _summary(cfg: JudgeConfig, ctx: Contexts, c: _Candidates, a: StageA, cache_path,
+             report: dict, stage_b_seconds: float) -> dict:
+    prompts = BACKENDS[cfg.backend].prompts
+    pairs_judged = a.counts["judged"] / (len(ASPECTS) if prompts else 1)
     summary = {
-        "backend": backend.name, "candidates": cfg.candidates, "users": len(ctx.users),
-        "pairs": int(pair_item.size), "targets_in_candidates": int(
-            sum(t in c for t, c in zip(ctx.targets, cands, strict=True))),
+        "backend": a.backend, "candidates": cfg.candidates, "users": len(ctx.users),
+        "pairs": int(c.pair_item.size), "targets_in_candidates": c.targets_in_candidates,
         "stage_a": {**a.counts, "seconds": round(a.seconds, 3),
                     "backend_seconds": round(a.backend_seconds, 3),
                     "pairs_per_s": round(pairs_judged / a.backend_seconds, 2)
                     if a.backend_seconds > 0 and pairs_judged else None,
                     "cache": str(cache_path) if cache_path else None},
-        "seconds": {"candidates": round(candidate_seconds, 3),
+        "seconds": {"candidates": round(c.seconds, 3),
                     "stage_a": round(a.seconds, 3), "stage_b": round(stage_b_seconds, 3)},
         "aggregator": report,
     }
-    if file_report is not None:
-        summary["candidate_file"] = asdict(file_report)
+    if c.file_report is not None:
+        summary["candidate_file"] = asdict(c.file_report)
+    return summary
 
-    from safetensors.numpy import save_file
+
+def run_step(run: Run | Path, cfg: JudgeConfig, *, progress: bool = True, log=None) -> dict:
+    """Stage A over the candidate pairs of training users, Stage B, and RUN/judge."""
+    started = time.time()
+    run = as_run(run)
+    data = run.data
+    inputs = run.digests("data", "sids")
+    emb = run.sids.embeddings()
+    device = resolve_device(cfg.device)
+    items = data.items()
+    titles = [str(it.get("title") or it.get("id")) for it in items]
+    ctx = judge_contexts(data, cfg.max_users, cfg.seed)
+    if not ctx.users:
+        raise BadInputError("no training users to judge", data.folder / "train.jsonl")
+    if cfg.candidates == "beams":
+        inputs.update(run.digests("sft"))
+    c = _candidates(run, cfg, ctx, emb, device, log)
+    a, cache_path = _stage_a(run, cfg, ctx, c, emb, titles, device, progress, log)
 
     t0 = time.perf_counter()
-    with staged_step(run, STEP) as tmp:
-        write_jsonl(tmp / "contexts.jsonl", (
-            {"user": ctx.users[u], "user_id": ctx.user_ids[u], "history": ctx.histories[u],
-             "target": ctx.targets[u], "heldout": bool(heldout[u]),
-             "weights": {asp: round(float(w), 5) for asp, w in zip(ASPECTS, weights[u],
-                                                                   strict=True)}}
-            for u in range(len(ctx.users))))
-        write_jsonl(tmp / "pairs.jsonl", (
-            {"user": ctx.users[pair_ctx[r]], "item": int(pair_item[r]),
-             "item_id": str(items[pair_item[r]]["id"]), "is_target": bool(is_target[r]),
-             "scores": {asp: _num(a.scores[r, k]) for k, asp in enumerate(ASPECTS)},
-             "reward": _num(reward[r]), "evidence": a.evidence[r]}
-            for r in range(pair_item.size)))
-        np.save(tmp / "aspects.npy", a.scores)
-        np.save(tmp / "reward.npy", reward)
-        np.save(tmp / "pair_user.npy", np.asarray(ctx.users, dtype=np.int64)[pair_ctx])
-        np.save(tmp / "pair_item.npy", pair_item)
-        save_file({k: v.numpy() for k, v in agg.state_dict().items()},
-                  str(tmp / "aggregator.safetensors"))
-        atomic_write_json(tmp / "aggregator.json", {**agg.to_json(), "log": agg_log})
+    features = user_features(ctx.histories, emb)
+    agg, heldout, report, agg_log = stage_b(cfg, features, c.pair_ctx, c.is_target, a.scores)
+    weights = agg.weights(features)  # (U, A)
+    reward = holistic(weights[c.pair_ctx], a.scores).astype(np.float32)
+    summary = _summary(cfg, ctx, c, a, cache_path, report, time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    with staged_step(run.path, STEP) as tmp:
+        _write_pairs(tmp, ctx, c, a, items, weights, heldout, reward)
+        _write_aggregator(tmp, agg, agg_log)
         summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
         atomic_write_json(tmp / "summary.json", summary)
         write_manifest(tmp, step=STEP, config=cfg.to_dict(), seed=cfg.seed, started=started,
                        inputs=inputs, dataset=data.manifest.dataset,
                        extra={"aspects": list(ASPECTS)})
+    run.forget(STEP)
     return summary
+
+
+def _write_pairs(tmp: Path, ctx: Contexts, c: _Candidates, a: StageA, items: list[dict],
+                 weights: np.ndarray, heldout: np.ndarray, reward: np.ndarray) -> None:
+    write_jsonl(tmp / "contexts.jsonl", (
+        {"user": ctx.users[u], "user_id": ctx.user_ids[u], "history": ctx.histories[u],
+         "target": ctx.targets[u], "heldout": bool(heldout[u]),
+         "weights": {asp: round(float(w), 5) for asp, w in zip(ASPECTS, weights[u],
+                                                               strict=True)}}
+        for u in range(len(ctx.users))))
+    write_jsonl(tmp / "pairs.jsonl", (
+        {"user": ctx.users[c.pair_ctx[r]], "item": int(c.pair_item[r]),
+         "item_id": str(items[c.pair_item[r]]["id"]), "is_target": bool(c.is_target[r]),
+         "scores": {asp: _num(a.scores[r, k]) for k, asp in enumerate(ASPECTS)},
+         "reward": _num(reward[r]), "evidence": a.evidence[r]}
+        for r in range(c.pair_item.size)))
+    np.save(tmp / "aspects.npy", a.scores)
+    np.save(tmp / "reward.npy", reward)
+    np.save(tmp / "pair_user.npy", np.asarray(ctx.users, dtype=np.int64)[c.pair_ctx])
+    np.save(tmp / "pair_item.npy", c.pair_item)
+
+
+def _write_aggregator(tmp: Path, agg: Aggregator, agg_log: list) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({k: v.numpy() for k, v in agg.state_dict().items()},
+              str(tmp / "aggregator.safetensors"))
+    atomic_write_json(tmp / "aggregator.json", {**agg.to_json(), "log": agg_log})
 
 
 def _num(x: float) -> float | None:
@@ -368,9 +385,10 @@ def _num(x: float) -> float | None:
 # --------------------------------------------------------------------------------------- show
 
 
-def show_user(run: Path, user: str, k: int = 20) -> dict:
+def show_user(run: Run | Path, user: str, k: int = 20) -> dict:
     """A judged user's candidates, best semantic reward first, with aspects and evidence."""
-    m = load_manifest(run, STEP)
+    run = as_run(run)
+    m = run.step(STEP, needs=("data",))
     folder = m.path.parent
     contexts = read_jsonl(folder / "contexts.jsonl")
     match = [c for c in contexts if c["user_id"] == str(user)]
@@ -378,8 +396,7 @@ def show_user(run: Path, user: str, k: int = 20) -> dict:
         raise BadInputError(f"user {user!r} was not judged in this run "
                             f"({len(contexts)} users were)", folder / "contexts.jsonl")
     c = match[0]
-    data = load_data(run)
-    items = data.items()
+    items = run.data.items()
     pairs = [p for p in read_jsonl(folder / "pairs.jsonl") if p["user"] == c["user"]]
     pairs.sort(key=lambda p: -1.0 if p["reward"] is None else -p["reward"])
     for p in pairs:
@@ -389,15 +406,3 @@ def show_user(run: Path, user: str, k: int = 20) -> dict:
                         for i in c["history"]],
             "next_item": str(items[c["target"]]["id"]), "candidates": pairs[:k],
             "backend": json.loads((folder / "summary.json").read_text())["backend"]}
-
-
-def load_rewards(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-    """(user index (P,), item index (P,), semantic reward (P,) with NaN, manifest data) of a
-    finished judge step, for A2PO."""
-    m = load_manifest(run, STEP)
-    data = load_data(run)
-    if m.data["inputs"].get("data/manifest.json") != data.manifest.digest:
-        raise ArtifactError("judged on another data/ folder; run `sgrec judge` again", m.path)
-    folder = m.path.parent
-    return (np.load(folder / "pair_user.npy"), np.load(folder / "pair_item.npy"),
-            np.load(folder / "reward.npy"), m.data)

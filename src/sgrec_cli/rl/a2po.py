@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..config import DEVICES, require
-from ..generator.beam import _level_log_probs, constrained_beam_search
+from ..config import A2POConfig
+from ..generator.beam import constrained_beam_search, level_log_probs
 from ..generator.tokens import SidVocab
 from ..generator.trie import SidTrie
 from .advantages import (
-    MODES,
+    ADVANTAGES,
     combine,
     credit_rewards,
     distance_credit,
@@ -39,76 +39,8 @@ from .advantages import (
 from .advantages import clipped_surrogate as surrogate
 from .advantages import k3_kl as kl_k3
 
-BUSINESS_REWARDS = ("rank", "prefix", "value", "future")
-ROLLOUTS = ("beam", "sample")
-
-
-@dataclass
-class A2POConfig:
-    """`sgrec train --a2po`: RUN/sft + RUN/judge -> RUN/a2po.
-
-    advantage     a2po (default), biz (GRPO on the business reward: MiniOneRec's recipe),
-                  reward-sum, adv-sum: the paper's ablations, one code path
-    group_size    G distinct items per group (beam top-G or a sample, see rollout)
-    business      rank (1 for the next item, rank-aware penalty for the others when it is in the
-                  group), prefix (partial credit per matching SID level: denser), value (the
-                  rank penalty weighted by the items' value field, e.g. price) or future (the
-                  rank penalty that credits, instead of penalising, the items the user takes
-                  later in the training sequence)
-    rollout       beam (the top-G by constrained beam search) or sample (G distinct items drawn
-                  without replacement at ``temperature``, stochastic beam search)
-    rho           share of groups whose semantic reward is consulted (paper: 0.05)
-    beta, clip    KL(k3) weight to the SFT reference; PPO clip epsilon
-    steps         optimisation steps of ``batch_users`` groups each
-    """
-
-    advantage: str = "a2po"
-    group_size: int = 16
-    business: str = "rank"
-    rollout: str = "beam"
-    temperature: float = 1.0
-    rho: float = 0.05
-    beta: float = 1e-3
-    clip: float = 0.2
-    lr: float = 1e-5
-    batch_users: int = 32
-    ppo_epochs: int = 1
-    steps: int = 300
-    eval_every: int = 50
-    valid_users: int = 1000
-    seed: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        require(self.advantage in MODES,
-               f"--advantage {self.advantage!r} is not known; use one of: {', '.join(MODES)}")
-        require(self.business in BUSINESS_REWARDS,
-               f"--business {self.business!r} is not known; use one of: "
-               f"{', '.join(BUSINESS_REWARDS)}")
-        require(self.rollout in ROLLOUTS,
-               f"--rollout {self.rollout!r} is not known; use one of: {', '.join(ROLLOUTS)}")
-        require(isinstance(self.temperature, (int, float)) and self.temperature > 0,
-               f"--temperature {self.temperature!r} must be > 0")
-        require(self.device in DEVICES,
-               f"--device {self.device!r} is not known; use one of: {', '.join(DEVICES)}")
-        for name in ("group_size", "batch_users", "ppo_epochs", "steps", "eval_every"):
-            value = getattr(self, name)
-            require(isinstance(value, int) and value >= 1,
-                   f"--{name.replace('_', '-')} {value!r} must be an integer >= 1")
-        require(self.group_size >= 2, f"--group-size {self.group_size} must be >= 2: "
-                                      "advantages compare the items of a group")
-        require(isinstance(self.valid_users, int) and self.valid_users >= 0,
-               f"--valid-users {self.valid_users!r} must be an integer >= 0 (0 = all)")
-        require(0 <= self.rho <= 1, f"--rho {self.rho!r} must lie in [0, 1] (paper: 0.05)")
-        require(self.beta >= 0, f"--beta {self.beta!r} must be >= 0")
-        require(0 < self.clip < 1, f"--clip {self.clip!r} must lie in (0, 1)")
-        require(self.lr > 0, f"--lr {self.lr!r} must be > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["A2POConfig", "Policy", "a2po_step", "business_rewards", "later_training_items",
+           "rollout_groups", "sequence_log_probs"]
 
 
 def sequence_log_probs(model, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
@@ -118,7 +50,7 @@ def sequence_log_probs(model, hidden: torch.Tensor, mask: torch.Tensor, labels: 
     out = model(encoder_outputs=(hidden,), attention_mask=mask, labels=labels)
     cols = []
     for level in range(vocab.num_levels):
-        lp = _level_log_probs(out.logits[:, level], vocab, level)  # (N, K_l)
+        lp = level_log_probs(out.logits[:, level], vocab, level)  # (N, K_l)
         start, _ = vocab.level_range(level)
         cols.append(lp.gather(1, (labels[:, level] - start)[:, None]))
     return torch.cat(cols, dim=1)  # (N, L)
@@ -209,71 +141,101 @@ def _all_sum(x: int, world) -> int:
     return int(t.item())
 
 
-def a2po_step(model, scorer, ref, opt, cfg: A2POConfig, vocab: SidVocab, trie: SidTrie,
-              codes: np.ndarray, batch: Sequence[tuple[int, list[int], int]],
-              judged: np.ndarray, semantic: SemanticFn | None, max_history: int,
-              values: np.ndarray | None = None, gen: torch.Generator | None = None,
-              world=None, later: Sequence[dict[int, int]] | None = None) -> dict[str, float]:
-    """One A2PO step on ``batch`` = [(user index, history, next item)]; ``judged`` (B,) marks
-    the groups given a semantic reward; ``scorer`` is ``PolicyScorer(model)`` (DDP-wrapped under
-    torchrun, ``world`` then holds the process group). Returns this process's step log."""
-    device = next(model.parameters()).device
-    size = world.size if world is not None else 1
-    t0 = time.perf_counter()
-    ids, mask = vocab.encode_history([h for _, h, _ in batch], codes, max_history)
-    ids, mask = ids.to(device), mask.to(device)
-    items = rollout_groups(model, ids, mask, trie, vocab, cfg, gen)  # (B, G)
-    t1 = time.perf_counter()
+@dataclass
+class Policy:
+    """What an A2PO step updates and decodes with."""
 
+    model: Any  # the policy (T5ForConditionalGeneration)
+    scorer: Any  # PolicyScorer(model), DDP-wrapped under torchrun
+    ref: Any  # the frozen SFT reference (KL)
+    optimizer: torch.optim.Optimizer
+    vocab: SidVocab
+    trie: SidTrie
+    codes: np.ndarray  # (N, L) item SIDs
+    max_history: int
+    world: Any = None  # distributed.World under torchrun
+
+
+def _rollout(p: Policy, cfg: A2POConfig, batch, gen) -> tuple:
+    device = next(p.model.parameters()).device
+    ids, mask = p.vocab.encode_history([h for _, h, _ in batch], p.codes, p.max_history)
+    ids, mask = ids.to(device), mask.to(device)
+    return ids, mask, rollout_groups(p.model, ids, mask, p.trie, p.vocab, cfg, gen)
+
+
+def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, judged, semantic,
+                values, later) -> tuple[np.ndarray, dict]:
+    """Advantages (B, G) of the groups and the reward statistics to log."""
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     valid = items >= 0
     safe = np.where(valid, items, 0)
     r_biz = np.where(valid, business_rewards(cfg.business, items, targets, codes, values, later),
                      0.0)
     r_sem = None
-    if semantic is not None and cfg.advantage != "biz" and judged.any():
+    if semantic is not None and ADVANTAGES[cfg.advantage].uses_judge and judged.any():
         r_sem = np.full(items.shape, np.nan)
         for b in np.flatnonzero(judged):
             r_sem[b] = semantic(batch[b][0], batch[b][1], safe[b])
     adv, stats = combine(r_biz, r_sem, cfg.advantage, judged)
-    adv = np.where(valid, adv, 0.0)
-    t2 = time.perf_counter()
+    stats = {"hit_fraction": float((target_rank(items, targets) >= 0).mean()), **stats}
+    return np.where(valid, adv, 0.0), stats
 
-    log = {"hit_fraction": float((target_rank(items, targets) >= 0).mean()), **stats}
-    log.update(loss=None, kl=None, clip_fraction=None)  # None: no update from this process
+
+def _update(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndarray) -> dict:
+    """``ppo_epochs`` clipped-surrogate + KL updates on the gradient-carrying rollouts."""
+    device = next(p.model.parameters()).device
+    size = p.world.size if p.world is not None else 1
+    log: dict[str, Any] = {"loss": None, "kl": None, "clip_fraction": None}
     rows = np.flatnonzero(np.abs(adv).reshape(-1) > 0)  # rollouts that carry a gradient
     n_mine = int(rows.size)
-    n_all = _all_sum(n_mine, world)  # over every process: all update, or none does
-    if n_all:
-        # a process without a gradient-carrying rollout still runs the update (DDP needs every
-        # process in the backward pass) on one rollout whose loss it scales by zero
-        weight = n_mine * size / n_all
-        rows = rows if n_mine else np.zeros(1, dtype=np.int64)
-        g = cfg.group_size
-        labels = vocab.target_tokens(safe.reshape(-1)[rows], codes).to(device)  # (N, L)
-        user_of = torch.as_tensor(rows // g, device=device)
-        a = torch.as_tensor(adv.reshape(-1)[rows], dtype=torch.float32, device=device)
-        tok_mask = torch.ones(labels.shape, device=device)
-        with torch.no_grad():
-            h_ref = ref.get_encoder()(input_ids=ids, attention_mask=mask)[0]
-            lp_ref = sequence_log_probs(ref, h_ref[user_of], mask[user_of], labels, vocab)
-        for epoch in range(cfg.ppo_epochs):
-            lp = scorer(ids, mask, user_of, labels)  # (N, L)
-            if epoch == 0:
-                # eval mode (no dropout) and no update yet: this is pi_old, so the first
-                # epoch's ratio is exactly 1, as GRPO intends
-                lp_old = lp.detach()
-            pg, clip_frac = surrogate(lp, lp_old, a, tok_mask, cfg.clip)
-            kl = kl_k3(lp, lp_ref, tok_mask)
-            loss = pg + cfg.beta * kl
-            opt.zero_grad(set_to_none=True)
-            (weight * loss).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        if n_mine:
-            log.update(loss=float(loss.detach()), kl=float(kl.detach()),
-                       clip_fraction=float(clip_frac))
-    t3 = time.perf_counter()
-    log.update(rollouts_with_gradient=n_mine,
-               rollout_s=t1 - t0, reward_s=t2 - t1, update_s=t3 - t2)
+    n_all = _all_sum(n_mine, p.world)  # over every process: all update, or none does
+    log["rollouts_with_gradient"] = n_mine
+    if not n_all:
+        return log
+    # a process without a gradient-carrying rollout still runs the update (DDP needs every
+    # process in the backward pass) on one rollout whose loss it scales by zero
+    weight = n_mine * size / n_all
+    rows = rows if n_mine else np.zeros(1, dtype=np.int64)
+    safe = np.where(items >= 0, items, 0)
+    labels = p.vocab.target_tokens(safe.reshape(-1)[rows], p.codes).to(device)  # (N, L)
+    user_of = torch.as_tensor(rows // cfg.group_size, device=device)
+    a = torch.as_tensor(adv.reshape(-1)[rows], dtype=torch.float32, device=device)
+    tok_mask = torch.ones(labels.shape, device=device)
+    with torch.no_grad():
+        h_ref = p.ref.get_encoder()(input_ids=ids, attention_mask=mask)[0]
+        lp_ref = sequence_log_probs(p.ref, h_ref[user_of], mask[user_of], labels, p.vocab)
+    for epoch in range(cfg.ppo_epochs):
+        lp = p.scorer(ids, mask, user_of, labels)  # (N, L)
+        if epoch == 0:
+            # eval mode (no dropout) and no update yet: this is pi_old, so the first
+            # epoch's ratio is exactly 1, as GRPO intends
+            lp_old = lp.detach()
+        pg, clip_frac = surrogate(lp, lp_old, a, tok_mask, cfg.clip)
+        kl = kl_k3(lp, lp_ref, tok_mask)
+        loss = pg + cfg.beta * kl
+        p.optimizer.zero_grad(set_to_none=True)
+        (weight * loss).backward()
+        torch.nn.utils.clip_grad_norm_(p.model.parameters(), 1.0)
+        p.optimizer.step()
+    if n_mine:
+        log.update(loss=float(loss.detach()), kl=float(kl.detach()),
+                   clip_fraction=float(clip_frac))
+    return log
+
+
+def a2po_step(p: Policy, batch: Sequence[tuple[int, list[int], int]], *, cfg: A2POConfig,
+              judged: np.ndarray, semantic: SemanticFn | None = None,
+              values: np.ndarray | None = None, gen: torch.Generator | None = None,
+              later: Sequence[dict[int, int]] | None = None) -> dict[str, float]:
+    """One A2PO step on ``batch`` = [(user index, history, next item)]: rollouts, rewards,
+    advantages, update. ``judged`` (B,) marks the groups given a semantic reward; ``values``
+    (business value), ``gen`` (sampled rollouts) and ``later`` (business future) as the config
+    asks. Returns this process's step log."""
+    t0 = time.perf_counter()
+    ids, mask, items = _rollout(p, cfg, batch, gen)  # items (B, G)
+    t1 = time.perf_counter()
+    adv, log = _advantages(items, batch, cfg, p.codes, judged, semantic, values, later)
+    t2 = time.perf_counter()
+    log.update(_update(p, cfg, ids, mask, items, adv))
+    log.update(rollout_s=t1 - t0, reward_s=t2 - t1, update_s=time.perf_counter() - t2)
     return log

@@ -44,21 +44,66 @@ Loss pieces over the SID tokens of the B*G rollouts (N = B*G sequences of T toke
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
 
-MODES = ("biz", "reward-sum", "adv-sum", "a2po")
+if TYPE_CHECKING:  # torch is imported by the loss pieces only, so the registry stays light
+    import torch
+
 EPS = 1e-6
 
 
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ConfigError(f"advantage mode {mode!r} is not known; use one of {', '.join(MODES)}")
-    return mode
+@dataclass(frozen=True)
+class AdvantageMode:
+    """One way of turning rewards into advantages.
+
+    ``semantic`` gives A for the groups that carry a semantic reward, from
+    (a_biz, a_sem, r_biz, r_sem, lambda), all (S, G); None = those groups keep A_biz too, and the
+    mode never needs the judge (``uses_judge`` False).
+    """
+
+    name: str
+    help: str
+    semantic: Callable[..., np.ndarray] | None = None
+
+    @property
+    def uses_judge(self) -> bool:
+        return self.semantic is not None
+
+
+def _reward_sum(a_biz, a_sem, r_biz, r_sem, lam, eps=EPS):
+    return standardise(r_biz + r_sem, eps)
+
+
+def _adv_sum(a_biz, a_sem, r_biz, r_sem, lam, eps=EPS):
+    return a_biz + a_sem
+
+
+def _a2po(a_biz, a_sem, r_biz, r_sem, lam, eps=EPS):
+    return a_biz + lam * a_sem
+
+
+# the registry: a new mode is one entry here (the CLI's --advantage choices come from it)
+ADVANTAGES = {m.name: m for m in (
+    AdvantageMode("a2po", "A_biz + lambda * A_sem, the asymmetric gate of S-GRec", _a2po),
+    AdvantageMode("biz", "GRPO on the business reward alone, MiniOneRec's recipe"),
+    AdvantageMode("reward-sum", "standardised r_biz + r_sem, an ablation", _reward_sum),
+    AdvantageMode("adv-sum", "A_biz + A_sem without the gate, an ablation", _adv_sum),
+)}
+MODES = tuple(ADVANTAGES)
+# business rewards (see the module docstring; computed in rl/a2po.py::business_rewards)
+BUSINESS_REWARDS = ("rank", "prefix", "value", "future")
+
+
+def advantage_mode(mode: str) -> AdvantageMode:
+    if mode not in ADVANTAGES:
+        raise ConfigError(f"--advantage {mode!r} is not known; use one of: {', '.join(MODES)}")
+    return ADVANTAGES[mode]
 
 
 # ---- business rewards ---------------------------------------------------------------------------
@@ -141,11 +186,19 @@ def distance_credit(distance: np.ndarray) -> np.ndarray:
 # ---- group advantages ---------------------------------------------------------------------------
 
 
-def standardise(r: np.ndarray, eps: float = EPS) -> np.ndarray:
+def standardise(r, eps: float = EPS):
     """(r - mean) / (std + eps) within each group (row) of r (B, G); 0 for a constant group.
 
-    A group holding a NaN stays NaN throughout.
+    A group holding a NaN stays NaN throughout. ``r`` may be a torch tensor (the judge's
+    group-RL aggregator trains through it); the result then is one too.
     """
+    if not isinstance(r, np.ndarray) and type(r).__module__.startswith("torch"):
+        import torch
+
+        mean = r.mean(dim=1, keepdim=True)  # (B, 1)
+        std = r.std(dim=1, correction=0, keepdim=True)  # (B, 1)
+        const = r.amax(dim=1, keepdim=True) == r.amin(dim=1, keepdim=True)
+        return torch.where(const, torch.zeros_like(r), (r - mean) / (std + eps))
     r = np.asarray(r, dtype=np.float64)  # (B, G)
     if r.ndim != 2:
         raise ValueError(f"rewards {r.shape} must be (B, G)")
@@ -190,7 +243,7 @@ def combine(
       mean_lambda      mean gate value over the same entries (diagnostic in every mode)
       mean_r_biz, mean_r_sem   mean rewards (r_sem over semantic groups)
     """
-    check_mode(mode)
+    spec = advantage_mode(mode)
     r_biz = np.asarray(r_biz, dtype=np.float64)  # (B, G)
     if r_biz.ndim != 2:
         raise ValueError(f"business rewards {r_biz.shape} must be (B, G)")
@@ -213,12 +266,8 @@ def combine(
     lam = asymmetric_gate(a_biz, a_sem, eps)  # (B, G); rows outside sem are unused below
 
     adv = a_biz.copy()
-    if mode == "reward-sum":
-        adv[sem] = standardise(r_biz[sem] + r_sem[sem], eps)
-    elif mode == "adv-sum":
-        adv[sem] = a_biz[sem] + a_sem[sem]
-    elif mode == "a2po":
-        adv[sem] = a_biz[sem] + lam[sem] * a_sem[sem]
+    if spec.semantic is not None and sem.any():
+        adv[sem] = spec.semantic(a_biz[sem], a_sem[sem], r_biz[sem], r_sem[sem], lam[sem], eps)
 
     active = sem[:, None] & (a_biz != 0)  # (B, G): where the gate can act at all
     n_active = int(active.sum())
@@ -272,6 +321,8 @@ def clipped_surrogate(
                          f"{tuple(mask.shape)} must all be (N, T)")
     if adv.shape != (logp_new.shape[0],):
         raise ValueError(f"advantages {tuple(adv.shape)} must be ({logp_new.shape[0]},)")
+    import torch
+
     a = adv.to(logp_new.dtype)[:, None]  # (N, 1), broadcast over tokens
     ratio = torch.exp(logp_new - logp_old.detach())  # (N, T)
     unclipped = ratio * a
@@ -288,5 +339,7 @@ def k3_kl(logp_new: torch.Tensor, logp_ref: torch.Tensor, mask: torch.Tensor) ->
     if logp_new.shape != logp_ref.shape or logp_new.shape != mask.shape:
         raise ValueError(f"log-probs {tuple(logp_new.shape)}, {tuple(logp_ref.shape)} and mask "
                          f"{tuple(mask.shape)} must have one shape")
+    import torch
+
     d = logp_ref.detach() - logp_new  # (N, T)
     return _valid_mean(torch.exp(d) - d - 1.0, mask)

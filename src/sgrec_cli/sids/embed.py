@@ -249,24 +249,10 @@ def _encode(model, texts: list[str], *, batch_size: int, normalize: bool,
             parts.append(np.asarray(emb, dtype=np.float32))
             advance(len(batch))
 
-    if progress:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+    from ..progress import progress_bar
 
-        columns = (TextColumn("embedding items"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task("embed", total=len(texts))
-            run(lambda k: bar.advance(task, k))
-    else:
-        run(lambda k: None)
+    with progress_bar(progress, "embedding items", total=len(texts)) as bar:
+        run(bar.advance)
     return np.ascontiguousarray(np.concatenate(parts, axis=0), dtype=np.float32)
 
 

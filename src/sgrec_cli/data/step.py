@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,26 +10,19 @@ from ..artifacts import list_steps, load_manifest, sha256_file, staged_step, wri
 from ..config import PrepareConfig
 from ..errors import ArtifactError, BadInputError, SgrecError
 from .canonical import canonicalize, dataset_stats
+from .formats import READERS, detect, reader
 from .raw import RawDataset
 from .split import split_all
 from .store import STEP, write_dataset_files
 
-# Detection order matters: the more specific layouts first.
-READERS = ("letter", "p5", "amazon", "movielens", "generic")
-
-
-def _reader(name: str):
-    module = "generic" if name in ("csv", "jsonl") else name
-    return importlib.import_module(f".formats.{module}", __package__)
-
 
 def detect_format(source: Path) -> str:
-    for name in READERS:
-        if _reader(name).detect(source):
-            return name
-    raise BadInputError(
-        "cannot tell the dataset format from the file names; pass --format "
-        "(letter, p5, amazon, movielens, csv, jsonl) — see data/README.md", source)
+    name = detect(source)
+    if name is None:
+        raise BadInputError(
+            "cannot tell the dataset format from the file names; pass --format "
+            f"({', '.join(READERS)}) — see data/README.md", source)
+    return name
 
 
 def read_raw(cfg: PrepareConfig) -> RawDataset:
@@ -38,7 +30,7 @@ def read_raw(cfg: PrepareConfig) -> RawDataset:
     if not source.exists():
         raise BadInputError("dataset source does not exist", source)
     fmt = detect_format(source) if cfg.format == "auto" else cfg.format
-    raw = _reader(fmt).read(source, cfg)
+    raw = reader(fmt).read(source, cfg)
     if cfg.name:
         raw.name = cfg.name
     return raw
@@ -52,7 +44,7 @@ class PrepareResult:
     unchanged: bool
 
 
-def prepare(cfg: PrepareConfig, run: Path, force: bool = False) -> PrepareResult:
+def run_step(run: Path, cfg: PrepareConfig, *, force: bool = False) -> PrepareResult:
     """Build ``RUN/data``. An existing ``RUN/data`` holding another dataset, or one that later
     steps depend on and that these settings would change, is kept unless ``force``."""
     started = time.time()

@@ -15,28 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import (
-    Manifest,
-    atomic_write_json,
-    load_manifest,
-    require_same_dataset,
-    staged_step,
-    write_jsonl,
-    write_manifest,
-)
+from ..artifacts import atomic_write_json, staged_step, write_jsonl, write_manifest
 from ..config import BuildSidsConfig
-from ..data.store import STEP as DATA_STEP
-from ..data.store import load_data
 from ..device import resolve_device
-from ..errors import ArtifactError, ConfigError
+from ..errors import ConfigError
 from ..progress import progress_bar
+from ..rundir import as_run
 from . import dedup as dd
 from . import stats as st
 from .embed import default_cache_dir, embed_items
 from .kmeans import faiss_gpu_available, sq_distances
 from .rqkmeans import residual_kmeans
-
-STEP = "sids"
+from .store import STEP
 
 
 @dataclass
@@ -61,13 +51,13 @@ def quantize(x: np.ndarray, cfg: BuildSidsConfig, device: str, progress: bool) -
 
     from .rqvae import train_rqvae
 
-    with progress_bar(progress) as bar:
-        task = bar.add_task("RQ-VAE", total=cfg.epochs, info="")
+    with progress_bar(progress, "RQ-VAE epochs", total=cfg.epochs) as bar:
 
         def on_epoch(epoch: int, row: dict | None) -> None:
-            info = (f"collisions {row['collision_rate']:.3f}  "
-                    f"rel.err {row['relative_reconstruction_error']:.3f}") if row else None
-            bar.update(task, completed=epoch, **({"info": info} if info else {}))
+            if row:
+                bar.note(f"collisions {row['collision_rate']:.3f}  "
+                         f"rel.err {row['relative_reconstruction_error']:.3f}")
+            bar.update(epoch)
 
         res = train_rqvae(
             x, levels=cfg.levels, k=cfg.codebook_size, hidden=list(cfg.hidden),
@@ -112,11 +102,11 @@ def sid_stats(x: np.ndarray, q: Quantized, final: np.ndarray, items: list[dict],
     }
 
 
-def build_sids(cfg: BuildSidsConfig, run: Path, progress: bool = True) -> dict:
+def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
     """Embed, quantise, de-duplicate and write RUN/sids; return the stats."""
     started = time.time()
-    run = Path(run)
-    data = load_data(run)
+    run = as_run(run)
+    data = run.data
     items = data.items()
     if len(items) < cfg.codebook_size:
         raise ConfigError(f"--codebook-size {cfg.codebook_size} exceeds the {len(items)} items; "
@@ -144,7 +134,7 @@ def build_sids(cfg: BuildSidsConfig, run: Path, progress: bool = True) -> dict:
     from safetensors.numpy import save_file as save_np
     from safetensors.torch import save_file as save_torch
 
-    with staged_step(run, STEP) as tmp:
+    with staged_step(run.path, STEP) as tmp:
         np.save(tmp / "embeddings.npy", x)
         np.save(tmp / "sids.npy", final.astype(np.int64))
         sizes = [cfg.codebook_size] * cfg.levels
@@ -163,32 +153,6 @@ def build_sids(cfg: BuildSidsConfig, run: Path, progress: bool = True) -> dict:
             write_jsonl(tmp / "train_log.jsonl", q.log)
         atomic_write_json(tmp / "stats.json", stats)
         write_manifest(tmp, step=STEP, config=cfg.to_dict(), seed=cfg.seed, started=started,
-                       inputs={f"{DATA_STEP}/manifest.json": data.manifest.digest},
+                       inputs=run.digests("data"),
                        dataset=data.manifest.dataset)
     return stats
-
-
-@dataclass
-class SemanticIds:
-    """A loaded RUN/sids folder, checked against the run's current data."""
-
-    manifest: Manifest
-    codes: np.ndarray  # (N, L') int64, row i = item index i
-    codebook_sizes: list[int]
-
-    def embeddings(self) -> np.ndarray:
-        return np.load(self.manifest.path.parent / "embeddings.npy", allow_pickle=False)
-
-
-def load_sids(run: Path) -> SemanticIds:
-    """Open RUN/sids for a later step; refuse SIDs built from other data or edited files."""
-    data = load_data(run)
-    m = load_manifest(run, STEP)
-    require_same_dataset(m, data.fingerprint)
-    if m.data["inputs"].get(f"{DATA_STEP}/manifest.json") != data.manifest.digest:
-        raise ArtifactError("built from an earlier data/ folder of this run (prepared again "
-                            "since); run `sgrec build-sids` again", m.path)
-    folder = m.path.parent
-    codes = np.load(folder / "sids.npy", allow_pickle=False)
-    sizes = json.loads((folder / "sids.json").read_text(encoding="utf-8"))["codebook_sizes"]
-    return SemanticIds(manifest=m, codes=codes, codebook_sizes=sizes)

@@ -1,0 +1,182 @@
+"""Top-K items from any trained model of a run: the one place models are loaded for inference
+and asked for recommendations (`sgrec eval`, `sgrec recommend`, the judge's beam candidates and
+A2PO's validation all come here). Nothing here trains.
+
+Histories are item indices (oldest first). Every model excludes the user's own history items
+from its list when ``exclude_history`` is set (the evaluation protocol: the datasets here have no
+repeat purchases, so a history item can never be the target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+from .rundir import Run
+
+MODELS = ("sft", "a2po", "sasrec", "popular")
+MODEL_HELP = "sft, a2po, a2po-TAG (from train --a2po --tag TAG), sasrec or popular"
+
+
+def known_model(name: str) -> bool:
+    """The built-in models, and A2PO runs saved under a tag (``a2po-<tag>``)."""
+    return name in MODELS or (name.startswith("a2po-") and len(name) > len("a2po-"))
+
+
+def check_model(name: str) -> None:
+    if not known_model(name):
+        raise ConfigError(f"--model {name!r} is not known; use {MODEL_HELP}")
+
+
+def model_step(name: str) -> str | None:
+    """The run folder a model is loaded from (None: popular is fit from the data)."""
+    return None if name == "popular" else name
+
+
+# ---------------------------------------------------------------------------------- loaders
+
+
+@dataclass(frozen=True)
+class LoadedGenerator:
+    """A trained generator (SFT or an A2PO fine-tune) ready for decoding."""
+
+    model: Any  # T5ForConditionalGeneration in eval mode
+    vocab: Any  # SidVocab
+    trie: Any  # SidTrie of the run's SIDs
+    codes: np.ndarray  # (N, L) item SIDs, row i = item index i
+    max_history: int  # history items the model reads (RUN/data's max history)
+
+
+def load_generator_step(run: Run, step: str = "sft", device: str = "cpu") -> LoadedGenerator:
+    """RUN/<step>/best, checked against the run's data and SIDs."""
+    from .device import resolve_device
+    from .generator.model import load_generator
+    from .generator.trie import SidTrie
+
+    m = run.step(step, needs=("data", "sids"))
+    model, _cfg, vocab = load_generator(m.path.parent / "best", device=resolve_device(device))
+    codes = run.sids.codes
+    return LoadedGenerator(model, vocab, SidTrie.from_codes(codes, vocab.codebook_sizes), codes,
+                           run.data.max_history)
+
+
+def load_sasrec(run: Run):
+    """RUN/sasrec, checked against the run's data."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from .baselines.sasrec import SASRec
+    from .config import SASRecConfig
+
+    m = run.step("sasrec", needs=("data",))
+    folder = m.path.parent
+    meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    n_items = meta.pop("n_items")
+    model = SASRec(n_items, SASRecConfig(**meta))
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    model.eval()
+    return model
+
+
+# -------------------------------------------------------------------------------- decoding
+
+
+def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: np.ndarray,
+                 k: int, num_beams: int, *, batch: int = 256, max_history: int | None = None,
+                 with_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Top-k item indices per user, (U, k) int64, best first, by constrained beam search.
+
+    Items are distinct catalogue items; ``-1`` fills slots when fewer than k are reachable.
+    ``max_history`` keeps only the most recent items of each history (default: all of them).
+    ``with_scores`` also returns the SID log-probabilities, (U, k) float32 (-inf on empty slots).
+    """
+    import torch
+
+    from .generator.beam import constrained_beam_search
+
+    if batch < 1:
+        raise ConfigError(f"batch {batch!r} must be >= 1")
+    device = next(model.parameters()).device
+    n_users = len(histories)
+    out = np.full((n_users, k), -1, dtype=np.int64)
+    out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    longest = max((len(h) for h in histories), default=1)
+    keep = max(1, longest if max_history is None else max_history)
+    # batches of alike lengths pad less; results go back to the caller's order
+    order = np.argsort([-min(len(h), keep) for h in histories], kind="stable")
+    with torch.no_grad():
+        for start in range(0, n_users, batch):
+            rows = order[start : start + batch]
+            ids, mask = vocab.encode_history([histories[i] for i in rows], codes, keep)
+            items, scores = constrained_beam_search(
+                model, ids.to(device), mask.to(device), trie, vocab, num_beams, topk=k)
+            out[rows] = items.cpu().numpy()
+            out_scores[rows] = scores.float().cpu().numpy()
+    return (out, out_scores) if with_scores else out
+
+
+def drop_seen(items: np.ndarray, scores: np.ndarray, histories: Sequence[Sequence[int]],
+              k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Remove each row's history items, keep the first ``k`` of what is left (order kept).
+
+    ``items`` (U, M) int64 with -1 for empty slots, ``scores`` (U, M). Returns (U, k) arrays;
+    rows with fewer than k items left are padded with -1 / -inf.
+    """
+    n_users = items.shape[0]
+    out = np.full((n_users, k), -1, dtype=np.int64)
+    out_s = np.full((n_users, k), -np.inf, dtype=np.float32)
+    for u in range(n_users):
+        seen = np.asarray(list(histories[u]), dtype=np.int64)
+        keep = (items[u] >= 0) & ~np.isin(items[u], seen)
+        row, row_s = items[u][keep][:k], scores[u][keep][:k]
+        out[u, : row.size], out_s[u, : row.size] = row, row_s
+    return out, out_s
+
+
+def generator_top_items(gen: LoadedGenerator, histories: Sequence[Sequence[int]], k: int,
+                        num_beams: int, *, exclude_history: bool = True,
+                        fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's (items, scores) (U, k), best first. ``num_beams`` beams are searched;
+    ``fill`` widens the search by the longest history so that k items remain after history
+    items are dropped, while without it a dropped beam leaves an empty slot."""
+    longest = max((len(h) for h in histories), default=0)
+    beams = max(num_beams, k) + (longest if fill and exclude_history else 0)
+    beams = min(beams, gen.codes.shape[0])  # no more beams than catalogue items
+    items, scores = predict_topk(gen.model, gen.vocab, gen.trie, histories, gen.codes, beams,
+                                 num_beams=beams, max_history=gen.max_history, with_scores=True)
+    if not exclude_history:
+        return items[:, :k], scores[:, :k]
+    return drop_seen(items, scores, histories, k)
+
+
+def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, *,
+              num_beams: int = 20, device: str = "cpu", exclude_history: bool = True,
+              fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(items (U, k) int64, scores (U, k) float32) of one model, best first.
+
+    Scores: the SID log-probability (generators), the logit (sasrec), the training count
+    (popular). ``fill``: see ``generator_top_items``.
+    """
+    check_model(model)
+    if model == "popular":
+        from .baselines.popularity import MostPopular
+
+        data = run.data
+        pop = MostPopular().fit(data.split("train"), data.sequences(),
+                                n_items=len(data.items()))
+        items = pop.recommend(histories, k, exclude_history=exclude_history)
+        scores = np.where(items >= 0, pop.counts[items.clip(min=0)], -np.inf)
+        return items, scores.astype(np.float32)
+    if model == "sasrec":
+        from .baselines.sasrec import recommend
+
+        return recommend(load_sasrec(run), histories, k, exclude_history=exclude_history,
+                         with_scores=True)
+    gen = load_generator_step(run, model, device)
+    return generator_top_items(gen, histories, k, num_beams, exclude_history=exclude_history,
+                               fill=fill)

@@ -1,0 +1,68 @@
+"""The registry of Stage A backends: a new backend is one entry here (a factory, whether it
+answers prompts, and its option check); `sgrec judge --backend`, the config's validation and the
+judge step all read it.
+
+* ``embedding`` scores every pair with formulas over the item embeddings, all at once.
+* ``llm`` and ``openai`` answer one prompt per (pair, aspect): their answers are cached and
+  their prompts sent in chunks (``chunk_prompts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..validate import require
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    help: str
+    make: Callable[[Any, Any, str], Any]  # (JudgeConfig, item embeddings, device) -> backend
+    prompts: bool  # answers prompts (cached, chunked) rather than scoring pairs by formula
+    chunk_prompts: Callable[[Any], int] = lambda cfg: 1
+    check: Callable[[Any], None] = lambda cfg: None  # backend-specific option checks
+
+
+def _embedding(cfg, emb, device):
+    from .embedding import EmbeddingBackend
+
+    return EmbeddingBackend(emb)
+
+
+def _llm(cfg, emb, device):
+    from .llm import LLMBackend
+
+    return LLMBackend(cfg.llm, device=device, batch_size=cfg.llm_batch_size,
+                      min_mass=cfg.min_mass, answer_prefix=cfg.answer_prefix)
+
+
+def _openai(cfg, emb, device):
+    from .openai_backend import OpenAIBackend
+
+    return OpenAIBackend(cfg.api_base, cfg.api_model, concurrency=cfg.concurrency,
+                         timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                         min_mass=cfg.min_mass)
+
+
+def _check_openai(cfg) -> None:
+    require(bool(cfg.api_base and cfg.api_model),
+            "--backend openai needs --api-base URL (e.g. http://host:8000/v1) and "
+            "--api-model NAME")
+
+
+BACKENDS = {b.name: b for b in (
+    BackendSpec("embedding", "formulas over the item embeddings", _embedding, prompts=False),
+    # a local model answers one prompt at a time (its batching is inside the backend)
+    BackendSpec("llm", "a local transformers causal LM", _llm, prompts=True),
+    BackendSpec("openai", "an OpenAI-compatible server (vLLM, SGLang, TGI)", _openai,
+                prompts=True, chunk_prompts=lambda cfg: 32 * cfg.concurrency,
+                check=_check_openai),
+)}
+
+
+def make_backend(cfg, emb, device: str):
+    """The backend ``cfg.backend`` names (validated by JudgeConfig)."""
+    return BACKENDS[cfg.backend].make(cfg, emb, device)

@@ -1,0 +1,86 @@
+"""A run directory as one object: each artifact is opened and checked once per command.
+
+``Run(path)`` loads a step's manifest (re-hashing its files) the first time it is asked for and
+keeps it; ``run.data`` and ``run.sids`` are loaded once too. ``run.step(name, needs=...)`` is the
+one check that a step's folder was built from the artifacts the run holds now (by manifest
+digest), with one error that names the command to run again.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .artifacts import Manifest, load_manifest, producer, require_same_dataset
+from .errors import ArtifactError
+
+if TYPE_CHECKING:
+    from .data.store import PreparedData
+    from .sids.store import SemanticIds
+
+
+class Run:
+    """One run directory; artifacts are verified once and cached for the command's lifetime."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._manifests: dict[str, Manifest] = {}
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def manifest(self, step: str) -> Manifest:
+        """RUN/<step>/manifest.json, checked (files re-hashed) on first use only."""
+        if step not in self._manifests:
+            self._manifests[step] = load_manifest(self.path, step)
+        return self._manifests[step]
+
+    def forget(self, step: str) -> None:
+        """Drop a cached manifest (after this command rewrote the step)."""
+        self._manifests.pop(step, None)
+        if step == "data":
+            self.__dict__.pop("data", None)
+        if step in ("data", "sids"):
+            self.__dict__.pop("sids", None)
+
+    def has(self, step: str) -> bool:
+        return (self.path / step).is_dir()
+
+    @cached_property
+    def data(self) -> PreparedData:
+        from .data.store import PreparedData
+
+        m = self.manifest("data")
+        if "fingerprint" not in m.dataset:
+            raise ArtifactError("manifest has no dataset fingerprint", m.path)
+        return PreparedData(manifest=m, folder=self.path / "data")
+
+    @cached_property
+    def sids(self) -> SemanticIds:
+        from .sids.store import open_sids
+
+        m = self.step("sids", needs=("data",))
+        require_same_dataset(m, self.data.fingerprint)
+        return open_sids(m)
+
+    def step(self, step: str, needs: tuple[str, ...] = ("data",)) -> Manifest:
+        """RUN/<step>'s manifest, refused unless it was built from the run's current ``needs``
+        (each a step whose manifest digest it recorded as an input)."""
+        m = self.manifest(step)
+        for need in needs:
+            if m.data.get("inputs", {}).get(f"{need}/manifest.json") != self.manifest(need).digest:
+                again = producer(step)
+                raise ArtifactError(
+                    f"built from another {need}/ folder than the run now holds ({need} was "
+                    f"rebuilt since); run `sgrec {again}` again", m.path)
+        return m
+
+    def digests(self, *steps: str) -> dict[str, str]:
+        """{"<step>/manifest.json": digest}: how a new step records what it consumed."""
+        return {f"{s}/manifest.json": self.manifest(s).digest for s in steps}
+
+
+def as_run(run: Run | Path | str) -> Run:
+    """Accept a Run or a path (the Python API takes either)."""
+    return run if isinstance(run, Run) else Run(run)

@@ -1,0 +1,75 @@
+"""The one set of option validators: every config dataclass checks its fields through these, so
+an option's error reads the same wherever it is set (CLI or Python API)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def require(cond: bool, message: str) -> None:
+    """Raise ConfigError(message) unless cond: the one way options are validated."""
+    if not cond:
+        raise ConfigError(message)
+
+
+def is_int(value: Any) -> bool:
+    """An integer and not a bool (``True`` is an int to Python, never a count to us)."""
+    import numpy as np
+
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def is_num(value: Any) -> bool:
+    """A finite real number, not a bool."""
+    import numpy as np
+
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
+
+
+def flag(name: str) -> str:
+    """``batch_size`` -> ``--batch-size``: options are named as the CLI spells them."""
+    return "--" + name.replace("_", "-")
+
+
+def check_ints(obj: Any, names: Iterable[str], minimum: int,
+               label: Callable[[str], str] = flag) -> None:
+    """Each named field of ``obj`` is an integer >= ``minimum`` (``label``: how an error names
+    the field; the CLI flag by default)."""
+    for name in names:
+        value = getattr(obj, name)
+        require(is_int(value) and value >= minimum,
+                f"{label(name)} {value!r} must be an integer >= {minimum}")
+
+
+def check_num(name: str, value: Any, *, low: float | None = None, high: float | None = None,
+              low_open: bool = False, high_open: bool = False, hint: str = "",
+              label: Callable[[str], str] = flag) -> None:
+    """``value`` is a finite number within [low, high] (``*_open``: the bound excluded)."""
+    ok = is_num(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if low is not None and high is not None:
+        where = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        where = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        where = f"{'<' if high_open else '<='} {high:g}"
+    require(ok, f"{label(name)} {value!r} must be a finite number {where}{hint}")
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
+    require(value in choices,
+            f"{flag(name)} {value!r} is not known; use one of: {', '.join(choices)}")
+
+
+def check_device(value: Any) -> None:
+    check_choice("device", value, DEVICES)
