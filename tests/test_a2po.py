@@ -58,18 +58,27 @@ def test_sequence_log_probs_match_the_beam_scores(sid_run, one_thread):
     np.testing.assert_allclose(lp.sum(1).numpy(), scores.reshape(-1).numpy(), atol=1e-4)
 
 
+def _log(folder):
+    return [json.loads(line) for line in (folder / "train_log.jsonl").open()]
+
+
 def test_a2po_all_advantage_modes_train_log_and_evaluate(sid_run):
+    """Every advantage mode on the same seeded run (same users, same judge, same options): the
+    logs differ exactly where DESIGN §7's maths says the modes differ, so a mode that does not
+    reach the advantage computation fails here (the summary naming it is not enough)."""
     _trained(sid_run)
-    for mode in ("a2po", "biz", "reward-sum", "adv-sum"):
-        extra = ["--ppo-epochs", "3"] if mode == "a2po" else []  # later epochs can clip
+    modes = ("a2po", "biz", "reward-sum", "adv-sum")
+    B, G = 4, 8  # --batch-users, --group-size of A2PO
+    log = {}
+    for mode in modes:
         res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--advantage", mode, "--tag",
-                                  mode, "--lr", "1e-3", *extra])
+                                  mode, "--lr", "1e-3"])
         assert res.exit_code == 0, res.output
         summary = json.loads(res.stdout)
         assert summary["advantage"] == mode and summary["steps"] == 4
         assert set(summary["time_share"]) == {"rollout", "reward", "update"}
         folder = sid_run / f"a2po-{mode}"
-        rows = [json.loads(line) for line in (folder / "train_log.jsonl").open()]
+        rows = _log(folder)
         assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
         for r in rows[1:]:
             assert {"hit_fraction", "mean_r_biz", "mean_r_sem", "sign_agreement",
@@ -78,6 +87,53 @@ def test_a2po_all_advantage_modes_train_log_and_evaluate(sid_run):
         assert "valid_ndcg@10" in rows[2] and "valid_ndcg@10" in rows[4]
         manifest = json.loads((folder / "manifest.json").read_text())
         assert "judge/manifest.json" in manifest["inputs"]
+        log[mode] = rows
+    semantic = ("a2po", "reward-sum", "adv-sum")
+
+    # same seed, same start: the first rollouts (hence business rewards) are the same in every
+    # mode; with --rho 1 the judge scores every group except under biz, which never asks it
+    first = {m: log[m][1] for m in modes}
+    for key in ("hit_fraction", "mean_r_biz", "biz_var_share"):
+        assert len({first[m][key] for m in modes}) == 1, (key, first)
+    assert len({first[m]["mean_r_sem"] for m in semantic}) == 1, first
+    for r in log["biz"][1:]:
+        assert r["semantic_share"] == 0 and r["mean_r_sem"] is None, r
+    for m in semantic:
+        for r in log[m][1:]:
+            assert r["semantic_share"] == 1 and r["mean_r_sem"] is not None, (m, r)
+
+    # rollouts with a non-zero advantage: under biz and a2po only the G items of a group with
+    # business variance (the gate amplifies A_biz, never creates a direction); under the two
+    # sums every judged group's semantic reward gives all its G items one
+    # (some step has a group without business variance, else the two counts would agree)
+    assert any(r["biz_var_share"] < 1 for r in log["biz"][1:])
+    for m in modes:
+        for r in log[m][1:]:
+            want = B * G * r["biz_var_share"] if m in ("biz", "a2po") else B * G
+            assert r["rollouts_with_gradient"] == want, (m, r)
+
+    # the first step with a business signal: no earlier update under biz or a2po (so the same
+    # rollouts, ratio 1 and KL 0); the loss is then -mean A over the rollouts with a gradient:
+    # 0 for biz (standardised advantages sum to 0 in each group), not 0 for a2po (the gate adds
+    # lambda * A_sem only where the signs agree)
+    s = next((s for s, r in enumerate(log["biz"]) if r.get("rollouts_with_gradient")), None)
+    assert s is not None, "no step with a business signal: nothing to compare"
+    biz, a2po = log["biz"][s], log["a2po"][s]
+    assert all(log[m][t]["rollouts_with_gradient"] == 0 for m in ("biz", "a2po")
+               for t in range(1, s))
+    assert biz["hit_fraction"] == a2po["hit_fraction"] > 0 and biz["kl"] == a2po["kl"] == 0
+    assert abs(biz["loss"]) < 1e-6, biz
+    assert a2po["mean_lambda"] > 0 and abs(a2po["loss"]) > 1e-4, a2po
+    # the sums are zero-mean in every group too: their first-step loss is 0
+    for m in ("reward-sum", "adv-sum"):
+        assert first[m]["kl"] == 0 and abs(first[m]["loss"]) < 1e-6, (m, first[m])
+
+    # every mode updated differently, so the policies moved apart: four different KLs to the
+    # SFT reference at the last step where every mode logged one
+    last = max(t for t in range(1, 5) if all(log[m][t]["kl"] is not None for m in modes))
+    kls = {m: log[m][last]["kl"] for m in modes}
+    assert all(kls[m] > 0 for m in modes) and len(set(kls.values())) == 4, (last, kls)
+
     res = runner.invoke(app, ["eval", "--run", str(sid_run), "--model", "sft", "--model",
                               "a2po-a2po", "--model", "a2po-biz", "--n-boot", "100", "--json"])
     assert res.exit_code == 0, res.output
@@ -161,15 +217,48 @@ def test_a2po_resume_equals_an_uninterrupted_run(sid_run):
         run_a2po(sid_run, _api_cfg(), tag="stale", resume=True, progress=False)
 
 
-def test_a2po_sampled_rollouts_and_value_reward(tmp_path, one_thread):
+def test_a2po_rollout_group_size_and_business_options_take_effect(tmp_path, one_thread):
+    """--group-size, --rollout, --temperature and --business change what is trained on, as the
+    step logs show: same seed and users in every run, so a difference comes from the option."""
     run = make_sid_run(tmp_path, priced=True)
     _trained(run)
-    res = runner.invoke(app, [*A2PO, "--run", str(run), "--rollout", "sample", "--temperature",
-                              "1.5", "--business", "value", "--tag", "v"])
-    assert res.exit_code == 0, res.output
+    B, G = 4, 6  # G: neither A2PO's 8 nor the default 16
+    runs = {"beam": [], "value": ["--business", "value"],
+            "v": ["--rollout", "sample", "--temperature", "1.5", "--business", "value"],
+            "t1": ["--rollout", "sample", "--business", "value"]}
+    log = {}
+    for tag, extra in runs.items():
+        res = runner.invoke(app, [*A2PO, "--run", str(run), "--steps", "2", "--group-size",
+                                  str(G), "--tag", tag, *extra])
+        assert res.exit_code == 0, res.output
+        log[tag] = _log(run / f"a2po-{tag}")
+        assert [r["step"] for r in log[tag]] == [0, 1, 2]
+
+    # group size: under a2po exactly the G rollouts of each group holding the target carry a
+    # gradient (rank and value rewards are 0 in a group without it)
+    steps = [r for rows in log.values() for r in rows[1:]]
+    assert any(r["hit_fraction"] > 0 for r in steps)
+    for r in steps:
+        assert r["rollouts_with_gradient"] == G * B * r["hit_fraction"], r
+
+    # rollout and temperature: the first step's groups (scored by the judge) differ
+    first = {tag: rows[1] for tag, rows in log.items()}
+    assert first["value"]["mean_r_sem"] != first["v"]["mean_r_sem"], "beam = sample groups"
+    assert first["v"]["mean_r_sem"] != first["t1"]["mean_r_sem"], "temperature 1.5 = 1 groups"
+
+    # business: beam rollouts are the same under rank and value up to the first update, so the
+    # first step with a hit has the same groups but other business rewards
+    s = next((s for s, r in enumerate(log["beam"]) if r.get("hit_fraction")), None)
+    assert s is not None, "no beam group holds its target: nothing to compare"
+    rank, value = log["beam"][s], log["value"][s]
+    assert rank["hit_fraction"] == value["hit_fraction"] > 0 and rank["kl"] == value["kl"] == 0
+    assert rank["mean_r_sem"] == value["mean_r_sem"]
+    assert rank["mean_r_biz"] != value["mean_r_biz"], ("rank = value rewards", rank, value)
+
     manifest = json.loads((run / "a2po-v" / "manifest.json").read_text())
     assert manifest["config"]["rollout"] == "sample"
     assert manifest["config"]["business"] == "value"
+    assert manifest["config"]["group_size"] == G
     res = runner.invoke(app, [*A2PO, "--run", str(run), "--rollout", "greedy"])
     assert res.exit_code == 2 and "--rollout 'greedy' is not known" in res.stderr
 

@@ -139,11 +139,39 @@ def test_user_features_rejects_bad_histories():
 # ---- configuration -------------------------------------------------------------------------------
 
 
-def test_config_defaults():
+def _bt_objective(w, pos, neg, t):
+    """mean softplus(-t d), d = s_hol(+) - s_hol(-): Bradley-Terry, computed here in numpy."""
+    d = holistic(w, pos) - holistic(w, neg)
+    return float(np.logaddexp(0.0, -t * d).mean())
+
+
+def test_default_config_fits_the_personalised_bradley_terry_objective():
+    """AggregatorConfig() fits what its docstring and `sgrec judge --objective` call the default:
+    Bradley-Terry at the configured temperature and weight decay, personalised, drawing no
+    random samples (so the seed changes nothing), and the loss it logs is that objective."""
+    feats, users, pos, neg = synthetic(n_users=60)
     cfg = AggregatorConfig()
-    assert (cfg.objective, cfg.personalised, cfg.steps, cfg.lr) == ("bt", True, 300, 0.05)
-    assert (cfg.weight_decay, cfg.temperature, cfg.group_size) == (1e-3, 10.0, 8)
-    assert (cfg.concentration, cfg.seed) == (20.0, 0)
+    model, log = fit_aggregator(feats, ASPECTS, users, pos, neg, cfg)
+    # step 0: W = 0, b = 0, uniform weights and no decay term
+    uniform = np.full((users.size, 2), 0.5)
+    assert log[0]["loss"] == pytest.approx(_bt_objective(uniform, pos, neg, cfg.temperature),
+                                           rel=1e-9)
+    # the end: the fitted weights' BT loss plus weight_decay * ||W||^2 (bias not decayed)
+    weight = model.state_dict()["weight"].double().numpy()
+    assert weight.shape == (2, feats.shape[1])  # personalised: W reads the user features
+    fitted = _bt_objective(model.weights(feats)[users], pos, neg, cfg.temperature)
+    assert log[-1]["loss"] == pytest.approx(fitted + cfg.weight_decay * (weight ** 2).sum(),
+                                            rel=1e-5)
+    assert log[-1]["loss"] < log[0]["loss"] and log[-1]["train_acc"] > log[0]["train_acc"]
+    w = model.weights(feats)
+    assert np.ptp(w[:, 0]) > 0.1  # weights differ between users
+    # BT samples nothing: another seed gives the same model; group-rl samples, so it differs
+    other, _ = fit_aggregator(feats, ASPECTS, users, pos, neg, AggregatorConfig(seed=7))
+    np.testing.assert_array_equal(other.weights(feats), w)
+    rl = [fit_aggregator(feats, ASPECTS, users, pos, neg,
+                         AggregatorConfig(objective="group-rl", steps=20, seed=s))[0]
+          for s in (0, 7)]
+    assert not np.array_equal(rl[0].weights(feats), rl[1].weights(feats))
 
 
 @pytest.mark.parametrize(("kwargs", "needle"), [
@@ -156,6 +184,8 @@ def test_config_defaults():
     ({"temperature": float("nan")}, "temperature nan"),
     ({"group_size": 1}, "group_size 1"),
     ({"concentration": 0.0}, "concentration 0.0"),
+    ({"rl_batch": 0}, "rl_batch 0"),
+    ({"rl_batch": 2.5}, "rl_batch 2.5"),
     ({"seed": -1}, "seed -1"),
 ])
 def test_config_validation(kwargs, needle):

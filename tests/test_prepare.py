@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 
+import pytest
+import typer
 from typer.testing import CliRunner
 
 from sgrec_cli.artifacts import load_manifest
@@ -97,8 +101,92 @@ def test_p5_with_explicit_item_text(tmp_path):
     assert res.manifest["config"]["format"] == "p5"
 
 
-def test_cli_help_has_examples():
-    for cmd in ("prepare", "build-sids", "train", "eval", "recommend", "info"):
-        res = runner.invoke(app, [cmd, "--help"])
-        assert res.exit_code == 0 and "Example: sgrec" in res.stdout
+# ---- help: every command, walked from the Typer app ---------------------------------------------
+
+
+def _walk(cmd, path=()):
+    """(path, command) for cmd and every command and sub-command under it."""
+    yield path, cmd
+    if hasattr(cmd, "list_commands"):  # a group: `sgrec` itself, `sgrec judge`
+        ctx = typer.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            yield from _walk(cmd.get_command(ctx, name), (*path, name))
+
+
+# "judge show" -> its command; from the app itself, so a new command is covered automatically
+COMMANDS = {" ".join(path): cmd for path, cmd in _walk(typer.main.get_command(app)) if path}
+
+# Known gaps, reported as strict xfails: once one is fixed its test XPASSes, which fails the
+# run, and the entry must be removed here. (Both gaps found by these tests are fixed: `judge
+# --help` shows its examples, `judge show --user` is required.)
+MISSING_EXAMPLE_TODAY: set[str] = set()
+MISSING_DEFAULT_TODAY: set[tuple[str, str]] = set()
+
+
+@functools.cache
+def _help(command: str) -> str:
+    """`sgrec COMMAND --help`, wide enough that rich does not break words."""
+    res = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "200"},
+                        terminal_width=200)
+    assert res.exit_code == 0, res.output
+    return res.stdout
+
+
+def _option_help(command: str, option: str) -> str:
+    """The help row of ``option`` in the options list (plain text, no markup), wrapped lines
+    joined."""
+    lines, row = [], False
+    for line in _help(command).splitlines():
+        if re.match(r"  -", line):  # a new option's row: "  -r, --run <path>   help"
+            row = re.match(rf"  (?:-\w, )?{re.escape(option)}[\s/]", line) is not None
+        elif not line.startswith("   "):  # the list ended
+            row = False
+        if row:
+            lines.append(line.strip())
+    assert lines, f"no help row for {option} in `sgrec {command} --help`"
+    return " ".join(" ".join(lines).split())
+
+
+def _strict_xfail(values, missing, reason):
+    """pytest params, those in ``missing`` marked xfail(strict=True)."""
+    out = []
+    for v in values:
+        args = v if isinstance(v, tuple) else (v,)
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if v in missing else []
+        out.append(pytest.param(*args, marks=marks, id=" ".join(args)))
+    return out
+
+
+@pytest.mark.parametrize("command", _strict_xfail(
+    sorted(COMMANDS), MISSING_EXAMPLE_TODAY, "no example in its help yet"))
+def test_every_command_help_has_an_example(command):
+    text = " ".join(_help(command).split())
+    assert f"Example: sgrec {command} " in text, f"`sgrec {command} --help` has no example"
+
+
+def _long(param) -> str:
+    return next(o for o in param.opts if o.startswith("--"))
+
+
+OPTIONS_WITH_DEFAULT = [  # non-flag, not required options: each says what it does by default
+    (command, _long(p)) for command, cmd in COMMANDS.items() for p in cmd.params
+    if p.param_type_name == "option" and not p.is_flag and not p.hidden and not p.required]
+
+
+@pytest.mark.parametrize(("command", "option"), _strict_xfail(
+    OPTIONS_WITH_DEFAULT, MISSING_DEFAULT_TODAY, "default not shown in its help yet"))
+def test_every_option_help_shows_its_default(command, option):
+    default = next(p.default for p in COMMANDS[command].params
+                   if p.param_type_name == "option" and _long(p) == option)
+    text = _option_help(command, option)
+    # None: nothing is passed, and the help says what happens then ("[default: none]", or the
+    # default of each model for `train`'s shared options)
+    shown = "[default: " if default is None else f"[default: {default}]"
+    assert shown in text, f"sgrec {command} {option}: {text!r}"
+
+
+def test_commands_are_found_and_version():
+    assert {"prepare", "build-sids", "train", "judge", "judge show", "eval", "recommend",
+            "report", "info"} <= set(COMMANDS)
+    assert len(OPTIONS_WITH_DEFAULT) > 50
     assert runner.invoke(app, ["--version"]).stdout.startswith("sgrec ")

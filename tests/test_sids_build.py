@@ -101,20 +101,52 @@ def test_build_writes_unique_sids(tiny_run, cache_dir, method, dedup):
         assert stats["items_moved_by_dedup"] == 0
 
 
+def assert_sid_files_consistent(run: Path, cache_dir: Path) -> None:
+    """RUN/sids as later steps and readers see it, checked against RUN/data/items.jsonl (one
+    item per line, in index order): sids.json maps every item id to its title and to the row
+    of sids.npy at the item's index; the SIDs are unique and each code lies within its level's
+    codebook; embeddings.npy holds one unit-norm row per item, the matrix the embedding step
+    computed (and cached under --cache-dir) in item order."""
+    folder = run / "sids"
+    items = [json.loads(line) for line in (run / "data" / "items.jsonl").open()]
+    ids = [it["id"] for it in items]
+    n = len(items)
+    codes = np.load(folder / "sids.npy")
+    table = json.loads((folder / "sids.json").read_text())
+    assert codes.dtype == np.int64 and codes.shape == (n, table["levels"])
+    sizes = np.asarray(table["codebook_sizes"])
+    assert sizes.shape == (table["levels"],)
+    assert len(table["items"]) == n and set(table["items"]) == set(ids)
+    for i, item in enumerate(items):
+        entry = table["items"][item["id"]]
+        assert entry == {"sid": codes[i].tolist(), "title": item["title"]}, (i, entry)
+    assert len({tuple(row) for row in codes}) == n
+    assert (codes >= 0).all() and (codes < sizes).all()
+
+    emb = np.load(folder / "embeddings.npy")
+    assert emb.dtype == np.float32 and emb.shape == (n, 384) and np.isfinite(emb).all()
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert len(np.unique(emb, axis=0)) == n  # every item's text differs
+    cached = [np.load(p) for p in cache_dir.glob("*.npy")]
+    assert any(c.shape == emb.shape and np.array_equal(c, emb) for c in cached), \
+        "embeddings.npy is not the embedded catalogue in item order"
+
+
 def test_same_seed_byte_identical_other_seed_differs(tiny_run, cache_dir, tmp_path):
+    files = ("sids.json", "sids.npy", "embeddings.npy")
     tables = []
     for seed in (7, 7, 8):
         build_sids(tiny_run, small_cfg(cache_dir, seed=seed), progress=False)
-        tables.append(((tiny_run / "sids" / "sids.json").read_bytes(),
-                       (tiny_run / "sids" / "sids.npy").read_bytes()))
+        assert_sid_files_consistent(tiny_run, cache_dir)
+        tables.append(tuple((tiny_run / "sids" / f).read_bytes() for f in files))
     assert tables[0] == tables[1]
     assert tables[0][0] != tables[2][0]
-    assert (tiny_run / "sids" / "embeddings.npy").exists()
+    assert tables[0][2] == tables[2][2]  # the seed drives the quantiser, not the embedder
 
 
 def test_refuses_corrupted_and_missing_data(tiny_run, cache_dir, tmp_path):
     res = runner.invoke(app, ["build-sids", "--run", str(tmp_path / "empty"), "--no-progress"])
-    assert res.exit_code == 2 and "run `sgrec prepare` first" in res.stderr
+    assert res.exit_code == 2 and "run `sgrec prepare SOURCE` first" in res.stderr
     (tiny_run / "data" / "items.jsonl").write_text('{"index": 0}\n')
     res = runner.invoke(app, ["build-sids", "--run", str(tiny_run), "--no-progress",
                               "--cache-dir", str(cache_dir)])

@@ -41,11 +41,19 @@ def test_eval_refuses_missing_and_stale_models(sid_run, tmp_path):
     assert res.exit_code == 2 and "'bert4rec' is not known" in res.stderr
     res = runner.invoke(app, ["train", "--run", str(sid_run), "--model", "sasrec", "--epochs",
                               "1"])
-    assert res.exit_code == 0
-    # SIDs rebuilt after training: the generator would be stale; SASRec does not use SIDs
+    assert res.exit_code == 0, res.output
+    # another dataset prepared into the run after training: SASRec was trained on other data
     other = write_letter(tmp_path / "other", {"a": [0, 1, 2, 3], "b": [3, 2, 1, 0]},
                          toy_items(4), name="Other")
-    runner.invoke(app, ["prepare", str(other), "--run", str(sid_run), "--force"])
+    res = runner.invoke(app, ["prepare", str(other), "--run", str(sid_run), "--force"])
+    assert res.exit_code == 0, res.output
+    assert "Other ->" in res.stdout and "interactions" in res.stdout  # the stats table
+    # the run's data/ now holds the new dataset (not only the printed table says so)
+    res = runner.invoke(app, ["info", "--run", str(sid_run), "--json"])
+    assert res.exit_code == 0, res.output
+    data = next(s for s in json.loads(res.stdout)["steps"] if s["step"] == "data")
+    assert data["status"] == "ok" and data["dataset"]["name"] == "Other"
+    assert (data["stats"]["users"], data["stats"]["items"]) == (2, 4)
     res = runner.invoke(app, ["eval", "--run", str(sid_run), "--model", "sasrec"])
     assert res.exit_code == 2 and "built from another data/ folder" in res.stderr
     assert "run `sgrec train --model sasrec` again" in res.stderr

@@ -481,9 +481,9 @@ def judge(
 @judge_app.command("show")
 @handle_errors
 def judge_show(
-    run: RunOpt = DEFAULT_RUN,
     user: Annotated[str, typer.Option(
-        help="Source user id (as in the raw data), e.g. A2X9XYZ [required].")] = "",
+        help="Source user id (as in the raw data), e.g. A2X9XYZ.")],
+    run: RunOpt = DEFAULT_RUN,
     k: Annotated[int, typer.Option("--k", "-k", help="Candidates to show.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
@@ -576,12 +576,13 @@ def recommend(
     run: RunOpt = DEFAULT_RUN,
     history: Annotated[list[str] | None, typer.Option(
         help="Item ids, oldest first, comma-separated, e.g. 12,7,30; repeat for several "
-             "users.")] = None,
+             "users [default: none].")] = None,
     user: Annotated[list[str] | None, typer.Option(
-        help="A user of the dataset (their whole sequence is the history); repeatable.")] = None,
+        help="A user of the dataset (their whole sequence is the history); repeatable "
+             "[default: none].")] = None,
     users_file: Annotated[Path | None, typer.Option(
         "--users", help='File of users: JSON lines {"user": "u1", "history": ["12", "7"]} or '
-        "one comma-separated history per line, e.g. 12,7,30.")] = None,
+        "one comma-separated history per line, e.g. 12,7,30 [default: none].")] = None,
     model: Annotated[str, typer.Option(help=MODEL_HELP + ".")] = _d(RecommendConfig, "model"),
     k: Annotated[int, typer.Option("--k", "-k", help="Items per user.")]
         = _d(RecommendConfig, "k"),

@@ -21,6 +21,7 @@ from .validate import (
     check_device,
     check_ints,
     check_num,
+    field_default,
     is_int,
     is_num,
     require,
@@ -31,13 +32,10 @@ __all__ = ["DEVICES", "require", "default"]
 
 def default(cls: type, name: str) -> Any:
     """The default of field ``name`` of config class ``cls`` (what the CLI shows and uses)."""
-    for f in fields(cls):
-        if f.name == name:
-            if f.default is not MISSING:
-                return f.default
-            if f.default_factory is not MISSING:  # type: ignore[misc]
-                return f.default_factory()  # type: ignore[misc]
-    raise KeyError(f"{cls.__name__} has no default for {name!r}")
+    value = field_default(cls, name)
+    if value is MISSING:
+        raise KeyError(f"{cls.__name__} has no default for {name!r}")
+    return value
 
 
 class _Config:
@@ -142,9 +140,9 @@ class BuildSidsConfig(_Config):
         check_ints(self, ("epochs", "batch_size", "latent_dim", "eval_every", "patience",
                           "kmeans_iters", "embed_batch_size"), 1)
         check_ints(self, ("seed",), 0)
-        check_num("lr", self.lr, low=0, low_open=True)
-        check_num("beta", self.beta, low=0)
-        check_num("target_collision_rate", self.target_collision_rate, low=0, high=1)
+        check_num("lr", self.lr, of=self, low=0, low_open=True)
+        check_num("beta", self.beta, of=self, low=0)
+        check_num("target_collision_rate", self.target_collision_rate, of=self, low=0, high=1)
         require(all(is_int(h) and h >= 1 for h in self.hidden),
                 f"--hidden {self.hidden!r} must be positive layer widths, e.g. 512,256,128")
         check_template(self.template)
@@ -210,10 +208,10 @@ class JudgeConfig(_Config):
         check_ints(self, ("num_candidates", "num_beams", "llm_batch_size", "prompt_history",
                           "concurrency", "steps"), 1)
         check_ints(self, ("max_users", "max_retries", "seed"), 0)
-        check_num("heldout_fraction", self.heldout_fraction, low=0, high=1, low_open=True,
+        check_num("heldout_fraction", self.heldout_fraction, of=self, low=0, high=1, low_open=True,
                   high_open=True)
-        check_num("min_mass", self.min_mass, low=0, high=1)
-        check_num("timeout", self.timeout_s, low=0, low_open=True, hint=" seconds")
+        check_num("min_mass", self.min_mass, of=self, low=0, high=1)
+        check_num("timeout", self.timeout_s, of=self, low=0, low_open=True, hint=" seconds")
         BACKENDS[self.backend].check(self)
 
 
@@ -291,8 +289,8 @@ class SFTConfig(_Config):
                 f"--num-beams {self.num_beams!r} must be >= {SFT_EVAL_K}: validation reports "
                 f"Recall@{SFT_EVAL_K} from the beams")
         check_ints(self, ("warmup_steps", "valid_users", "seed"), 0)
-        check_num("lr", self.lr, low=0, low_open=True, hint=" (default 1e-3)")
-        check_num("weight_decay", self.weight_decay, low=0, hint=" (default 0.01)")
+        check_num("lr", self.lr, of=self, low=0, low_open=True,)
+        check_num("weight_decay", self.weight_decay, of=self, low=0,)
         check_device(self.device)
         require(isinstance(self.model, GeneratorConfig),
                 f"model {self.model!r} must be a GeneratorConfig")
@@ -327,9 +325,9 @@ class SASRecConfig(_Config):
             check_ints(self, ("max_len",), 1)
         require(self.hidden % self.heads == 0,
                 f"SASRec hidden {self.hidden!r} must be divisible by heads {self.heads!r}")
-        check_num("dropout", self.dropout, low=0, high=1, high_open=True)
-        check_num("lr", self.lr, low=0, low_open=True, hint=" (default 1e-3)")
-        check_num("weight_decay", self.weight_decay, low=0)
+        check_num("dropout", self.dropout, of=self, low=0, high=1, high_open=True)
+        check_num("lr", self.lr, of=self, low=0, low_open=True,)
+        check_num("weight_decay", self.weight_decay, of=self, low=0)
 
 
 ROLLOUTS = ("beam", "sample")
@@ -375,16 +373,16 @@ class A2POConfig(_Config):
         check_choice("advantage", self.advantage, MODES)
         check_choice("business", self.business, BUSINESS_REWARDS)
         check_choice("rollout", self.rollout, ROLLOUTS)
-        check_num("temperature", self.temperature, low=0, low_open=True)
+        check_num("temperature", self.temperature, of=self, low=0, low_open=True)
         check_device(self.device)
         check_ints(self, ("group_size", "batch_users", "ppo_epochs", "steps", "eval_every"), 1)
         require(self.group_size >= 2, f"--group-size {self.group_size} must be >= 2: "
                                       "advantages compare the items of a group")
         check_ints(self, ("valid_users", "seed"), 0)
-        check_num("rho", self.rho, low=0, high=1, hint=" (paper: 0.05)")
-        check_num("beta", self.beta, low=0)
-        check_num("clip", self.clip, low=0, high=1, low_open=True, high_open=True)
-        check_num("lr", self.lr, low=0, low_open=True)
+        check_num("rho", self.rho, of=self, low=0, high=1, hint=" (paper: 0.05)")
+        check_num("beta", self.beta, of=self, low=0)
+        check_num("clip", self.clip, of=self, low=0, high=1, low_open=True, high_open=True)
+        check_num("lr", self.lr, of=self, low=0, low_open=True)
 
 
 SPLITS = ("test", "valid")

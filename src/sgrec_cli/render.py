@@ -65,7 +65,8 @@ def _get(key: str, digits: int = 4) -> Callable[[dict], str]:
 
 def sft_epochs(write: Callable[[str], None]) -> RowPrinter:
     return RowPrinter([("epoch", 5, _get("epoch")), ("loss", 7, _get("loss")),
-                       ("valid loss", 10, _get("valid_loss")), ("lr", 9, lambda r: f"{r['lr']:.2e}"),
+                       ("valid loss", 10, _get("valid_loss")),
+                       ("lr", 9, lambda r: f"{r['lr']:.2e}"),
                        ("valid R@10", 10, _get("valid_recall@10")),
                        ("valid N@10", 10, _get("valid_ndcg@10")),
                        ("seconds", 8, lambda r: f"{r.get('seconds', 0):.1f}")], write)

@@ -33,6 +33,28 @@ def is_num(value: Any) -> bool:
             and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
 
 
+def field_default(obj: Any, name: str) -> Any:
+    """The dataclass default of field ``name`` of ``obj`` (or of class ``obj``); MISSING if
+    it has none."""
+    from dataclasses import MISSING, fields, is_dataclass
+
+    if is_dataclass(obj):
+        for f in fields(obj):
+            if f.name == name:
+                if f.default is not MISSING:
+                    return f.default
+                if f.default_factory is not MISSING:  # type: ignore[misc]
+                    return f.default_factory()  # type: ignore[misc]
+    return MISSING
+
+
+def _default_hint(obj: Any, name: str) -> str:
+    from dataclasses import MISSING
+
+    d = field_default(obj, name)
+    return "" if d is MISSING or d is None else f" (default {d})"
+
+
 def flag(name: str) -> str:
     """``batch_size`` -> ``--batch-size``: options are named as the CLI spells them."""
     return "--" + name.replace("_", "-")
@@ -45,13 +67,15 @@ def check_ints(obj: Any, names: Iterable[str], minimum: int,
     for name in names:
         value = getattr(obj, name)
         require(is_int(value) and value >= minimum,
-                f"{label(name)} {value!r} must be an integer >= {minimum}")
+                f"{label(name)} {value!r} must be an integer >= {minimum}"
+                f"{_default_hint(obj, name)}")
 
 
 def check_num(name: str, value: Any, *, low: float | None = None, high: float | None = None,
               low_open: bool = False, high_open: bool = False, hint: str = "",
-              label: Callable[[str], str] = flag) -> None:
-    """``value`` is a finite number within [low, high] (``*_open``: the bound excluded)."""
+              label: Callable[[str], str] = flag, of: Any = None) -> None:
+    """``value`` is a finite number within [low, high] (``*_open``: the bound excluded);
+    ``of``: the config it belongs to, whose default for ``name`` the message names."""
     ok = is_num(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
@@ -63,6 +87,8 @@ def check_num(name: str, value: Any, *, low: float | None = None, high: float | 
         where = f"{'>' if low_open else '>='} {low:g}"
     else:
         where = f"{'<' if high_open else '<='} {high:g}"
+    if of is not None and not hint:
+        hint = _default_hint(of, name)
     require(ok, f"{label(name)} {value!r} must be a finite number {where}{hint}")
 
 
