@@ -22,8 +22,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from sgrec_cli.data.store import load_data  # noqa: E402
 from sgrec_cli.config import GeneratorConfig  # noqa: E402
+from sgrec_cli.data.store import load_data  # noqa: E402
 from sgrec_cli.generator.model import build_model  # noqa: E402
 from sgrec_cli.generator.sft import encode_examples, length_grouped_batches  # noqa: E402
 from sgrec_cli.generator.tokens import SidVocab  # noqa: E402

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import toy_items, write_letter
 from typer.testing import CliRunner
 
+from conftest import toy_items, write_letter
 from sgrec_cli.cli import app
 from sgrec_cli.inference import load_generator_step, predict_topk
 from sgrec_cli.rundir import Run
