@@ -336,3 +336,27 @@ def test_a2po_resume_from_a_torn_checkpoint_is_one_error_line(sid_run):
     assert res.exit_code == 2 and "unusable checkpoint" in res.stderr
     assert len(res.stderr.strip().splitlines()) <= 3  # the log line, the error (folded)
     assert not (sid_run / "a2po-torn").exists()
+
+
+def test_a2po_checks_each_artifact_once(sid_run, monkeypatch):
+    """One `train --a2po` opens data/, sids/, sft/ and judge/ through one rundir.Run: every file
+    of theirs is hashed once (it used to re-hash data/ three times and judge/ twice)."""
+    import collections
+
+    from sgrec_cli import artifacts
+
+    _trained(sid_run)
+    hashed = collections.Counter()
+    real = artifacts.sha256_file
+
+    def counting(path):
+        hashed[str(path)] += 1
+        return real(path)
+
+    monkeypatch.setattr(artifacts, "sha256_file", counting)
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--tag", "once"])
+    assert res.exit_code == 0, res.output
+    inputs = {p: n for p, n in hashed.items()
+              if any(f"/{step}/" in p for step in ("data", "sids", "sft", "judge"))}
+    assert {p.split("/run/")[1].split("/")[0] for p in inputs} == {"data", "sids", "sft", "judge"}
+    assert max(inputs.values()) == 1, sorted(p for p, n in inputs.items() if n > 1)

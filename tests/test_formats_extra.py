@@ -399,7 +399,7 @@ def csv_folder(tmp_path: Path) -> Path:
 
 
 def test_csv_reader_with_items(csv_folder):
-    assert generic.detect(csv_folder) and detect_format(csv_folder) == "generic"
+    assert generic.detect(csv_folder) and detect_format(csv_folder) == "csv"
     raw = generic.read(csv_folder, PrepareConfig(source=str(csv_folder)))
     assert raw.format == "csv" and raw.name == "mydata"
     assert _seqs(raw) == [("u1", ["i2", "i3", "i1", "i1"]), ("u2", ["i3", "i2", "i1"])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from pathlib import Path
 
 import pytest
 import typer
@@ -190,3 +191,16 @@ def test_commands_are_found_and_version():
             "report", "info"} <= set(COMMANDS)
     assert len(OPTIONS_WITH_DEFAULT) > 50
     assert runner.invoke(app, ["--version"]).stdout.startswith("sgrec ")
+
+
+def test_python_api_example_runs(tmp_path):
+    """examples/prepare_api.py, the README's Python API, runs as written."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "prepare_api.py"
+    res = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "users," in res.stdout and "-> target" in res.stdout
+    assert (tmp_path / "runs" / "my_shop" / "data" / "manifest.json").is_file()

@@ -51,7 +51,7 @@ class LoadedGenerator:
     max_history: int  # history items the model reads (RUN/data's max history)
 
 
-def load_generator_step(run: Run, step: str = "sft", device: str = "cpu") -> LoadedGenerator:
+def load_generator_step(run: Run, step: str = "sft", device: str = "auto") -> LoadedGenerator:
     """RUN/<step>/best, checked against the run's data and SIDs."""
     from .device import resolve_device
     from .generator.model import load_generator
@@ -155,7 +155,7 @@ def generator_top_items(gen: LoadedGenerator, histories: Sequence[Sequence[int]]
 
 
 def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, *,
-              num_beams: int = 20, device: str = "cpu", exclude_history: bool = True,
+              num_beams: int = 20, device: str = "auto", exclude_history: bool = True,
               fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(items (U, k) int64, scores (U, k) float32) of one model, best first.
 

@@ -60,9 +60,9 @@ class Run:
     def sids(self) -> SemanticIds:
         from .sids.store import open_sids
 
-        m = self.step("sids", needs=("data",))
-        require_same_dataset(m, self.data.fingerprint)
-        return open_sids(m)
+        # another dataset is the more telling refusal, so it is checked first
+        require_same_dataset(self.manifest("sids"), self.data.fingerprint)
+        return open_sids(self.step("sids", needs=("data",)))
 
     def step(self, step: str, needs: tuple[str, ...] = ("data",)) -> Manifest:
         """RUN/<step>'s manifest, refused unless it was built from the run's current ``needs``

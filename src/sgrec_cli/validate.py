@@ -82,14 +82,16 @@ def check_num(name: str, value: Any, *, low: float | None = None, high: float | 
     if ok and high is not None:
         ok = value < high if high_open else value <= high
     if low is not None and high is not None:
-        where = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        where = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     elif low is not None:
-        where = f"{'>' if low_open else '>='} {low:g}"
+        where = f" {'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        where = f" {'<' if high_open else '<='} {high:g}"
     else:
-        where = f"{'<' if high_open else '<='} {high:g}"
+        where = ""
     if of is not None and not hint:
         hint = _default_hint(of, name)
-    require(ok, f"{label(name)} {value!r} must be a finite number {where}{hint}")
+    require(ok, f"{label(name)} {value!r} must be a finite number{where}{hint}")
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> None:

@@ -42,6 +42,7 @@ def constrained_beam_search(
     trie: SidTrie,
     vocab: SidVocab,
     num_beams: int,
+    *,
     topk: int | None = None,
     sample: torch.Generator | None = None,
     temperature: float = 1.0,

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..data.store import PreparedData
 from ..errors import BadInputError
+from ..sampling import seeded_subset
 
 
 @dataclass
@@ -36,10 +37,7 @@ def judge_contexts(data: PreparedData, max_users: int = 0, seed: int = 0) -> Con
     last: dict[int, tuple[list[int], int]] = {}
     for e in data.split("train"):
         last[e.user] = (list(e.history), e.target)
-    users = sorted(last)
-    if max_users and max_users < len(users):
-        rng = np.random.default_rng(seed)
-        users = sorted(rng.choice(users, size=max_users, replace=False).tolist())
+    users = seeded_subset(sorted(last), max_users, seed)
     ids = [str(r["user"]) for r in _sequences(data)]
     return Contexts(users, [ids[u] for u in users], [last[u][0] for u in users],
                     [last[u][1] for u in users])

@@ -72,7 +72,7 @@ class OpenAIBackend:
     ``requests`` sent, ``retries`` made, and the ``ok`` / ``unreadable`` / ``failed`` outcomes.
     """
 
-    def __init__(self, base_url: str, model: str, api_key: str | None = None,
+    def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  concurrency: int = 8, timeout_s: float = 60.0, max_retries: int = 4,
                  backoff_s: float = 1.0, min_mass: float = 0.5, use_logprobs: bool = True):
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):

@@ -88,9 +88,9 @@ def embedding_stage(backend: EmbeddingBackend, ctx: Contexts, pair_ctx: np.ndarr
     return StageA(scores, evidence, counts, seconds, seconds)
 
 
-def prompt_stage(backend, cache: AnswerCache, ctx: Contexts, pair_ctx: np.ndarray,
-                 pair_item: np.ndarray, titles: list[str], prompt_history: int, chunk_prompts: int,
-                 progress: bool, log=None) -> StageA:
+def prompt_stage(backend, cache: AnswerCache, ctx: Contexts, *, pair_ctx: np.ndarray,
+                 pair_item: np.ndarray, titles: list[str], prompt_history: int,
+                 chunk_prompts: int, progress: bool, log=None) -> StageA:
     """Ask the backend every (pair, aspect) question that the cache cannot answer, a chunk at a
     time; each judged chunk is appended to the cache before the next one starts."""
     started = time.perf_counter()
@@ -270,8 +270,9 @@ def _candidates(run: Run, cfg: JudgeConfig, ctx: Contexts, emb: np.ndarray, devi
     return _Candidates(pair_ctx, pair_item, is_target, hits, seconds, file_report)
 
 
-def _stage_a(run: Run, cfg: JudgeConfig, ctx: Contexts, c: _Candidates, emb: np.ndarray,
-             titles: list[str], device: str, progress: bool, log) -> tuple[StageA, Path | None]:
+def _stage_a(run: Run, cfg: JudgeConfig, ctx: Contexts, c: _Candidates, *, emb: np.ndarray,
+             titles: list[str], device: str, progress: bool,
+             log) -> tuple[StageA, Path | None]:
     """Aspect scores of every pair from the configured backend (cached when it prompts);
     ``StageA.backend`` names the backend as its answers are cached."""
     spec = BACKENDS[cfg.backend]
@@ -282,8 +283,9 @@ def _stage_a(run: Run, cfg: JudgeConfig, ctx: Contexts, c: _Candidates, emb: np.
         return a, None
     cache_path = cache_file(Path(cfg.cache_dir) if cfg.cache_dir else run.path / ".judge-cache",
                             backend.name)
-    a = prompt_stage(backend, AnswerCache(cache_path), ctx, c.pair_ctx, c.pair_item, titles,
-                     cfg.prompt_history, spec.chunk_prompts(cfg), progress, log)
+    a = prompt_stage(backend, AnswerCache(cache_path), ctx, pair_ctx=c.pair_ctx,
+                     pair_item=c.pair_item, titles=titles, prompt_history=cfg.prompt_history,
+                     chunk_prompts=spec.chunk_prompts(cfg), progress=progress, log=log)
     # evidence also names the closest purchase, from the item embeddings
     _, near_ev = embedding_scores(EmbeddingBackend(emb), ctx, c.pair_ctx, c.pair_item, titles)
     a.evidence = [f"{x}; {y}" for x, y in zip(a.evidence, near_ev, strict=True)]
@@ -291,7 +293,7 @@ def _stage_a(run: Run, cfg: JudgeConfig, ctx: Contexts, c: _Candidates, emb: np.
     return a, cache_path
 
 
-def _summary(cfg: JudgeConfig, ctx: Contexts, c: _Candidates, a: StageA, cache_path,
+def _summary(cfg: JudgeConfig, ctx: Contexts, c: _Candidates, a: StageA, *, cache_path,
              report: dict, stage_b_seconds: float) -> dict:
     prompts = BACKENDS[cfg.backend].prompts
     pairs_judged = a.counts["judged"] / (len(ASPECTS) if prompts else 1)
@@ -328,18 +330,21 @@ def run_step(run: Run | Path, cfg: JudgeConfig, *, progress: bool = True, log=No
     if cfg.candidates == "beams":
         inputs.update(run.digests("sft"))
     c = _candidates(run, cfg, ctx, emb, device, log)
-    a, cache_path = _stage_a(run, cfg, ctx, c, emb, titles, device, progress, log)
+    a, cache_path = _stage_a(run, cfg, ctx, c, emb=emb, titles=titles, device=device,
+                             progress=progress, log=log)
 
     t0 = time.perf_counter()
     features = user_features(ctx.histories, emb)
     agg, heldout, report, agg_log = stage_b(cfg, features, c.pair_ctx, c.is_target, a.scores)
     weights = agg.weights(features)  # (U, A)
     reward = holistic(weights[c.pair_ctx], a.scores).astype(np.float32)
-    summary = _summary(cfg, ctx, c, a, cache_path, report, time.perf_counter() - t0)
+    summary = _summary(cfg, ctx, c, a, cache_path=cache_path, report=report,
+                       stage_b_seconds=time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     with staged_step(run.path, STEP) as tmp:
-        _write_pairs(tmp, ctx, c, a, items, weights, heldout, reward)
+        _write_pairs(tmp, ctx, c, a, items=items, weights=weights, heldout=heldout,
+                     reward=reward)
         _write_aggregator(tmp, agg, agg_log)
         summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
         atomic_write_json(tmp / "summary.json", summary)
@@ -350,7 +355,7 @@ def run_step(run: Run | Path, cfg: JudgeConfig, *, progress: bool = True, log=No
     return summary
 
 
-def _write_pairs(tmp: Path, ctx: Contexts, c: _Candidates, a: StageA, items: list[dict],
+def _write_pairs(tmp: Path, ctx: Contexts, c: _Candidates, a: StageA, *, items: list[dict],
                  weights: np.ndarray, heldout: np.ndarray, reward: np.ndarray) -> None:
     write_jsonl(tmp / "contexts.jsonl", (
         {"user": ctx.users[u], "user_id": ctx.user_ids[u], "history": ctx.histories[u],

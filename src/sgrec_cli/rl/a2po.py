@@ -163,8 +163,8 @@ def _rollout(p: Policy, cfg: A2POConfig, batch, gen) -> tuple:
     return ids, mask, rollout_groups(p.model, ids, mask, p.trie, p.vocab, cfg, gen)
 
 
-def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, judged, semantic,
-                values, later) -> tuple[np.ndarray, dict]:
+def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *, judged,
+                semantic, values, later) -> tuple[np.ndarray, dict]:
     """Advantages (B, G) of the groups and the reward statistics to log."""
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     valid = items >= 0
@@ -234,7 +234,8 @@ def a2po_step(p: Policy, batch: Sequence[tuple[int, list[int], int]], *, cfg: A2
     t0 = time.perf_counter()
     ids, mask, items = _rollout(p, cfg, batch, gen)  # items (B, G)
     t1 = time.perf_counter()
-    adv, log = _advantages(items, batch, cfg, p.codes, judged, semantic, values, later)
+    adv, log = _advantages(items, batch, cfg, p.codes, judged=judged, semantic=semantic,
+                           values=values, later=later)
     t2 = time.perf_counter()
     log.update(_update(p, cfg, ids, mask, items, adv))
     log.update(rollout_s=t1 - t0, reward_s=t2 - t1, update_s=time.perf_counter() - t2)

@@ -232,7 +232,7 @@ def _start(job: _Job, p: Policy, valid, rng, gen, resume: bool) -> tuple[dict, d
     return state, best_state, [{"step": 0, "valid_ndcg@10": ndcg}]
 
 
-def _checkpoint(job: _Job, p: Policy, best_state, rng, gen, state, rows) -> None:
+def _checkpoint(job: _Job, p: Policy, *, best_state, rng, gen, state, rows) -> None:
     from safetensors.torch import save_file
 
     def extra(tmp: Path) -> None:
@@ -290,7 +290,8 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
             state["step"] = s
             state["seconds"] += time.perf_counter() - t_step
             if world.main and ("valid_ndcg@10" in row or stop_here) and s < cfg.steps:
-                _checkpoint(job, p, best_state, rng, gen, state, rows)
+                _checkpoint(job, p, best_state=best_state, rng=rng, gen=gen, state=state,
+                            rows=rows)
             bar.advance()
             bar.note(f"hit {row['hit_fraction']:.2f} "
                      f"best N@10 {state['best']['valid_ndcg@10']:.4f}")

@@ -10,30 +10,28 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-# format name -> reader module, in detection order: the more specific layouts first
+# format name -> (reader module, the kind it reads: for a module that reads several), in
+# detection order: the more specific layouts first
 READERS = {
-    "letter": "letter",
-    "p5": "p5",
-    "amazon": "amazon",
-    "movielens": "movielens",
-    "csv": "generic",
-    "jsonl": "generic",
+    "letter": ("letter", None),
+    "p5": ("p5", None),
+    "amazon": ("amazon", None),
+    "movielens": ("movielens", None),
+    "csv": ("generic", "csv"),
+    "jsonl": ("generic", "jsonl"),
 }
 FORMAT_CHOICES = ("auto", *READERS)
 
 
 def reader(name: str) -> ModuleType:
     """The reader module of format ``name`` (a key of READERS)."""
-    return importlib.import_module(f".{READERS[name]}", __name__)
+    return importlib.import_module(f".{READERS[name][0]}", __name__)
 
 
 def detect(source) -> str | None:
     """The first format whose reader recognises ``source``, or None."""
-    tried: set[str] = set()
-    for name, module in READERS.items():
-        if module in tried:
-            continue
-        tried.add(module)
-        if reader(name).detect(source):
+    for name, (_, kind) in READERS.items():
+        module = reader(name)
+        if module.detect(source) if kind is None else module.detect(source, kind):
             return name
     return None

@@ -69,10 +69,12 @@ def _interactions(source: Path, forced: str | None) -> tuple[Path, str]:
     return found[0]
 
 
-def detect(source: Path) -> bool:
+def detect(source: Path, kind: str | None = None) -> bool:
+    """``source`` is interactions in CSV or JSONL (``kind``: in that one only)."""
+    kinds = KINDS if kind is None else (kind,)
     if source.is_file():
-        return _kind_of(source) is not None
-    return source.is_dir() and any((source / f"interactions.{k}").is_file() for k in KINDS)
+        return _kind_of(source) in kinds
+    return source.is_dir() and any((source / f"interactions.{k}").is_file() for k in kinds)
 
 
 def read(source: Path, cfg) -> RawDataset:
