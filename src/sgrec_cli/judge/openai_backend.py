@@ -45,6 +45,7 @@ from sgrec_cli.judge.prompts import (
     parse_answer,
     read_scale,
 )
+from sgrec_cli.validate import is_int
 
 MAX_TOKENS = 8  # one digit is wanted; a little slack lets "Rating: 4" style answers through
 TOP_LOGPROBS = 20  # the OpenAI API maximum; enough to catch " 4" beside "4"
@@ -80,11 +81,11 @@ class OpenAIBackend:
                               f"got {base_url!r}")
         if not model:
             raise ConfigError(f"judge model must be a non-empty name, got {model!r}")
-        if not isinstance(concurrency, int) or concurrency < 1:
+        if not is_int(concurrency) or concurrency < 1:
             raise ConfigError(f"judge concurrency must be an integer >= 1, got {concurrency!r}")
         if not timeout_s > 0:
             raise ConfigError(f"judge timeout_s must be > 0 seconds, got {timeout_s!r}")
-        if not isinstance(max_retries, int) or max_retries < 0:
+        if not is_int(max_retries) or max_retries < 0:
             raise ConfigError(f"judge max_retries must be an integer >= 0, got {max_retries!r}")
         if not backoff_s >= 0:
             raise ConfigError(f"judge backoff_s must be >= 0 seconds, got {backoff_s!r}")
