@@ -42,7 +42,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help text is plain: "[default: ...]" and "[a]" are not markup
 )
-out = Console(soft_wrap=True)  # long lines stay whole (tables still fit the width)
+out = Console()
 err = Console(stderr=True)
 _state = {"debug": False}
 
@@ -464,7 +464,7 @@ def judge(
               f"{summary['backend']}: {a['judged']:,} judged, {a['cached']:,} from cache, "
               f"{a['missing_pairs']:,} pairs missing an aspect, {a['seconds']:.1f} s "
               + (f"({a['pairs_per_s']} pairs/s)" if a["pairs_per_s"] else "(all from cache)"),
-              highlight=False)
+              highlight=False, soft_wrap=True)
     table = Table(title=f"held-out pairwise AUC ({agg['heldout_users']:,} users, "
                         f"{agg['heldout_pairs']:,} pairs)")
     table.add_column("scorer")
@@ -475,7 +475,7 @@ def judge(
     for name, t in agg["paired_bootstrap"].items():
         a_name, b_name = name.split(" vs ")
         out.print(show.comparison_line({"a": a_name, "b": b_name, "metric": "AUC", **t}),
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 @judge_app.command("show")
@@ -500,9 +500,9 @@ def judge_show(
     weights = ", ".join(f"{a} {w:.2f}" for a, w in res["weights"].items())
     out.print(f"user {res['user_id']} ({res['backend']}; "
               f"{'held out' if res['heldout'] else 'fit'}): weights w(x) = {weights}",
-              highlight=False)
+              highlight=False, soft_wrap=True)
     out.print("recent purchases: " + " | ".join(
-        show.clip(h["title"], 40) for h in res["history"][-5:]), highlight=False)
+        show.clip(h["title"], 40) for h in res["history"][-5:]), highlight=False, soft_wrap=True)
     table = Table()
     for col in ("#", "item", "title", *res["weights"], "s_hol", "evidence"):
         table.add_column(col, justify="right" if col not in ("item", "title", "evidence")
@@ -513,7 +513,7 @@ def judge_show(
                       *("-" if v is None else f"{v:.2f}" for v in p["scores"].values()),
                       "-" if p["reward"] is None else f"{p['reward']:.3f}", p["evidence"])
     out.print(table)
-    out.print("* = the item the user chose next", highlight=False)
+    out.print("* = the item the user chose next", highlight=False, soft_wrap=True)
 
 
 @app.command("eval")
@@ -562,12 +562,14 @@ def _print_eval(report: dict) -> None:
                       f"{m['invalid_rate'] + m['duplicate_rate']:.3f}", f"{m['coverage@10']:.3f}")
     out.print(table)
     for c in report["comparisons"]:
-        out.print(show.comparison_line(c), highlight=False)
+        out.print(show.comparison_line(c), highlight=False, soft_wrap=True)
     if report["kept"]:
         out.print("kept from earlier evals (model and data unchanged): " + ", ".join(
-            f"{k['model']} ({k['split']})" for k in report["kept"]), highlight=False)
+            f"{k['model']} ({k['split']})" for k in report["kept"]), highlight=False,
+            soft_wrap=True)
     for d in report["dropped"]:
-        out.print(f"{d['model']} ({d['split']}): dropped, {d['reason']}", highlight=False)
+        out.print(f"{d['model']} ({d['split']}): dropped, {d['reason']}", highlight=False,
+                  soft_wrap=True)
 
 
 @app.command()
@@ -649,7 +651,7 @@ def report(
     from .report import make_report
 
     for name in make_report(run, window=window):
-        out.print(str(Path(run) / "report" / name), highlight=False)
+        out.print(str(Path(run) / "report" / name), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -667,19 +669,20 @@ def info(run: RunOpt = DEFAULT_RUN, as_json: JsonOpt = False) -> None:
         return
     if not res["steps"]:
         out.print(f"{run}: no steps yet (start with `sgrec prepare SOURCE --run {run}`)",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
         return
     for s in res["steps"]:
         if s["status"] != "ok":
             out.print(f"[bold]{s['step']}[/]  [red]invalid[/]: {escape(s['error'])}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
             continue
         ds = s.get("dataset", {})
         out.print(f"[bold]{s['step']}[/]  ok  dataset {escape(repr(ds.get('name')))} "
                   f"({str(ds.get('fingerprint', ''))[:12]})  {s['created_at']}  "
-                  f"{s['wall_time_s']} s  sgrec {s['sgrec_version']}", highlight=False)
+                  f"{s['wall_time_s']} s  sgrec {s['sgrec_version']}", highlight=False,
+                  soft_wrap=True)
         for k, v in key_stats(s["step"], s["stats"]):
-            out.print(f"    {k}: {escape(v)}", highlight=False)
+            out.print(f"    {k}: {escape(v)}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
