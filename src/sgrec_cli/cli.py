@@ -505,8 +505,10 @@ def judge_show(
         show.clip(h["title"], 40) for h in res["history"][-5:]), highlight=False, soft_wrap=True)
     table = Table()
     for col in ("#", "item", "title", *res["weights"], "s_hol", "evidence"):
-        table.add_column(col, justify="right" if col not in ("item", "title", "evidence")
-                         else "left")
+        text = col in ("item", "title", "evidence")
+        # long text is cut with "…" on one line rather than wrapped into tall rows
+        table.add_column(col, justify="left" if text else "right", no_wrap=text,
+                         overflow="ellipsis")
     for n, p in enumerate(res["candidates"], start=1):
         mark = " *" if p["is_target"] else ""
         table.add_row(str(n), p["item_id"] + mark, show.clip(p["title"], 40),
