@@ -120,7 +120,9 @@ def a2po_summary(s: dict) -> list[tuple[str, str]]:
              + (" (the SFT start)" if best["step"] == 0 else "")),
             ("steps", num(s["steps"])), ("groups per second", num(s.get("groups_per_s"), 2)),
             ("time in rollout / reward / update",
-             " / ".join(f"{100 * share.get(k, 0):.0f}%" for k in ("rollout", "reward", "update"))),
+             # (runs of sgrec before this layout named the keys rollout_s, ...)
+             " / ".join(f"{100 * share.get(k, share.get(f'{k}_s', 0)):.0f}%"
+                        for k in ("rollout", "reward", "update"))),
             ("training time", f"{s['seconds']:.1f} s")]
 
 
