@@ -212,7 +212,7 @@ def build_sids(
     out.print(show.key_value_table(f"semantic IDs -> {run / 'sids'}", key_stats("sids", stats)))
 
 
-def _per_model(option: str, **values: Any) -> str:
+def _per_model(**values: Any) -> str:
     """Help text for an option whose default depends on what is trained."""
     return f"[default: {', '.join(f'{v} {k}' for k, v in values.items())}]"
 
@@ -224,19 +224,19 @@ def train(
     model: Annotated[str, typer.Option(help="generator (SFT on SIDs) or sasrec.")] = "generator",
     epochs: Annotated[int | None, typer.Option(
         help="Epoch budget (early stopping on valid NDCG@10). "
-        + _per_model("epochs", generator=_d(SFTConfig, "epochs"),
+        + _per_model(generator=_d(SFTConfig, "epochs"),
                      sasrec=_d(SASRecConfig, "epochs")))] = None,
     lr: Annotated[float | None, typer.Option(
-        help="Peak learning rate. " + _per_model("lr", generator=_d(SFTConfig, "lr"),
+        help="Peak learning rate. " + _per_model(generator=_d(SFTConfig, "lr"),
                                                  sasrec=_d(SASRecConfig, "lr"),
                                                  a2po=_d(A2POConfig, "lr")))] = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Batch size (generator, sasrec). "
-        + _per_model("batch", generator=_d(SFTConfig, "batch_size"),
+        + _per_model(generator=_d(SFTConfig, "batch_size"),
                      sasrec=_d(SASRecConfig, "batch_size")))] = None,
     patience: Annotated[int | None, typer.Option(
         help="Epochs without a better valid NDCG@10 before stopping. "
-        + _per_model("patience", generator=_d(SFTConfig, "patience"),
+        + _per_model(generator=_d(SFTConfig, "patience"),
                      sasrec=_d(SASRecConfig, "patience")))] = None,
     valid_users: Annotated[int, typer.Option(
         help="Generator and --a2po: validation users scored at each validation (0 = all).")]
@@ -247,7 +247,7 @@ def train(
     resume: Annotated[bool, typer.Option(
         help="Generator or --a2po: continue an interrupted run from its checkpoint.")] = False,
     dropout: Annotated[float | None, typer.Option(
-        help="Dropout. " + _per_model("dropout", generator=_d(SFTConfig, "model").dropout,
+        help="Dropout. " + _per_model(generator=_d(SFTConfig, "model").dropout,
                                       sasrec=_d(SASRecConfig, "dropout")))] = None,
     warmup_steps: Annotated[int, typer.Option(help="Generator: LR warm-up steps.")]
         = _d(SFTConfig, "warmup_steps"),

@@ -11,6 +11,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from .data.formats import FORMAT_CHOICES
+from .eval.metrics import DEFAULT_KS
+from .inference import check_model
 from .judge import OBJECTIVES
 from .judge.backends import BACKENDS
 from .rl.advantages import BUSINESS_REWARDS, MODES
@@ -386,7 +388,7 @@ class A2POConfig(_Config):
 
 
 SPLITS = ("test", "valid")
-EVAL_K_MAX = 20  # metrics go to @20
+EVAL_K_MAX = max(DEFAULT_KS)  # the metrics go to @20
 
 
 @dataclass
@@ -411,8 +413,6 @@ class EvalConfig(_Config):
         self.validate()
 
     def validate(self) -> None:
-        from .inference import check_model
-
         require(bool(self.models), "--model: give at least one model to evaluate")
         for m in self.models:
             check_model(m)
@@ -450,8 +450,6 @@ class RecommendConfig(_Config):
     device: str = "auto"
 
     def validate(self) -> None:
-        from .inference import check_model
-
         check_model(self.model)
         require(is_int(self.k) and self.k >= 1, f"--k {self.k!r} must be an integer >= 1 "
                                                 "(default 10)")

@@ -7,6 +7,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from .errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -20,15 +22,11 @@ def require(cond: bool, message: str) -> None:
 
 def is_int(value: Any) -> bool:
     """An integer and not a bool (``True`` is an int to Python, never a count to us)."""
-    import numpy as np
-
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def is_num(value: Any) -> bool:
     """A finite real number, not a bool."""
-    import numpy as np
-
     return (isinstance(value, (int, float, np.integer, np.floating))
             and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
 

@@ -27,7 +27,6 @@ import numpy as np
 
 from ..artifacts import (
     atomic_write_json,
-    load_manifest,
     read_jsonl,
     staged_step,
     write_jsonl,
@@ -41,7 +40,6 @@ from ..inference import model_step, top_items
 from ..rundir import Run, as_run
 from .bootstrap import paired_bootstrap
 from .metrics import (
-    DEFAULT_KS,
     coverage,
     invalid_and_duplicate_rate,
     per_user_metrics,
@@ -50,7 +48,6 @@ from .metrics import (
 )
 
 STEP = "eval"
-assert K_MAX == max(DEFAULT_KS)
 COMPARED = ("ndcg@10", "recall@10")
 ALPHA = 0.05  # a comparison names the better model only when p < ALPHA
 
@@ -141,7 +138,7 @@ def _earlier(run: Run) -> tuple[dict, list[dict]]:
     if not run.has(STEP):
         return {}, []
     try:
-        load_manifest(run.path, STEP)
+        run.manifest(STEP)
         return stats_splits(json.loads((run.path / STEP / "stats.json").read_text("utf-8"))), []
     except (SgrecError, OSError, ValueError, KeyError) as e:
         return {}, [{"split": "all splits", "model": "earlier results",

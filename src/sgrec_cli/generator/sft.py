@@ -204,10 +204,14 @@ def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig
                     max_history)
 
 
-def _fresh_state(cfg: SFTConfig, max_history: int, inputs: dict[str, str]) -> dict:
+def _run_config(t: _Trainer) -> dict:
+    """What a checkpoint records and a resume must match: the options and the history length."""
+    return {**t.cfg.to_dict(), "max_history": t.max_history}
+
+
+def _fresh_state(t: _Trainer, inputs: dict[str, str]) -> dict:
     return {"epoch": 0, "best_score": None, "best_epoch": 0, "best_metrics": {}, "stale": 0,
-            "stopped": False, "seconds": 0.0, "config": cfg.to_dict(),
-            "max_history": max_history, "inputs": inputs}
+            "stopped": False, "seconds": 0.0, "config": _run_config(t), "inputs": inputs}
 
 
 def _start(t: _Trainer, out_dir: Path, resume: bool, say,
@@ -216,16 +220,14 @@ def _start(t: _Trainer, out_dir: Path, resume: bool, say,
     ckpt, log_path = out_dir / CHECKPOINT, out_dir / LOG
     if resume and (ckpt / "state.json").is_file():
         saved = read_state(ckpt)
-        saved_cfg = {**saved.get("config", {}), "max_history": saved.get("max_history")}
-        check_resumable({**saved, "config": saved_cfg},
-                        config={**t.cfg.to_dict(), "max_history": t.max_history},
-                        may_change=_RESUMABLE_CHANGES, inputs=inputs, folder=ckpt)
+        check_resumable(saved, config=_run_config(t), may_change=_RESUMABLE_CHANGES,
+                        inputs=inputs, folder=ckpt)
         scheduler_state = load_training_state(
             ckpt, model=t.model, optimizer=t.optimizer, generators={"shuffle": t.shuffle},
             device=t.device,
             extra=lambda f: json.loads((f / "scheduler.json").read_text(encoding="utf-8")))
         t.scheduler.load_state_dict(scheduler_state)
-        state = {**saved, "config": t.cfg.to_dict()}
+        state = {**saved, "config": _run_config(t)}
         # epochs/patience may have been raised to extend a run (the LR schedule then follows the
         # new budget, so the result is no longer that of one uninterrupted run)
         state["stopped"] = state["stale"] >= t.cfg.patience
@@ -236,7 +238,7 @@ def _start(t: _Trainer, out_dir: Path, resume: bool, say,
         if t.world.main:
             for stale_dir in (ckpt, out_dir / BEST):
                 shutil.rmtree(stale_dir, ignore_errors=True)
-        state, rows = _fresh_state(t.cfg, t.max_history, inputs), []
+        state, rows = _fresh_state(t, inputs), []
     if t.world.main:
         write_log(log_path, rows)
     return state, rows

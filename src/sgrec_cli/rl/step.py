@@ -308,14 +308,14 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
 def _summary(job: _Job, state: dict, rows: list[dict], done: int, seconds: float) -> dict:
     """What the run did; ``time_share``: the fraction of step time in each phase."""
     timed = rows[1:]
-    split = {k: round(sum(r[k] for r in timed), 2)
-             for k in ("rollout_s", "reward_s", "update_s")}
+    split = {phase: round(sum(r[f"{phase}_s"] for r in timed), 2)
+             for phase in ("rollout", "reward", "update")}
     total = sum(split.values()) or 1.0
     cfg = job.cfg
     return {"advantage": cfg.advantage, "semantic": job.how, "best": state["best"],
             "steps": cfg.steps, "processes": job.world.size,
             "groups_per_s": round(done * cfg.batch_users / seconds, 2) if done else None,
-            "time_share": {k[:-2]: round(v / total, 3) for k, v in split.items()},
+            "time_share": {k: round(v / total, 3) for k, v in split.items()},
             "seconds": round(state["seconds"], 1), "finished": True}
 
 
