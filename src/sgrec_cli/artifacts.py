@@ -115,11 +115,17 @@ def step_dir(run: Path, step: str) -> Path:
     return Path(run) / step
 
 
+class KeepExisting(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside ``staged_step`` when ``RUN/<step>`` already holds exactly this result: the
+    staged folder is dropped and the existing one (its manifest included) is left as it is."""
+
+
 @contextmanager
 def staged_step(run: Path, step: str) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces ``RUN/<step>`` in one rename.
 
-    On any exception the temporary folder is removed and the existing step folder is untouched.
+    On any exception the temporary folder is removed and the existing step folder is untouched
+    (``KeepExisting`` is that, without an error).
     """
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -129,12 +135,24 @@ def staged_step(run: Path, step: str) -> Iterator[Path]:
         if not (tmp / MANIFEST).exists():
             raise RuntimeError(f"step {step!r} finished without writing its manifest")
         swap_into_place(tmp, step_dir(run, step))
+    except KeepExisting:
+        shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 def swap_into_place(new: Path, final: Path) -> None:
+    """Make the complete folder ``new`` be ``final``; the previous ``final`` is removed.
+
+    On Linux the two are exchanged in one atomic rename (renameat2 RENAME_EXCHANGE), so a
+    reader, or a kill at any moment, sees either the old folder or the new one. Elsewhere the
+    old folder is first renamed aside (``.NAME.old-*``); a kill between the two renames leaves
+    it there, and ``recover_leftovers`` (run under the run's lock) puts it back.
+    """
+    if final.exists() and _exchange(new, final):
+        shutil.rmtree(new, ignore_errors=True)  # ``new`` now holds the old content
+        return
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}-{time.time_ns()}")
@@ -142,6 +160,49 @@ def swap_into_place(new: Path, final: Path) -> None:
     os.replace(new, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the system cannot."""
+    if platform.system() != "Linux":
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def recover_leftovers(folder: Path) -> list[str]:
+    """Clean what a killed writer left in ``folder``: staging folders (``.X.tmp-*``) are
+    removed; an old folder renamed aside (``.X.old-*``) is put back when ``X`` is missing,
+    else removed. Only safe while no other writer works there (the run's lock). Returns what
+    was put back."""
+    restored = []
+    if not folder.is_dir():
+        return restored
+    for p in sorted(folder.iterdir()):
+        name = p.name
+        if not (name.startswith(".") and p.is_dir()):
+            continue
+        for mark in (".tmp-", ".old-"):
+            if mark in name:
+                final = folder / name[1:name.index(mark)]
+                if mark == ".old-" and final.name and not final.exists():
+                    os.replace(p, final)
+                    restored.append(final.name)
+                else:
+                    shutil.rmtree(p, ignore_errors=True)
+                break
+    return restored
 
 
 def write_manifest(

@@ -151,10 +151,13 @@ def prepare(
     res = run_step(run, cfg, force=force)
     if as_json:
         _print_json({"folder": str(res.folder), "dataset": res.manifest["dataset"],
-                     "stats": res.stats})
+                     "unchanged": res.unchanged, "stats": res.stats})
         return
     out.print(show.key_value_table(f"{res.manifest['dataset']['name']} -> {res.folder}",
                                    key_stats("data", res.stats)))
+    if res.unchanged:
+        out.print(f"{res.folder} left as it was: it already holds this dataset with these "
+                  "settings", highlight=False, soft_wrap=True)
 
 
 @app.command("build-sids")
@@ -426,6 +429,8 @@ def judge(
         help="Answer cache [default: RUN/.judge-cache].")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = _d(JudgeConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _d(JudgeConfig, "device"),
+    force: Annotated[bool, typer.Option(
+        help="Replace a RUN/judge that covers more users than this judge.")] = False,
     progress: Annotated[bool, typer.Option(
         help="Show progress on stderr (a bar, or a line every 30 s when redirected).")] = True,
     as_json: JsonOpt = False,
@@ -455,13 +460,16 @@ def judge(
                       max_retries=max_retries, objective=objective,
                       heldout_fraction=heldout_fraction,
                       cache_dir=str(cache_dir) if cache_dir else None, seed=seed, device=device)
-    summary = run_step(run, cfg, progress=progress, log=_say)
+    summary = run_step(run, cfg, progress=progress, log=_say, force=force)
+    agg = summary["aggregator"]
+    if agg.get("small_sample"):
+        _say(f"[yellow]warning:[/] {escape(agg['small_sample'])}")
     if as_json:
         _print_json(summary)
         return
-    a, agg = summary["stage_a"], summary["aggregator"]
-    out.print(f"judged {summary['users']:,} users, {summary['pairs']:,} pairs with "
-              f"{summary['backend']}: {a['judged']:,} judged, {a['cached']:,} from cache, "
+    a = summary["stage_a"]
+    out.print(f"judged {summary['users_with_candidates']:,} users, {summary['pairs']:,} pairs "
+              f"with {summary['backend']}: {a['judged']:,} judged, {a['cached']:,} from cache, "
               f"{a['missing_pairs']:,} pairs missing an aspect, {a['seconds']:.1f} s "
               + (f"({a['pairs_per_s']} pairs/s)" if a["pairs_per_s"] else "(all from cache)"),
               highlight=False, soft_wrap=True)
@@ -674,15 +682,19 @@ def info(run: RunOpt = DEFAULT_RUN, as_json: JsonOpt = False) -> None:
                   highlight=False, soft_wrap=True)
         return
     for s in res["steps"]:
-        if s["status"] != "ok":
+        if s["status"] == "invalid":
             out.print(f"[bold]{s['step']}[/]  [red]invalid[/]: {escape(s['error'])}",
                       highlight=False, soft_wrap=True)
             continue
         ds = s.get("dataset", {})
-        out.print(f"[bold]{s['step']}[/]  ok  dataset {escape(repr(ds.get('name')))} "
+        status = "ok" if s["status"] == "ok" else f"[yellow]{s['status']}[/]"
+        out.print(f"[bold]{s['step']}[/]  {status}  dataset {escape(repr(ds.get('name')))} "
                   f"({str(ds.get('fingerprint', ''))[:12]})  {s['created_at']}  "
                   f"{s['wall_time_s']} s  sgrec {s['sgrec_version']}", highlight=False,
                   soft_wrap=True)
+        if s["status"] == "stale":
+            out.print(f"    [yellow]stale[/]: {escape(s['error'])}", highlight=False,
+                      soft_wrap=True)
         for k, v in key_stats(s["step"], s["stats"]):
             out.print(f"    {k}: {escape(v)}", highlight=False, soft_wrap=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+EXIT_BUSY = 75  # sysexits EX_TEMPFAIL: the run is in use, try again later
 
 
 class SgrecError(Exception):
@@ -34,6 +35,12 @@ class ConfigError(SgrecError):
 
 class ArtifactError(SgrecError):
     """A run-directory artifact that is missing, corrupted or from another run."""
+
+
+class RunBusyError(SgrecError):
+    """Another process is writing into the same run directory (exit code 75: try later)."""
+
+    exit_code = EXIT_BUSY
 
 
 def at(path: str | Path, line: int | None = None, record: str | None = None) -> str:

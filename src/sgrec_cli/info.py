@@ -6,27 +6,33 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .artifacts import list_steps, load_manifest
+from .artifacts import list_steps
 from .errors import ArtifactError, SgrecError
 
 
 def run_info(run: Path) -> dict[str, Any]:
-    """Summarise every step folder of ``run``; a damaged step is reported, not raised."""
+    """Summarise every step folder of ``run``. A step whose own files are damaged is
+    ``invalid``; one whose inputs changed since it was built (another data/, rebuilt SIDs, ...)
+    is ``stale``, with the break named; neither is raised."""
+    from .rundir import Run
+
     run = Path(run)
+    the_run = Run(run)  # a file is refused as such
     if not run.is_dir():
         raise ArtifactError("run directory does not exist", run)
     steps = []
     for step in list_steps(run):
         entry: dict[str, Any] = {"step": step}
         try:
-            m = load_manifest(run, step, verify=True)
+            m = the_run.manifest(step)
+            breaks = the_run.breaks(step)
         except SgrecError as e:
             entry.update(status="invalid", error=str(e))
             steps.append(entry)
             continue
         d = m.data
         entry.update(
-            status="ok",
+            status="stale" if breaks else "ok",
             created_at=d.get("created_at"),
             wall_time_s=d.get("wall_time_s"),
             sgrec_version=d.get("sgrec_version"),
@@ -36,6 +42,8 @@ def run_info(run: Path) -> dict[str, Any]:
             stats=_stats(run / step, "stats.json" if step in ("data", "sids", "eval")
                          else "summary.json"),
         )
+        if breaks:
+            entry["error"] = "; ".join(breaks)
         steps.append(entry)
     return {"run": str(run), "steps": steps}
 
@@ -71,10 +79,12 @@ def key_stats(step: str, stats: dict[str, Any]) -> list[tuple[str, str]]:
     if step == "judge" and stats:
         agg = stats["aggregator"]
         auc = ", ".join(f"{k} {v:.3f}" for k, v in agg["auc"].items())
-        return [("judged", f"{stats['users']:,} users, {stats['pairs']:,} pairs "
+        users = stats.get("users_with_candidates", stats["users"])
+        return [("judged", f"{users:,} users, {stats['pairs']:,} pairs "
                            f"({stats['candidates']} candidates) with {stats['backend']}"),
                 ("missing", f"{stats['stage_a']['missing_pairs']:,} pairs lack an aspect"),
-                ("held-out AUC", auc)]
+                ("held-out AUC", auc)] + (
+                [("small sample", agg["small_sample"])] if agg.get("small_sample") else [])
     if step == "eval" and stats:
         return eval_rows(stats)
     if not stats:

@@ -42,11 +42,10 @@ def parse_history(text: str, where: str = "--history") -> Request:
 def read_requests(path: Path) -> list[Request]:
     """A file of users: JSON lines ``{"user": "u1", "history": ["12", "7"]}`` (``user``
     optional), or plain lines ``12,7,30`` (one history per line). Blank lines are skipped."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInputError(f"cannot read the file of users ({e})", path) from None
+    from .data.io import read_text, require_file
+
+    path = require_file(Path(path), "the file of users")
+    lines = read_text(path).splitlines()  # invalid UTF-8: one error naming its line
     requests = []
     for n, line in enumerate(lines, start=1):
         line = line.strip()

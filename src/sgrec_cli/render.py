@@ -129,11 +129,15 @@ def a2po_summary(s: dict) -> list[tuple[str, str]]:
 def comparison_line(c: dict, alpha: float = 0.05) -> str:
     """``a2po − sft NDCG@10 +0.0011 [-0.0005, +0.0027] p=0.2800: no significant difference at
     0.05``: the difference is mean(a) − mean(b), so its sign says which way it goes."""
+    from .eval.bootstrap import small_sample
+
     metric = c["metric"].replace("ndcg", "NDCG").replace("recall", "Recall")
     better = c.get("better")
-    if "better" not in c and c["p_value"] < alpha and c["diff"] != 0:
+    small = small_sample(c["n_users"]) if "n_users" in c else None
+    if "better" not in c and c["p_value"] < alpha and c["diff"] != 0 and not small:
         better = c["a"] if c["diff"] > 0 else c["b"]
     verdict = f"{better} better" if better else \
+        f"not a test: {small}" if small else \
         f"no significant difference at {c.get('alpha', alpha):g}"
     return (f"{c['a']} − {c['b']} {metric} {c['diff']:+.4f} "
             f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] p={c['p_value']:.4f}: {verdict}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import list_steps, load_manifest, staged_step, write_manifest
+from .rundir import writes_run
 from .errors import ArtifactError
 from .eval.step import stats_splits
 
@@ -77,6 +78,7 @@ def _eval_bars(splits: dict, path: Path) -> None:
     plt.close(fig)
 
 
+@writes_run
 def make_report(run: Path, window: int = 20) -> list[str]:
     """Draw what the run holds; returns the file names written into RUN/report/."""
     import matplotlib

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_json, staged_step, write_manifest
 from ..config import SASRecConfig
-from ..rundir import Run, as_run
+from ..rundir import Run, as_run, writes_run
 from .sasrec import train_sasrec
 
 STEP = "sasrec"
 
 
+@writes_run
 def run_step(run: Run | Path, cfg: SASRecConfig, *,
              on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train SASRec with early stopping on validation NDCG@10 and write RUN/sasrec."""

@@ -6,9 +6,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import list_steps, load_manifest, sha256_file, staged_step, write_manifest
+from ..artifacts import (
+    KeepExisting,
+    list_steps,
+    load_manifest,
+    sha256_file,
+    staged_step,
+    write_manifest,
+)
 from ..config import PrepareConfig
 from ..errors import ArtifactError, BadInputError, SgrecError
+from ..rundir import writes_run
 from .canonical import canonicalize, dataset_stats
 from .formats import READERS, detect, reader
 from .raw import RawDataset
@@ -44,6 +52,7 @@ class PrepareResult:
     unchanged: bool
 
 
+@writes_run
 def run_step(run: Path, cfg: PrepareConfig, *, force: bool = False) -> PrepareResult:
     """Build ``RUN/data``. An existing ``RUN/data`` holding another dataset, or one that later
     steps depend on and that these settings would change, is kept unless ``force``."""
@@ -56,15 +65,32 @@ def run_step(run: Path, cfg: PrepareConfig, *, force: bool = False) -> PrepareRe
     stats["split"] = {"train_examples": len(train), "valid_examples": len(valid),
                       "test_examples": len(test), "max_history": cfg.max_history}
     config = {**cfg.to_dict(), "format": raw.format}
+    unchanged = True
     with staged_step(run, STEP) as tmp:
         fp = write_dataset_files(tmp, ds, {"train": train, "valid": valid, "test": test}, stats)
-        unchanged = _check_existing(run, fp, raw.name, config, force)
+        if _check_existing(run, fp, raw.name, config, force) and _same_files(run / STEP, tmp):
+            # the same data and settings: the folder, manifest included, is left as it is, so
+            # the steps built on it stay valid
+            raise KeepExisting
         manifest = write_manifest(
             tmp, step=STEP, config=config, seed=None, started=started,
             inputs={str(p): sha256_file(p) for p in raw.files},
             dataset={"name": raw.name, "fingerprint": fp},
         )
+        unchanged = False
+    if unchanged:
+        manifest = load_manifest(run, STEP, verify=False).data
     return PrepareResult(folder=run / STEP, stats=stats, manifest=manifest, unchanged=unchanged)
+
+
+def _same_files(folder: Path, new: Path) -> bool:
+    """``folder`` is intact (its files match its manifest) and holds the files just written."""
+    try:
+        old = load_manifest(folder.parent, STEP, verify=True)
+    except SgrecError:
+        return False
+    written = {str(p.relative_to(new)): sha256_file(p) for p in new.rglob("*") if p.is_file()}
+    return old.data["outputs"] == written
 
 
 def _check_existing(run: Path, fp: str, name: str, config: dict, force: bool) -> bool:

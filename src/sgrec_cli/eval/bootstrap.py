@@ -22,6 +22,17 @@ import numpy as np
 from ..errors import ConfigError, SgrecError
 
 _CHUNK_ELEMENTS = 2_000_000
+# Fewer users than this and a comparison is not called a test: its p-value and interval are
+# kept but flagged, and no model is called better (a bootstrap over a handful of users says
+# little about the population).
+MIN_TEST_USERS = 30
+
+
+def small_sample(n_users: int) -> str | None:
+    """Why a test over ``n_users`` users is not reported as one, or None when it is."""
+    if n_users >= MIN_TEST_USERS:
+        return None
+    return f"only {n_users:,} users (a test needs at least {MIN_TEST_USERS})"
 
 
 def bootstrap_mean_diffs(d: np.ndarray, n_boot: int, seed: int) -> np.ndarray:

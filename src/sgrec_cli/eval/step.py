@@ -37,8 +37,8 @@ from ..config import EvalConfig
 from ..data.store import PreparedData
 from ..errors import SgrecError
 from ..inference import model_step, top_items
-from ..rundir import Run, as_run
-from .bootstrap import paired_bootstrap
+from ..rundir import Run, as_run, writes_run
+from .bootstrap import paired_bootstrap, small_sample
 from .metrics import (
     coverage,
     invalid_and_duplicate_rate,
@@ -98,7 +98,8 @@ def stats_splits(stats: dict) -> dict:
 
 def compare(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> list[dict]:
     """Paired bootstraps of every pair (a before b in ``ranks`` order) on COMPARED metrics:
-    diff = mean(a) − mean(b); ``better`` names the higher model when p < ALPHA, else None."""
+    diff = mean(a) − mean(b); ``better`` names the higher model when p < ALPHA (and the users
+    are enough for a test: ``bootstrap.small_sample``), else None."""
     per_user = {m: per_user_metrics(r) for m, r in ranks.items()}
     out = []
     for a, b in combinations(ranks, 2):
@@ -110,7 +111,7 @@ def compare(ranks: dict[str, np.ndarray], n_boot: int, seed: int) -> list[dict]:
 
 
 def _better(a: str, b: str, res: dict) -> str | None:
-    if res["p_value"] >= ALPHA or res["diff"] == 0:
+    if res["p_value"] >= ALPHA or res["diff"] == 0 or small_sample(res["n_users"]):
         return None
     return a if res["diff"] > 0 else b
 
@@ -180,6 +181,7 @@ def _stored_ranks(run: Run, model: str, split: str) -> np.ndarray:
                     dtype=np.int64)
 
 
+@writes_run
 def run_step(run: Run | Path, cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.models`` on ``cfg.split``, merge with the earlier results that still hold,
     write RUN/eval atomically; returns the split's merged view plus evaluated / kept / dropped."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_json, staged_step, write_manifest
 from ..config import SFTConfig
-from ..rundir import Run, as_run
+from ..rundir import Run, as_run, writes_run
 from .sft import BEST, LOG, train_sft
 
 STEP = "sft"
@@ -26,6 +26,7 @@ def work_dir(run: Path) -> Path:
     return Path(run) / f".{STEP}.resume"
 
 
+@writes_run
 def run_step(run: Run | Path, cfg: SFTConfig, *, resume: bool = False, log=None,
              on_epoch: Callable[[dict], None] | None = None, progress: bool = False,
              stop_after: int | None = None) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.io import iter_lines
 from ..data.store import PreparedData
 from ..errors import BadInputError
 from ..sampling import seeded_subset
@@ -104,35 +105,32 @@ def file_candidates(path: Path, data: PreparedData,
     pos = {u: i for i, u in enumerate(ctx.user_ids)}
     cands: list[list[int]] = [[] for _ in ctx.users]
     report = FileReport()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            report.lines += 1
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise BadInputError(f"not JSON ({e.msg})", where) from None
-            if (not isinstance(row, dict) or "user" not in row
-                    or not isinstance(row.get("items"), list)):
-                raise BadInputError('expected {"user": ..., "items": [...]}', where)
-            user = str(row["user"])
-            if user not in pos:
-                report.unknown_users += 1
-                report.note(where, f"user {user!r} is not a judged training user")
-                continue
-            u = pos[user]
-            seen = set(ctx.histories[u])
-            for item in row["items"]:
-                idx = id_to_index.get(str(item))
-                if idx is None:
-                    report.unknown_items += 1
-                    report.note(where, f"item {item!r} is not in the catalogue")
-                elif idx in seen:
-                    report.history_items += 1
-                elif idx not in cands[u]:
-                    cands[u].append(idx)
+    for n, line in iter_lines(path):  # invalid UTF-8 is one error naming its line
+        report.lines += 1
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BadInputError(f"not JSON ({e.msg})", where) from None
+        if (not isinstance(row, dict) or "user" not in row
+                or not isinstance(row.get("items"), list)):
+            raise BadInputError('expected {"user": ..., "items": [...]}', where)
+        user = str(row["user"])
+        if user not in pos:
+            report.unknown_users += 1
+            report.note(where, f"user {user!r} is not a judged training user")
+            continue
+        u = pos[user]
+        seen = set(ctx.histories[u])
+        for item in row["items"]:
+            idx = id_to_index.get(str(item))
+            if idx is None:
+                report.unknown_items += 1
+                report.note(where, f"item {item!r} is not in the catalogue")
+            elif idx in seen:
+                report.history_items += 1
+            elif idx not in cands[u]:
+                cands[u].append(idx)
     return cands, report
 
 

@@ -22,10 +22,10 @@ import numpy as np
 from ..artifacts import atomic_write_json, read_jsonl, staged_step, write_jsonl, write_manifest
 from ..config import JudgeConfig
 from ..device import resolve_device
-from ..errors import BadInputError
-from ..eval.bootstrap import paired_bootstrap
+from ..errors import ArtifactError, BadInputError
+from ..eval.bootstrap import MIN_TEST_USERS, paired_bootstrap
 from ..progress import progress_bar
-from ..rundir import Run, as_run
+from ..rundir import Run, as_run, writes_run
 from . import ASPECTS, OBJECTIVES
 from .aggregator import (
     Aggregator,
@@ -181,6 +181,24 @@ def heldout_mask(n_users: int, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
+MIN_PAIRS = 100  # fewer held-out (or fit) pairs: the AUC (or the weights) is flagged as such
+
+
+def small_sample_note(*, heldout_users: int, heldout_pairs: int, fit_users: int,
+                      fit_pairs: int) -> str | None:
+    """Why the held-out AUC or the fitted weights rest on too little, or None."""
+    notes = []
+    if heldout_pairs < MIN_PAIRS or heldout_users < MIN_TEST_USERS:
+        notes.append(f"the held-out AUC rests on {heldout_pairs:,} pairs from "
+                     f"{heldout_users:,} users")
+    if fit_pairs < MIN_PAIRS:
+        notes.append(f"the aggregator was fitted on {fit_pairs:,} pairs from {fit_users:,} users")
+    if not notes:
+        return None
+    return (" and ".join(notes) + f" (fewer than {MIN_PAIRS} pairs or {MIN_TEST_USERS} users): "
+            "too few for a reliable figure; judge more users")
+
+
 def stage_b(cfg: JudgeConfig, features: np.ndarray, pair_ctx: np.ndarray, is_target: np.ndarray,
             scores: np.ndarray) -> tuple[Aggregator, np.ndarray, dict, list[dict]]:
     """Fit the aggregator on the fit users' pairs; report held-out AUC of s_hol against the
@@ -228,9 +246,10 @@ def stage_b(cfg: JudgeConfig, features: np.ndarray, pair_ctx: np.ndarray, is_tar
         tests[f"{cfg.objective} vs {other}"] = paired_bootstrap(a_u, b_u, n_boot=10_000,
                                                                 seed=cfg.seed)
     weights = chosen.weights(features)
-    report = {"heldout_users": int(np.unique(users[test]).size),
+    counts = {"heldout_users": int(np.unique(users[test]).size),
               "fit_users": int(np.unique(users[fit]).size),
-              "heldout_pairs": int(test.sum()), "fit_pairs": int(fit.sum()),
+              "heldout_pairs": int(test.sum()), "fit_pairs": int(fit.sum())}
+    report = {**counts, "small_sample": small_sample_note(**counts),
               "incomplete_pairs": int((~complete).sum()), "auc": auc,
               "best_single_aspect_on_fit": best, "paired_bootstrap": tests,
               "mean_weights": {a: round(float(x), 4)
@@ -270,6 +289,29 @@ def _candidates(run: Run, cfg: JudgeConfig, ctx: Contexts, emb: np.ndarray, devi
     return _Candidates(pair_ctx, pair_item, is_target, hits, seconds, file_report)
 
 
+def _users_with_candidates(c: _Candidates) -> int:
+    """Users who have at least one candidate besides their next item (a pair to judge)."""
+    return int(np.unique(c.pair_ctx[~c.is_target]).size)
+
+
+def _keep_larger(run: Run, c: _Candidates, force: bool) -> None:
+    """Refuse to replace a RUN/judge of more users by this one (e.g. a candidate file of a
+    few users) unless ``force``: the larger judge may be hours of LLM answers."""
+    if force or not run.has(STEP):
+        return
+    try:
+        old = json.loads((run.path / STEP / "summary.json").read_text(encoding="utf-8"))
+        old_users = int(old.get("users_with_candidates", old["users"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unusable judge/ is not worth keeping
+    new_users = _users_with_candidates(c)
+    if new_users < old_users:
+        raise ArtifactError(
+            f"holds a judge of {old_users:,} users; this one has candidates for {new_users:,} "
+            "and would replace it: pass --force to replace it, or use another --run",
+            run.path / STEP)
+
+
 def _stage_a(run: Run, cfg: JudgeConfig, ctx: Contexts, c: _Candidates, *, emb: np.ndarray,
              titles: list[str], device: str, progress: bool,
              log) -> tuple[StageA, Path | None]:
@@ -299,6 +341,7 @@ def _summary(cfg: JudgeConfig, ctx: Contexts, c: _Candidates, a: StageA, *, cach
     pairs_judged = a.counts["judged"] / (len(ASPECTS) if prompts else 1)
     summary = {
         "backend": a.backend, "candidates": cfg.candidates, "users": len(ctx.users),
+        "users_with_candidates": _users_with_candidates(c),
         "pairs": int(c.pair_item.size), "targets_in_candidates": c.targets_in_candidates,
         "stage_a": {**a.counts, "seconds": round(a.seconds, 3),
                     "backend_seconds": round(a.backend_seconds, 3),
@@ -314,8 +357,11 @@ def _summary(cfg: JudgeConfig, ctx: Contexts, c: _Candidates, a: StageA, *, cach
     return summary
 
 
-def run_step(run: Run | Path, cfg: JudgeConfig, *, progress: bool = True, log=None) -> dict:
-    """Stage A over the candidate pairs of training users, Stage B, and RUN/judge."""
+@writes_run
+def run_step(run: Run | Path, cfg: JudgeConfig, *, progress: bool = True, log=None,
+             force: bool = False) -> dict:
+    """Stage A over the candidate pairs of training users, Stage B, and RUN/judge. A RUN/judge
+    covering more users than this judge would is kept (refused) unless ``force``."""
     started = time.time()
     run = as_run(run)
     data = run.data
@@ -330,6 +376,7 @@ def run_step(run: Run | Path, cfg: JudgeConfig, *, progress: bool = True, log=No
     if cfg.candidates == "beams":
         inputs.update(run.digests("sft"))
     c = _candidates(run, cfg, ctx, emb, device, log)
+    _keep_larger(run, c, force)
     a, cache_path = _stage_a(run, cfg, ctx, c, emb=emb, titles=titles, device=device,
                              progress=progress, log=log)
 

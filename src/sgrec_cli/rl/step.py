@@ -47,7 +47,7 @@ from ..generator.model import load_generator, save_generator
 from ..generator.trie import SidTrie
 from ..inference import LoadedGenerator, generator_top_items
 from ..progress import progress_bar, quiet
-from ..rundir import Run, as_run
+from ..rundir import Run, as_run, writes_run
 from ..sampling import seeded_subset
 from .a2po import Policy, PolicyScorer, SemanticFn, a2po_step, later_training_items
 from .advantages import judge_mask
@@ -151,6 +151,7 @@ class _Job:
     say: Callable[[str], None]
 
 
+@writes_run
 def run_step(run: Run | Path, cfg: A2POConfig, *, tag: str | None = None,
              resume: bool = False, progress: bool = True, log=None,
              on_row: Callable[[dict], None] | None = None,

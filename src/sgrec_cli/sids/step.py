@@ -20,7 +20,7 @@ from ..config import BuildSidsConfig
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..progress import progress_bar
-from ..rundir import as_run
+from ..rundir import as_run, writes_run
 from . import dedup as dd
 from . import stats as st
 from .embed import default_cache_dir, embed_items
@@ -102,6 +102,7 @@ def sid_stats(x: np.ndarray, q: Quantized, final: np.ndarray, items: list[dict],
     }
 
 
+@writes_run
 def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
     """Embed, quantise, de-duplicate and write RUN/sids; return the stats."""
     started = time.time()

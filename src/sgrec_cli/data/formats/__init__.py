@@ -14,6 +14,7 @@ from types import ModuleType
 # detection order: the more specific layouts first
 READERS = {
     "letter": ("letter", None),
+    "recbole": ("recbole", None),
     "p5": ("p5", None),
     "amazon": ("amazon", None),
     "movielens": ("movielens", None),
