@@ -50,6 +50,10 @@ demo: install
 	$(SGREC) report --run $(RUN)
 	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	$(SGREC) info --run $(RUN)
+	# the same small shop as CSV and as RecBole atomic files: byte-identical split files
+	$(SGREC) prepare examples/my_shop --run $(RUN)-shop
+	$(SGREC) prepare examples/my_shop_recbole --run $(RUN)-shop-recbole
+	for f in train valid test; do cmp $(RUN)-shop/data/$$f.jsonl $(RUN)-shop-recbole/data/$$f.jsonl; done
 
 bench: install
 	$(PY) bench/run.py

@@ -18,7 +18,7 @@ from conftest import toy_items, write_letter
 from sgrec_cli.artifacts import load_manifest
 from sgrec_cli.cli import app
 
-LOCK = ".lock"  # (the lock's own tests import sgrec_cli.rundir; items 1-7 use the CLI only)
+LOCK = ".lock"  # (the lock's own tests import sgrec_cli.runlock; items 1-7 use the CLI only)
 
 runner = CliRunner()
 TINY = ["--d-model", "32", "--num-layers", "1", "--valid-users", "0", "--device", "cpu",
@@ -265,7 +265,7 @@ def test_7_error_lines(sid_run, tmp_path):
 
 def test_lock_is_reentrant_and_refuses_another_holder(tmp_path):
     from sgrec_cli.errors import RunBusyError
-    from sgrec_cli.rundir import LOCK, locked
+    from sgrec_cli.runlock import LOCK, locked
 
     run = tmp_path / "run"
     with locked(run):
@@ -274,7 +274,7 @@ def test_lock_is_reentrant_and_refuses_another_holder(tmp_path):
         holder = json.loads((run / LOCK).read_text())
         assert holder["pid"] == os.getpid()
         # another process trying the same run
-        code = ("import sys; from sgrec_cli.rundir import locked\n"
+        code = ("import sys; from sgrec_cli.runlock import locked\n"
                 "from sgrec_cli.errors import RunBusyError\n"
                 f"try:\n    with locked({str(run)!r}): sys.exit(0)\n"
                 "except RunBusyError as e:\n    print(e); sys.exit(e.exit_code)\n")
@@ -286,7 +286,7 @@ def test_lock_is_reentrant_and_refuses_another_holder(tmp_path):
 
 def test_lock_puts_back_a_folder_renamed_aside_by_a_killed_writer(tmp_path):
     from sgrec_cli.artifacts import recover_leftovers
-    from sgrec_cli.rundir import locked
+    from sgrec_cli.runlock import locked
 
     run = tmp_path / "run"
     (run / ".sft.old-123-456").mkdir(parents=True)
@@ -312,10 +312,67 @@ def test_a_failed_first_command_leaves_no_empty_run(tmp_path):
 
 def test_a_file_is_not_a_run(tmp_path):
     from sgrec_cli.errors import ArtifactError
-    from sgrec_cli.rundir import locked
+    from sgrec_cli.runlock import locked
 
     f = tmp_path / "f"
     f.write_text("")
     with pytest.raises(ArtifactError, match="is a file"):
         with locked(f):
             pass
+
+
+HOLD = """
+import sys
+from sgrec_cli.runlock import locked
+own = sys.argv[2] or None
+with locked(sys.argv[1], own=own):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
+
+def _holder(run: Path, own: str = "") -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(run), own], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held", proc.stderr.read()
+    return proc
+
+
+def _try(run: Path, own: str = "") -> subprocess.CompletedProcess:
+    code = ("import sys\nfrom sgrec_cli.runlock import locked\n"
+            "from sgrec_cli.errors import RunBusyError\n"
+            f"try:\n    with locked({str(run)!r}, own={own or None!r}): print('got it')\n"
+            "except RunBusyError as e:\n    print(e); sys.exit(e.exit_code)\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def _end(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+
+
+def test_a2po_tags_share_the_run_but_not_their_own_folder(tmp_path):
+    run = tmp_path / "run"
+    x = _holder(run, "a2po-x")
+    try:
+        assert _try(run, "a2po-y").returncode == 0  # another tag: at once
+        same = _try(run, "a2po-x")
+        assert same.returncode == 75 and f"pid {x.pid}" in same.stdout
+        whole = _try(run)  # e.g. prepare, train, judge, eval: would change their inputs
+        assert whole.returncode == 75 and f"pid {x.pid}" in whole.stdout
+    finally:
+        _end(x)
+    assert _try(run).returncode == 0
+    owner = _holder(run)
+    try:
+        tagged = _try(run, "a2po-y")
+        assert tagged.returncode == 75 and f"pid {owner.pid}" in tagged.stdout
+    finally:
+        _end(owner)
+    # every lock file removed (and the run folder the holders created, being empty)
+    assert not run.exists()
+
+
+def test_a2po_tag_must_be_a_plain_name(sid_run):
+    res = sgrec("train", "--run", str(sid_run), "--a2po", "--tag", "../escape")
+    assert res.exit_code == 2 and "--tag '../escape' must be letters" in res.stderr

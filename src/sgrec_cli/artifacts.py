@@ -181,11 +181,11 @@ def _exchange(a: Path, b: Path) -> bool:
     return fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
 
 
-def recover_leftovers(folder: Path) -> list[str]:
+def recover_leftovers(folder: Path, names: set[str] | None = None) -> list[str]:
     """Clean what a killed writer left in ``folder``: staging folders (``.X.tmp-*``) are
     removed; an old folder renamed aside (``.X.old-*``) is put back when ``X`` is missing,
-    else removed. Only safe while no other writer works there (the run's lock). Returns what
-    was put back."""
+    else removed (``names``: only those of these X). Only safe while no other writer works on
+    them (the run's lock). Returns what was put back."""
     restored = []
     if not folder.is_dir():
         return restored
@@ -196,6 +196,8 @@ def recover_leftovers(folder: Path) -> list[str]:
         for mark in (".tmp-", ".old-"):
             if mark in name:
                 final = folder / name[1:name.index(mark)]
+                if names is not None and final.name not in names:
+                    break
                 if mark == ".old-" and final.name and not final.exists():
                     os.replace(p, final)
                     restored.append(final.name)

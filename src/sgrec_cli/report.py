@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import list_steps, load_manifest, staged_step, write_manifest
-from .rundir import writes_run
 from .errors import ArtifactError
 from .eval.step import stats_splits
+from .runlock import writes_run
 
 CURVES = (("mean_r_biz", "mean business reward"), ("mean_r_sem", "mean semantic reward"),
           ("hit_fraction", "groups containing the next item"),

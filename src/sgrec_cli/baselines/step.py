@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_json, staged_step, write_manifest
 from ..config import SASRecConfig
-from ..rundir import Run, as_run, writes_run
+from ..rundir import Run, as_run
+from ..runlock import writes_run
 from .sasrec import train_sasrec
 
 STEP = "sasrec"

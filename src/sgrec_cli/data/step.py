@@ -16,7 +16,7 @@ from ..artifacts import (
 )
 from ..config import PrepareConfig
 from ..errors import ArtifactError, BadInputError, SgrecError
-from ..rundir import writes_run
+from ..runlock import writes_run
 from .canonical import canonicalize, dataset_stats
 from .formats import READERS, detect, reader
 from .raw import RawDataset

@@ -37,7 +37,8 @@ from ..config import EvalConfig
 from ..data.store import PreparedData
 from ..errors import SgrecError
 from ..inference import model_step, top_items
-from ..rundir import Run, as_run, writes_run
+from ..rundir import Run, as_run
+from ..runlock import writes_run
 from .bootstrap import paired_bootstrap, small_sample
 from .metrics import (
     coverage,

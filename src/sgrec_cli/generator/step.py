@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..artifacts import atomic_write_json, staged_step, write_manifest
 from ..config import SFTConfig
-from ..rundir import Run, as_run, writes_run
+from ..rundir import Run, as_run
+from ..runlock import writes_run
 from .sft import BEST, LOG, train_sft
 
 STEP = "sft"

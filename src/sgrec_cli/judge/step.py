@@ -25,7 +25,8 @@ from ..device import resolve_device
 from ..errors import ArtifactError, BadInputError
 from ..eval.bootstrap import MIN_TEST_USERS, paired_bootstrap
 from ..progress import progress_bar
-from ..rundir import Run, as_run, writes_run
+from ..rundir import Run, as_run
+from ..runlock import writes_run
 from . import ASPECTS, OBJECTIVES
 from .aggregator import (
     Aggregator,

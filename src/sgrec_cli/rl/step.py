@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -47,7 +48,8 @@ from ..generator.model import load_generator, save_generator
 from ..generator.trie import SidTrie
 from ..inference import LoadedGenerator, generator_top_items
 from ..progress import progress_bar, quiet
-from ..rundir import Run, as_run, writes_run
+from ..rundir import Run, as_run
+from ..runlock import locked
 from ..sampling import seeded_subset
 from .a2po import Policy, PolicyScorer, SemanticFn, a2po_step, later_training_items
 from .advantages import judge_mask
@@ -56,8 +58,17 @@ from .advantages import judge_mask
 _RESUMABLE_CHANGES = {"steps", "device"}
 
 
+_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 def step_name(tag: str | None) -> str:
-    return "a2po" if not tag else f"a2po-{tag}"
+    """RUN/a2po, or RUN/a2po-TAG for a tag of letters, digits, '_', '.' and '-'."""
+    if tag is None:
+        return "a2po"
+    if not _TAG.fullmatch(tag) or len(tag) > 64:
+        raise ConfigError(f"--tag {tag!r} must be letters, digits, '_', '.' or '-' (starting "
+                          "with a letter or digit, at most 64), e.g. --tag biz")
+    return f"a2po-{tag}"
 
 
 def resume_dir(run: Path, step: str) -> Path:
@@ -151,18 +162,24 @@ class _Job:
     say: Callable[[str], None]
 
 
-@writes_run
 def run_step(run: Run | Path, cfg: A2POConfig, *, tag: str | None = None,
              resume: bool = False, progress: bool = True, log=None,
              on_row: Callable[[dict], None] | None = None,
              stop_after: int | None = None) -> dict:
     """Fine-tune RUN/sft into RUN/a2po[-tag]; returns the summary. ``on_row`` receives each
     validation's log row (the CLI prints it). ``stop_after`` ends this call after that many
-    steps with a checkpoint to --resume (time-sliced jobs; the tests)."""
+    steps with a checkpoint to --resume (time-sliced jobs; the tests). Jobs with distinct tags
+    may train at once on one run (runlock: the run shared, the tag's own folder alone)."""
+    run = as_run(run)
+    with locked(run.path, own=step_name(tag)):
+        return _run_step(run, cfg, tag, resume, progress, log, on_row, stop_after)
+
+
+def _run_step(run: Run, cfg: A2POConfig, tag: str | None, resume: bool, progress: bool, log,
+              on_row: Callable[[dict], None] | None, stop_after: int | None) -> dict:
     from ..distributed import setup, teardown
 
     started = time.time()
-    run = as_run(run)
     run.step("sft", needs=("data", "sids"))
     semantic, how = semantic_reward(run)
     values = item_values(run.data.items()) if cfg.business == "value" else None

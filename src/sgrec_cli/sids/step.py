@@ -20,7 +20,8 @@ from ..config import BuildSidsConfig
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..progress import progress_bar
-from ..rundir import as_run, writes_run
+from ..rundir import as_run
+from ..runlock import writes_run
 from . import dedup as dd
 from . import stats as st
 from .embed import default_cache_dir, embed_items

@@ -184,16 +184,17 @@ def _read_items(path: Path) -> dict[str, RawItem]:
             raise BadInputError(f"duplicate item_id {item!r} (first on line {first[item]})",
                                 where)
         first[item] = n
-
-        def text(c: tuple[int, str] | None) -> str:
-            return cells[c[0]].strip() if c else ""
-
         items[item] = RawItem(
-            title=text(title), brand=text(brand), description=text(description),
-            categories=_categories(text(categories), categories),
+            title=_cell(cells, title), brand=_cell(cells, brand),
+            description=_cell(cells, description),
+            categories=_categories(_cell(cells, categories), categories),
             value=_float(cells[value[0]], where, "price") if value and value[1] == "float"
             else None)
     return items
+
+
+def _cell(cells: list[str], column: tuple[int, str] | None) -> str:
+    return cells[column[0]].strip() if column else ""
 
 
 def _categories(cell: str, column: tuple[int, str] | None) -> list[str]:
