@@ -197,7 +197,7 @@ def test_judge_embedding_beams_show_and_candidate_file(sid_run, tmp_path):
                     + json.dumps({"user": "ghost", "items": ["1"]}) + "\n"
                     + json.dumps({"user": "u2", "items": ["5", "6", "7"]}) + "\n")
     res = judge(sid_run, "--candidates", "file", "--candidates-file", str(cand),
-                "--heldout-fraction", "0.5")
+                "--heldout-fraction", "0.5", "--force")  # replaces the judge of 31 users
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)["candidate_file"]
     assert report["unknown_items"] == 2 and report["unknown_users"] == 1

@@ -110,7 +110,7 @@ def test_recommend_bad_file(trained_run, tmp_path):
     res = recommend(trained_run, "--users", str(bad))
     assert res.exit_code == 2 and "bad.jsonl:1: not valid JSON" in res.stderr
     res = recommend(trained_run, "--users", str(tmp_path / "absent.jsonl"))
-    assert res.exit_code == 2 and "cannot read" in res.stderr
+    assert res.exit_code == 2 and "absent.jsonl: missing required file" in res.stderr
 
 
 def test_recommend_needs_a_trained_model(sid_run):

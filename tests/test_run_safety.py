@@ -376,3 +376,16 @@ def test_a2po_tags_share_the_run_but_not_their_own_folder(tmp_path):
 def test_a2po_tag_must_be_a_plain_name(sid_run):
     res = sgrec("train", "--run", str(sid_run), "--a2po", "--tag", "../escape")
     assert res.exit_code == 2 and "--tag '../escape' must be letters" in res.stderr
+
+
+def test_a_killed_tagged_job_leaves_no_lock_behind(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    x = _holder(run, "a2po-x")
+    x.kill()
+    x.wait()
+    assert (run / ".a2po-x.lock").is_file()  # what kill -9 leaves
+    res = _try(run)
+    assert res.returncode == 0 and "got it" in res.stdout
+    assert "removed the lock left by" in res.stderr and f"pid {x.pid}" in res.stderr
+    assert sorted(p.name for p in run.iterdir()) == []

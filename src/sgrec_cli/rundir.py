@@ -82,9 +82,9 @@ class Run:
         m = self.manifest(step)
         problems = []
         for key, digest in m.data.get("inputs", {}).items():
-            need = key.split("/")[0]
-            if not key.endswith("/manifest.json") or need == step:
-                continue
+            need, _, name = key.partition("/")
+            if step == "data" or name != "manifest.json" or need in ("", step):
+                continue  # data/'s inputs are raw files, not steps
             if not self.has(need):
                 problems.append(f"its input {need}/ is gone; run `sgrec {producer(step)}` "
                                 "again")
@@ -121,4 +121,3 @@ def _rebuilt(step: str, need: str) -> str:
 def as_run(run: Run | Path | str) -> Run:
     """Accept a Run or a path (the Python API takes either)."""
     return run if isinstance(run, Run) else Run(run)
-

@@ -194,6 +194,7 @@ def locked(path: Path | str, *, own: str | None = None,
                                           busy=step_busy))
             if own is None:
                 folders = [(path, None), *((f, None) for f in sorted(path.glob(".*.resume")))]
+                _drop_step_locks(path, say)
             else:  # only what is this step's own
                 folders = [(path, {own, f".{own}.resume"}), (path / f".{own}.resume", None)]
             for folder, names in folders:
@@ -208,6 +209,20 @@ def locked(path: Path | str, *, own: str | None = None,
     finally:
         if created and path.is_dir() and not any(path.iterdir()):
             path.rmdir()  # a command that failed before writing leaves no empty run behind
+
+
+def _drop_step_locks(run: Path, say: Callable[[str], None]) -> None:
+    """With the run held alone no step lock can be held: any left is a killed job's."""
+    for p in sorted(run.glob(".*.lock")):
+        try:
+            with open(p, encoding="utf-8") as f:
+                h = _read(f)
+            p.unlink()
+        except OSError:
+            continue
+        if h is not None:
+            say(f"note: {run}: removed the lock left by {_describe(h)}, which ended without "
+                "releasing it")
 
 
 def writes_run(fn: F) -> F:
