@@ -53,7 +53,7 @@ demo: install
 	# the same small shop as CSV and as RecBole atomic files: byte-identical split files
 	$(SGREC) prepare examples/my_shop --run $(RUN)-shop
 	$(SGREC) prepare examples/my_shop_recbole --run $(RUN)-shop-recbole
-	for f in train valid test; do cmp $(RUN)-shop/data/$$f.jsonl $(RUN)-shop-recbole/data/$$f.jsonl; done
+	for f in train valid test; do cmp $(RUN)-shop/data/$$f.jsonl $(RUN)-shop-recbole/data/$$f.jsonl || exit 1; done
 
 bench: install
 	$(PY) bench/run.py

@@ -236,6 +236,18 @@ def test_6_small_judge_neither_replaces_a_larger_one_nor_reports_a_test(sid_run,
     assert "not a test: only" in res.stdout and "better" not in res.stdout
     assert "small sample" in sgrec("info", "--run", str(sid_run)).stdout
 
+    # a judge built on SIDs the run no longer holds is not worth keeping: no --force needed
+    res = sgrec("judge", "--run", str(sid_run), "--candidates", "nn", "--num-candidates", "4",
+                "--no-progress")
+    assert res.exit_code == 0, res.output
+    res = sgrec("build-sids", "--run", str(sid_run), "--method", "rqkmeans", "--codebook-size",
+                "8", "--dedup", "suffix", "--seed", "1", "--cache-dir",
+                str(sid_run.parent / "cache"), "--no-progress")
+    assert res.exit_code == 0, res.output
+    assert info(sid_run)["judge"]["status"] == "stale"
+    res = sgrec(*args)
+    assert res.exit_code == 0, res.output
+
 
 # ------------------------------------------------------------------------ 7: the error lines
 

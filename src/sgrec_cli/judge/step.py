@@ -301,10 +301,12 @@ def _keep_larger(run: Run, c: _Candidates, force: bool) -> None:
     if force or not run.has(STEP):
         return
     try:
+        if run.breaks(STEP):
+            return  # built from other data/SIDs/SFT than the run holds: not worth keeping
         old = json.loads((run.path / STEP / "summary.json").read_text(encoding="utf-8"))
         old_users = int(old.get("users_with_candidates", old["users"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # an unusable judge/ is not worth keeping
+    except (ArtifactError, OSError, ValueError, KeyError, TypeError):
+        return  # an unusable judge/ is not worth keeping either
     new_users = _users_with_candidates(c)
     if new_users < old_users:
         raise ArtifactError(
