@@ -151,6 +151,7 @@ def test_4_second_job_on_a_run_is_refused_naming_the_holder(sid_run):
                                 env=ENV, capture_output=True, text=True, timeout=300)
         evaluating = subprocess.run(cli("eval", "--run", str(sid_run), "--model", "popular"),
                                     env=ENV, capture_output=True, text=True, timeout=300)
+        reading = sgrec("info", "--run", str(sid_run))  # readers are never refused
         assert first.poll() is None, "the first job finished too soon for the test to mean much"
     finally:
         out, err = first.communicate(timeout=600)
@@ -158,6 +159,8 @@ def test_4_second_job_on_a_run_is_refused_naming_the_holder(sid_run):
     assert "in use by `sgrec train" in second.stderr and f"pid {first.pid}" in second.stderr
     assert second.stderr.count("\n") == 1  # one line
     assert evaluating.returncode == 75 and "in use by" in evaluating.stderr
+    assert reading.exit_code == 0 and "in use by `sgrec train" in reading.stdout
+    assert f"pid {first.pid}" in reading.stdout
     assert first.returncode == 0, err
     # the run holds the first job's result, whole
     m = load_manifest(sid_run, "sft")
@@ -372,6 +375,9 @@ def test_a2po_tags_share_the_run_but_not_their_own_folder(tmp_path):
         assert same.returncode == 75 and f"pid {x.pid}" in same.stdout
         whole = _try(run)  # e.g. prepare, train, judge, eval: would change their inputs
         assert whole.returncode == 75 and f"pid {x.pid}" in whole.stdout
+        from sgrec_cli.runlock import holders
+
+        assert len(holders(run)) == 1 and f"pid {x.pid}" in holders(run)[0]
     finally:
         _end(x)
     assert _try(run).returncode == 0

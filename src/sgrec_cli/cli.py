@@ -677,6 +677,8 @@ def info(run: RunOpt = DEFAULT_RUN, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(res)
         return
+    for who in res["in_use_by"]:
+        out.print(f"in use by {escape(who)}", highlight=False, soft_wrap=True)
     if not res["steps"]:
         out.print(f"{run}: no steps yet (start with `sgrec prepare SOURCE --run {run}`)",
                   highlight=False, soft_wrap=True)

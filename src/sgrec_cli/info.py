@@ -15,6 +15,7 @@ def run_info(run: Path) -> dict[str, Any]:
     ``invalid``; one whose inputs changed since it was built (another data/, rebuilt SIDs, ...)
     is ``stale``, with the break named; neither is raised."""
     from .rundir import Run
+    from .runlock import holders
 
     run = Path(run)
     the_run = Run(run)  # a file is refused as such
@@ -45,7 +46,7 @@ def run_info(run: Path) -> dict[str, Any]:
         if breaks:
             entry["error"] = "; ".join(breaks)
         steps.append(entry)
-    return {"run": str(run), "steps": steps}
+    return {"run": str(run), "in_use_by": holders(run), "steps": steps}
 
 
 def _stats(folder: Path, name: str = "stats.json") -> dict[str, Any]:

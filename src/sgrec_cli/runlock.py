@@ -92,6 +92,34 @@ def _holders(run: Path) -> list[dict]:
     return out
 
 
+def holders(run: Path) -> list[str]:
+    """Who writes into ``run`` now, described (what ``sgrec info`` shows); empty when no one.
+    Read without locking, so that looking never makes a writer fail: a lock file names a
+    holder while that process lives."""
+    out = []
+    for p in [Path(run) / LOCK, *sorted(Path(run).glob(".*.lock"))]:
+        try:
+            with open(p, encoding="utf-8") as f:
+                h = _read(f)
+        except OSError:
+            continue
+        if h is not None and _alive(h):
+            out.append(_describe(h))
+    return out
+
+
+def _alive(h: dict) -> bool:
+    if h.get("host") != socket.gethostname() or not isinstance(h.get("pid"), int):
+        return True  # cannot tell from here
+    try:
+        os.kill(h["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _acquire(file: Path, exclusive: bool) -> IO[str]:
     """Open ``file`` and take its flock without waiting; raise BlockingIOError when held.
     A holder may unlink the file between our open and our flock: the lock we got is then on a
