@@ -46,6 +46,7 @@ def constrained_beam_search(
     topk: int | None = None,
     sample: torch.Generator | None = None,
     temperature: float = 1.0,
+    trace: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``topk`` (default ``num_beams``) catalogue items per user by SID log-probability.
 
@@ -61,6 +62,9 @@ def constrained_beam_search(
     ``key_c = -log(exp(-key_parent) - exp(-Z) + exp(-g_c))`` with ``g_c = phi_c + Gumbel`` and
     ``Z = max_c g_c``; the top-k keys at the last level are the sample. ``scores`` stay the
     model's log-probabilities (temperature 1), and the output is sorted by them.
+
+    ``trace``: a list that receives, after each level l, the trie nodes of the beams (B, nb)
+    at depth l + 1 (-1 for a dead beam): where a target falls out of the beam (diagnose.py).
     """
     _check(trie, vocab, num_beams)
     k_out = num_beams if topk is None else topk
@@ -112,6 +116,8 @@ def constrained_beam_search(
         node = torch.where(torch.isfinite(scores), child.flatten(1).gather(1, flat), -1)
         # a dead beam feeds PAD; its score stays -inf
         tokens = torch.where(node >= 0, code + vocab.offsets[level], PAD)
+        if trace is not None:
+            trace.append(node.clone())
 
     items = torch.where(node >= 0, trie.leaf_item[node.clamp(min=0)], -1)
     items, scores = items[:, :k_out], scores[:, :k_out]
