@@ -85,8 +85,10 @@ def test_2_info_names_each_broken_link(sid_run, tmp_path):
     # an edit to data/manifest.json (its files still match it)
     other = tmp_path / "edited"
     shutil.copytree(sid_run, other)
-    sgrec("build-sids", "--run", str(other), "--method", "rqkmeans", "--codebook-size", "8",
-          "--dedup", "suffix", "--cache-dir", str(sid_run.parent / "cache"), "--no-progress")
+    res = sgrec("build-sids", "--run", str(other), "--method", "rqkmeans", "--codebook-size",
+                "8", "--dedup", "suffix", "--cache-dir", str(sid_run.parent / "cache"),
+                "--no-progress")
+    assert res.exit_code == 0, res.output
     assert info(other)["sids"]["status"] == "ok"
     m = json.loads((other / "data" / "manifest.json").read_text())
     m["created_at"] = "2020-01-01T00:00:00+0000"

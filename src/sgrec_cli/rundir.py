@@ -24,9 +24,7 @@ class Run:
     """One run directory; artifacts are verified once and cached for the command's lifetime."""
 
     def __init__(self, path: Path | str):
-        self.path = Path(path)
-        if self.path.exists() and not self.path.is_dir():
-            raise ArtifactError("is a file, not a run directory; give --run a folder", self.path)
+        self.path = not_a_file(Path(path))
         self._manifests: dict[str, Manifest] = {}
 
     def __repr__(self) -> str:
@@ -111,6 +109,13 @@ class Run:
     def digests(self, *steps: str) -> dict[str, str]:
         """{"<step>/manifest.json": digest}: how a new step records what it consumed."""
         return {f"{s}/manifest.json": self.manifest(s).digest for s in steps}
+
+
+def not_a_file(path: Path) -> Path:
+    """``path``, refused when it names a file (``--run`` must be a folder, existing or not)."""
+    if path.exists() and not path.is_dir():
+        raise ArtifactError("is a file, not a run directory; give --run a folder", path)
+    return path
 
 
 def _rebuilt(step: str, need: str) -> str:

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from .artifacts import recover_leftovers
-from .errors import ArtifactError, RunBusyError
+from .errors import RunBusyError
+from .rundir import not_a_file
 
 LOCK = ".lock"
 _held: dict[Path, int] = {}  # run folders this process holds -> nesting depth
@@ -71,41 +72,26 @@ def _write(f: IO[str], text: str) -> None:
     f.flush()
 
 
-def _busy(path: Path, holders: list[dict]) -> RunBusyError:
-    who = "; ".join(_describe(h) for h in holders) if holders else "another process"
-    return RunBusyError(f"in use by {who}; wait for it to finish or use another --run", path)
+def _holder(file: Path) -> dict | None:
+    """The holder a lock file names, while that process lives (read without locking, so that
+    looking never makes a writer fail)."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            h = _read(f)
+    except OSError:
+        return None
+    return h if h is not None and _alive(h) else None
 
 
 def _holders(run: Path) -> list[dict]:
-    """Who holds the run lock shared: the writers named in the step locks held now."""
-    out = []
-    for p in sorted(run.glob(".*.lock")):
-        try:
-            with open(p, encoding="utf-8") as f:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                    fcntl.flock(f, fcntl.LOCK_UN)  # not held: a leftover
-                except BlockingIOError:
-                    out.append(_read(f) or {})
-        except OSError:
-            pass
-    return out
+    """Who writes into ``run`` now: the holder of the run lock, or those of the step locks."""
+    files = [run / LOCK, *sorted(run.glob(".*.lock"))]
+    return [h for h in map(_holder, files) if h is not None]
 
 
 def holders(run: Path) -> list[str]:
-    """Who writes into ``run`` now, described (what ``sgrec info`` shows); empty when no one.
-    Read without locking, so that looking never makes a writer fail: a lock file names a
-    holder while that process lives."""
-    out = []
-    for p in [Path(run) / LOCK, *sorted(Path(run).glob(".*.lock"))]:
-        try:
-            with open(p, encoding="utf-8") as f:
-                h = _read(f)
-        except OSError:
-            continue
-        if h is not None and _alive(h):
-            out.append(_describe(h))
-    return out
+    """Who writes into ``run`` now, described (what ``sgrec info`` shows); empty when no one."""
+    return [_describe(h) for h in _holders(Path(run))]
 
 
 def _alive(h: dict) -> bool:
@@ -154,19 +140,19 @@ def _release(f: IO[str], file: Path, exclusive: bool) -> None:
 
 
 @contextmanager
-def _hold(file: Path, *, exclusive: bool, say: Callable[[str], None],
-          busy: Callable[[IO[str] | None], RunBusyError]) -> Iterator[None]:
+def _hold(file: Path, *, exclusive: bool, say: Callable[[str], None]) -> Iterator[None]:
+    """Hold one lock file of a run; held by another: RunBusyError naming it (the file's holder,
+    else whoever writes into the run: a shared run lock names no one itself)."""
     try:
         f = _acquire(file, exclusive)
     except BlockingIOError:
-        try:
-            with open(file, encoding="utf-8") as g:
-                raise busy(g) from None
-        except FileNotFoundError:
-            raise busy(None) from None
+        h = _holder(file)
+        who = "; ".join(_describe(x) for x in ([h] if h else _holders(file.parent)))
+        raise RunBusyError(f"in use by {who or 'another process'}; wait for it to finish or "
+                           "use another --run", file.parent) from None
     try:
         stale = _read(f)
-        if stale is not None and stale.get("pid") != os.getpid():
+        if stale is not None:
             say(f"note: {file.parent}: took over the lock left by {_describe(stale)}, which "
                 "ended without releasing it")
             _write(f, "")
@@ -187,9 +173,7 @@ def locked(path: Path | str, *, own: str | None = None,
     process already (one step calling another): allowed. Under torchrun only rank 0 locks (the
     other ranks are the same job). Once the run is held alone, what a killed writer left behind
     is cleaned up (``recover_leftovers``); an empty run folder this call created is removed."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ArtifactError("is a file, not a run directory; give --run a folder", path)
+    path = not_a_file(Path(path))
     if os.environ.get("RANK", "0") != "0":
         yield
         return
@@ -204,26 +188,14 @@ def locked(path: Path | str, *, own: str | None = None,
             _held[key] -= 1
         return
     say = note or (lambda msg: print(msg, file=sys.stderr, flush=True))
-
-    def run_busy(f: IO[str] | None) -> RunBusyError:
-        h = _read(f) if f is not None else None
-        return _busy(path, [h] if h else _holders(path))
-
-    def step_busy(f: IO[str] | None) -> RunBusyError:
-        h = _read(f) if f is not None else None
-        return _busy(path, [h] if h else [])
-
     try:
         with ExitStack() as stack:
-            stack.enter_context(_hold(path / LOCK, exclusive=own is None, say=say,
-                                      busy=run_busy))
-            if own is not None:
-                stack.enter_context(_hold(path / f".{own}{LOCK}", exclusive=True, say=say,
-                                          busy=step_busy))
+            stack.enter_context(_hold(path / LOCK, exclusive=own is None, say=say))
             if own is None:
-                folders = [(path, None), *((f, None) for f in sorted(path.glob(".*.resume")))]
                 _drop_step_locks(path, say)
-            else:  # only what is this step's own
+                folders = [(path, None), *((f, None) for f in sorted(path.glob(".*.resume")))]
+            else:  # the step's own lock, and only its own leftovers
+                stack.enter_context(_hold(path / f".{own}{LOCK}", exclusive=True, say=say))
                 folders = [(path, {own, f".{own}.resume"}), (path / f".{own}.resume", None)]
             for folder, names in folders:
                 for name in recover_leftovers(folder, names):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,20 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise BadInputError(f"expected a file ({what}), found a folder", path)
     return path
+
+
+def find_one(source: Path, suffix: str) -> Path | None:
+    """``source`` itself when it is a file named ``*suffix``; in a folder, its one ``*suffix``
+    file (several are an error: the user picks one); otherwise None."""
+    if source.is_file():
+        return source if source.name.endswith(suffix) else None
+    if source.is_dir():
+        found = sorted(p for p in source.glob(f"*{suffix}") if p.is_file())
+        if len(found) > 1:
+            raise BadInputError(f"several *{suffix} files ({', '.join(p.name for p in found)}); "
+                                "pass the one to use", source)
+        return found[0] if found else None
+    return None
 
 
 def read_text(path: Path, encoding: str = "utf-8") -> str:
@@ -126,6 +141,24 @@ def as_value(value: Any, where: str, field: str = "value") -> float | None:
         except ValueError:
             raise BadInputError(f"field {field!r} is not a number: {value!r}", where) from None
     raise BadInputError(f"field {field!r} must be a number, got {_type(value)}", where)
+
+
+def as_number(value: Any, where: str, field: str) -> float:
+    """A finite number: a JSON number or a numeric string (a timestamp, a rating)."""
+    if isinstance(value, bool):
+        raise BadInputError(f"{field} must be a number, got a boolean", where)
+    if isinstance(value, (int, float)):
+        out = float(value)
+    elif isinstance(value, str):
+        try:
+            out = float(value.strip())
+        except ValueError:
+            raise BadInputError(f"{field} must be a number, got {value!r}", where) from None
+    else:
+        raise BadInputError(f"{field} must be a number, got {value!r}", where)
+    if not math.isfinite(out):
+        raise BadInputError(f"{field} must be a finite number, got {value!r}", where)
+    return out
 
 
 def as_id(value: Any, where: str, field: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import at
+
 
 @dataclass
 class RawItem:
@@ -41,3 +43,16 @@ class RawDataset:
     files: list[Path]
     items_where: str = ""
     notes: dict[str, int] = field(default_factory=dict)  # counts of what the reader dropped
+
+
+def timed_sequences(events: dict[str, list[tuple[float, int, str]]],
+                    first_line: dict[str, int], path: Path) -> list[RawSequence]:
+    """Users' (time, line, item) events -> their sequences: sorted by time, file order on ties
+    (all times 0: file order), users in order of first appearance, users without events
+    dropped; each located at its first line of ``path``."""
+    sequences = []
+    for user, seq in events.items():
+        if seq:
+            seq.sort(key=lambda e: (e[0], e[1]))
+            sequences.append(RawSequence(user, [e[2] for e in seq], at(path, first_line[user])))
+    return sequences

@@ -21,19 +21,19 @@ import io
 import math
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from ...errors import BadInputError, at
 from ..io import (
     as_categories,
     as_id,
+    as_number,
     as_text,
     as_value,
     iter_json_lines,
     read_text,
     require_file,
 )
-from ..raw import RawDataset, RawItem, RawSequence
+from ..raw import RawDataset, RawItem, timed_sequences
 
 NAME = "generic"
 KINDS = ("csv", "jsonl")
@@ -96,8 +96,8 @@ def read(source: Path, cfg) -> RawDataset:
         _same_keys(rec, "rating", has_rating, where)
         user = as_id(rec["user_id"], where, "user_id")
         item = as_id(rec["item_id"], where, "item_id")
-        ts = _number(rec["timestamp"], where, "timestamp") if has_time else 0.0
-        rating = _number(rec["rating"], where, "rating") if has_rating else None
+        ts = as_number(rec["timestamp"], where, "timestamp") if has_time else 0.0
+        rating = as_number(rec["rating"], where, "rating") if has_rating else None
         first_line.setdefault(user, n)
         seq = events.setdefault(user, [])
         if min_rating is not None and rating is not None and rating < min_rating:
@@ -107,12 +107,7 @@ def read(source: Path, cfg) -> RawDataset:
 
     if not events:
         raise BadInputError("no interactions in the file", inter_path)
-    sequences = []
-    for user, seq in events.items():
-        if seq:
-            seq.sort(key=lambda e: (e[0], e[1]))  # all times are 0.0 without a timestamp
-            sequences.append(RawSequence(user, [e[2] for e in seq],
-                                         at(inter_path, first_line[user])))
+    sequences = timed_sequences(events, first_line, inter_path)
 
     items_path = _items_file(inter_path, cfg)
     items = _read_items(items_path, _kind_of(items_path) or kind) if items_path else None
@@ -130,23 +125,6 @@ def _same_keys(rec: dict, key: str, expected: bool, where: str) -> None:
         raise BadInputError(f"missing key {key!r} (the first record has one)", where)
     if not expected and key in rec:
         raise BadInputError(f"key {key!r} is present here but not in the first record", where)
-
-
-def _number(value: Any, where: str, field: str) -> float:
-    if isinstance(value, bool):
-        raise BadInputError(f"{field} must be a number, got a boolean", where)
-    if isinstance(value, (int, float)):
-        out = float(value)
-    elif isinstance(value, str):
-        try:
-            out = float(value.strip())
-        except ValueError:
-            raise BadInputError(f"{field} must be a number, got {value!r}", where) from None
-    else:
-        raise BadInputError(f"{field} must be a number, got {value!r}", where)
-    if not math.isfinite(out):
-        raise BadInputError(f"{field} must be a finite number, got {value!r}", where)
-    return out
 
 
 def _records(path: Path, kind: str, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:

@@ -5,23 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...errors import BadInputError, at
-from ..io import as_categories, as_id, as_text, as_value, load_json, require_file
+from ..io import as_categories, as_id, as_text, as_value, find_one, load_json, require_file
 from ..raw import RawDataset, RawItem, RawSequence
 
 NAME = "letter"
 
 
 def _inter_file(source: Path) -> Path | None:
-    if source.is_file() and source.name.endswith(".inter.json"):
-        return source
-    if source.is_dir():
-        found = sorted(source.glob("*.inter.json"))
-        if len(found) > 1:
-            raise BadInputError(
-                f"several *.inter.json files ({', '.join(p.name for p in found)}); "
-                "pass the one to use", source)
-        return found[0] if found else None
-    return None
+    return find_one(source, ".inter.json")
 
 
 def detect(source: Path) -> bool:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ...errors import BadInputError, at
 from ..io import iter_lines, require_file
-from ..raw import RawDataset, RawItem, RawSequence
+from ..raw import RawDataset, RawItem, timed_sequences
 
 NAME = "movielens"
 ENCODING = "latin-1"
@@ -94,12 +94,7 @@ def read(source: Path, cfg) -> RawDataset:
             continue
         rows[user].append((ts, n, movie))
 
-    sequences = []
-    for user, events in rows.items():
-        if events:
-            events.sort(key=lambda e: (e[0], e[1]))
-            sequences.append(RawSequence(user, [e[2] for e in events],
-                                         at(ratings_path, first_line[user])))
+    sequences = timed_sequences(rows, first_line, ratings_path)
     if sep == "::":
         items = _movies_1m(movies_path)
         files = [ratings_path, movies_path]

@@ -20,13 +20,12 @@ in it; items keep its order. Without ``X.item`` every item gets empty text.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from pathlib import Path
 
 from ...errors import BadInputError, at
-from ..io import iter_lines
-from ..raw import RawDataset, RawItem, RawSequence
+from ..io import as_id, as_number, find_one, iter_lines
+from ..raw import RawDataset, RawItem, timed_sequences
 
 NAME = "recbole"
 TYPES = ("token", "token_seq", "float", "float_seq")
@@ -37,15 +36,7 @@ VALUE = ("price", "value")
 
 
 def _inter_file(source: Path) -> Path | None:
-    if source.is_file():
-        return source if source.suffix == ".inter" else None
-    if source.is_dir():
-        found = sorted(p for p in source.glob("*.inter") if p.is_file())
-        if len(found) > 1:
-            raise BadInputError(f"several *.inter files ({', '.join(p.name for p in found)}); "
-                                "pass the one to use", source)
-        return found[0] if found else None
-    return None
+    return find_one(source, ".inter")
 
 
 def detect(source: Path) -> bool:
@@ -100,22 +91,7 @@ def _rows(path: Path, required: tuple[str, ...]
 
 def _float(cell: str, where: str, field: str) -> float | None:
     """A float cell; None when empty."""
-    if not cell.strip():
-        return None
-    try:
-        value = float(cell)
-    except ValueError:
-        raise BadInputError(f"{field} must be a number, got {cell!r}", where) from None
-    if not math.isfinite(value):
-        raise BadInputError(f"{field} must be a finite number, got {cell!r}", where)
-    return value
-
-
-def _id(cell: str, where: str, field: str) -> str:
-    value = cell.strip()
-    if not value:
-        raise BadInputError(f"empty {field}", where)
-    return value
+    return as_number(cell, where, field) if cell.strip() else None
 
 
 def read(source: Path, cfg) -> RawDataset:
@@ -134,8 +110,8 @@ def read(source: Path, cfg) -> RawDataset:
     below = 0
     for n, cells in rows:
         where = at(inter_path, n)
-        user = _id(cells[col["user_id"]], where, "user_id")
-        item = _id(cells[col["item_id"]], where, "item_id")
+        user = as_id(cells[col["user_id"]], where, "user_id")
+        item = as_id(cells[col["item_id"]], where, "item_id")
         ts = 0.0
         if has_time:
             ts = _float(cells[col["timestamp"]], where, "timestamp")
@@ -151,12 +127,7 @@ def read(source: Path, cfg) -> RawDataset:
         seq.append((ts, n, item))
     if not events:
         raise BadInputError("no interactions in the file", inter_path)
-    sequences = []
-    for user, seq in events.items():
-        if seq:
-            seq.sort(key=lambda e: (e[0], e[1]))
-            sequences.append(RawSequence(user, [e[2] for e in seq],
-                                         at(inter_path, first_line[user])))
+    sequences = timed_sequences(events, first_line, inter_path)
 
     item_path = inter_path.with_suffix(".item")
     items = _read_items(item_path) if item_path.is_file() else None
@@ -179,7 +150,7 @@ def _read_items(path: Path) -> dict[str, RawItem]:
     first: dict[str, int] = {}
     for n, cells in rows:
         where = at(path, n)
-        item = _id(cells[item_col], where, "item_id")
+        item = as_id(cells[item_col], where, "item_id")
         if item in items:
             raise BadInputError(f"duplicate item_id {item!r} (first on line {first[item]})",
                                 where)
