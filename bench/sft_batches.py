@@ -56,7 +56,7 @@ def main() -> None:
     data, sids = load_data(args.run), load_sids(args.run)
     vocab = SidVocab(sids.codebook_sizes)
     train = data.split("train")
-    ids, mask, labels = encode_examples(train, sids.codes, vocab, data.max_history)
+    ids, mask, labels, _ = encode_examples(train, sids.codes, vocab, data.max_history)
     lengths = mask.sum(1)
     grouped = length_grouped_batches(lengths, args.batch_size, torch.Generator().manual_seed(0))
     grouped = grouped[: args.steps]

@@ -64,11 +64,16 @@ def trained(data, tmp_path_factory):
 def test_encode_examples(data):
     codes, train, _, _ = data
     vocab = SidVocab(SIZES)
-    ids, mask, labels = encode_examples(train[:5], codes, vocab, max_history=3)
+    ids, mask, labels, targets = encode_examples(train[:5], codes, vocab, max_history=3)
     assert ids.shape == mask.shape and ids.shape[0] == 5
     assert labels.shape == (5, 3)
     assert vocab.tokens_to_codes(labels).tolist() == codes[[e.target for e in train[:5]]].tolist()
+    assert targets.tolist() == [e.target for e in train[:5]]
     assert int(mask.sum(1).max()) <= 3 * 3 + 1
+    # item inputs: one position per history item, item index + 1, no EOS
+    ids, mask, _, _ = encode_examples(train[:5], codes, vocab, max_history=3, per_item=True)
+    for row, m, ex in zip(ids.tolist(), mask.tolist(), train[:5], strict=True):
+        assert row[: sum(m)] == [i + 1 for i in ex.history[-3:]]
 
 
 def test_learns_next_item(data, trained):

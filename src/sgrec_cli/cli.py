@@ -186,6 +186,13 @@ def build_sids(
     target_collision_rate: Annotated[float, typer.Option(
         help="RQ-VAE keeps the best-reconstructing state at or under this raw rate.")]
         = _d(BuildSidsConfig, "target_collision_rate"),
+    collab_dim: Annotated[int, typer.Option(
+        help="Add collaborative item vectors of this size (co-occurrence in the training "
+        "split, factorised) to the text embeddings the quantizer reads; 0 = text only.")]
+        = _d(BuildSidsConfig, "collab_dim"),
+    collab_weight: Annotated[float, typer.Option(
+        help="Scale of the (unit-norm) collaborative vectors next to the (unit-norm) text.")]
+        = _d(BuildSidsConfig, "collab_weight"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = _d(BuildSidsConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")]
         = _d(BuildSidsConfig, "device"),
@@ -207,6 +214,7 @@ def build_sids(
         method=method, levels=levels, codebook_size=codebook_size, dedup=dedup, epochs=epochs,
         lr=lr, batch_size=batch_size, embedder=embedder, template=template,
         target_collision_rate=target_collision_rate, seed=seed, device=device,
+        collab_dim=collab_dim, collab_weight=collab_weight,
         cache_dir=str(cache_dir) if cache_dir else None)
     stats = run_step(run, cfg, progress=progress)
     if as_json:
@@ -259,6 +267,19 @@ def train(
     num_layers: Annotated[int, typer.Option(
         help="Generator: encoder layers (and as many decoder layers).")]
         = _d(SFTConfig, "model").num_layers,
+    input: Annotated[str, typer.Option(
+        "--input", help="Generator: tokens (one encoder position per SID token) or items (one "
+        "per history item: its pooled SID embedding).")] = _d(SFTConfig, "model").input,
+    text: Annotated[bool, typer.Option(
+        help="Generator, --input items: add the item's projected text embedding to its input.")]
+        = _d(SFTConfig, "model").text,
+    score: Annotated[str, typer.Option(
+        help="Generator: generator (rank by SID log-probability) or hybrid (also learn a dense "
+        "item head; rank beams and its top items by the mixed score).")]
+        = _d(SFTConfig, "model").score,
+    hybrid_weight: Annotated[float, typer.Option(
+        help="Generator, --score hybrid: the dense head's share of the score.")]
+        = _d(SFTConfig, "model").hybrid_weight,
     a2po: Annotated[bool, typer.Option(
         "--a2po", help="Fine-tune RUN/sft with A2PO using RUN/judge's semantic reward.")] = False,
     advantage: Annotated[str, typer.Option(
@@ -322,7 +343,8 @@ def train(
                          device=device)
         title, summary, table = _train_a2po(run, a2po_opts, lr, tag, resume, progress)
     elif model == "generator":
-        arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model}
+        arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model,
+                "input": input, "text": text, "score": score, "hybrid_weight": hybrid_weight}
         if dropout is not None:
             arch["dropout"] = given.pop("dropout")
         cfg = SFTConfig(valid_users=valid_users, seed=seed, device=device,

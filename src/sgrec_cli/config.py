@@ -12,6 +12,7 @@ from typing import Any
 
 from .data.formats import FORMAT_CHOICES
 from .eval.metrics import DEFAULT_KS
+from .inference import SCORINGS as SCORE_MODES
 from .inference import check_model
 from .judge import OBJECTIVES
 from .judge.backends import BACKENDS
@@ -103,6 +104,8 @@ class BuildSidsConfig(_Config):
                           suffix: append a disambiguation level (TIGER)
     embedder, template    sentence-transformers model (id or path) and item text template
     target_collision_rate RQ-VAE keeps the best-reconstructing state at or under this raw rate
+    collab_dim            > 0: the quantizer reads [text, collab_weight * collaborative vectors]
+                          of this size, learned from the training split (sids/collab.py)
     """
 
     method: str = "rqvae"
@@ -123,6 +126,8 @@ class BuildSidsConfig(_Config):
     eval_every: int = 5
     patience: int = 8
     kmeans_iters: int = 25
+    collab_dim: int = 0
+    collab_weight: float = 1.0
     seed: int = 0
     device: str = "auto"
 
@@ -141,7 +146,8 @@ class BuildSidsConfig(_Config):
                 "(default 256)")
         check_ints(self, ("epochs", "batch_size", "latent_dim", "eval_every", "patience",
                           "kmeans_iters", "embed_batch_size"), 1)
-        check_ints(self, ("seed",), 0)
+        check_ints(self, ("seed", "collab_dim"), 0)
+        check_num("collab_weight", self.collab_weight, of=self, low=0, low_open=True)
         check_num("lr", self.lr, of=self, low=0, low_open=True)
         check_num("beta", self.beta, of=self, low=0)
         check_num("target_collision_rate", self.target_collision_rate, of=self, low=0, high=1)
@@ -217,10 +223,24 @@ class JudgeConfig(_Config):
         BACKENDS[self.backend].check(self)
 
 
+INPUT_MODES = ("tokens", "items")
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """Architecture of the SID generator (a T5 encoder-decoder); the vocabulary comes from the
-    SIDs. ``num_layers`` encoder layers and as many decoder layers."""
+    SIDs. ``num_layers`` encoder layers and as many decoder layers.
+
+    input          tokens: one encoder position per SID token of each history item (TIGER);
+                   items: one position per history item, its vector the sum of the embeddings
+                   of its SID tokens (shared with the decoder) (generator/model.py)
+    text           items only: add the item's frozen text embedding (RUN/sids), projected to
+                   d_model, to its input vector
+    score          generator: items ranked by their SID log-probability; hybrid: the model
+                   also learns a dense item head, and the beams and the head's top items are
+                   ranked by ``(1 - hybrid_weight) * log p_gen + hybrid_weight * log p_dense``
+    hybrid_weight  the dense head's share of the hybrid score, in [0, 1]
+    """
 
     d_model: int = 128
     num_layers: int = 4
@@ -229,8 +249,21 @@ class GeneratorConfig:
     dropout: float = 0.1
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
+    input: str = "tokens"
+    text: bool = False
+    score: str = "generator"
+    hybrid_weight: float = 0.5
 
     def validate(self) -> None:
+        require(self.input in INPUT_MODES,
+                f"model input {self.input!r} is not known; use one of {', '.join(INPUT_MODES)}")
+        require(self.score in SCORE_MODES,
+                f"model score {self.score!r} is not known; use one of {', '.join(SCORE_MODES)}")
+        require(isinstance(self.text, bool), f"model text {self.text!r} must be true or false")
+        require(not self.text or self.input == "items",
+                "text features need item inputs (--input items)")
+        require(is_num(self.hybrid_weight) and 0 <= self.hybrid_weight <= 1,
+                f"model hybrid_weight {self.hybrid_weight!r} must be in [0, 1]")
         for name in ("d_model", "num_layers", "num_heads", "d_ff",
                      "relative_attention_num_buckets", "relative_attention_max_distance"):
             value = getattr(self, name)

@@ -19,12 +19,29 @@ from .errors import ConfigError
 from .rundir import Run
 
 MODELS = ("sft", "a2po", "sasrec", "popular")
-MODEL_HELP = "sft, a2po, a2po-TAG (from train --a2po --tag TAG), sasrec or popular"
+MODEL_HELP = ("sft, a2po, a2po-TAG (from train --a2po --tag TAG), sasrec or popular; a "
+              "generator may name its scoring: sft@generator, sft@hybrid")
+SCORINGS = ("generator", "hybrid")  # a generator's scoring modes (config.SCORE_MODES)
+
+
+def split_model(name: str) -> tuple[str, str | None]:
+    """``sft@hybrid`` -> ("sft", "hybrid"); a name without ``@`` scores as its model was
+    trained to (None)."""
+    base, at, score = name.partition("@")
+    return base, (score if at else None)
+
+
+def _is_generator(base: str) -> bool:
+    return base in ("sft", "a2po") or (base.startswith("a2po-") and len(base) > len("a2po-"))
 
 
 def known_model(name: str) -> bool:
-    """The built-in models, and A2PO runs saved under a tag (``a2po-<tag>``)."""
-    return name in MODELS or (name.startswith("a2po-") and len(name) > len("a2po-"))
+    """The built-in models, A2PO runs saved under a tag (``a2po-<tag>``), and a generator with
+    its scoring named (``sft@generator``: the pure generator of a hybrid model)."""
+    base, score = split_model(name)
+    if score is not None:
+        return _is_generator(base) and score in SCORINGS
+    return base in MODELS or _is_generator(base)
 
 
 def check_model(name: str) -> None:
@@ -34,7 +51,8 @@ def check_model(name: str) -> None:
 
 def model_step(name: str) -> str | None:
     """The run folder a model is loaded from (None: popular is fit from the data)."""
-    return None if name == "popular" else name
+    base, _ = split_model(name)
+    return None if base == "popular" else base
 
 
 # ---------------------------------------------------------------------------------- loaders
@@ -86,21 +104,39 @@ def load_sasrec(run: Run):
 # -------------------------------------------------------------------------------- decoding
 
 
+def score_mode(model, score: str | None) -> str:
+    """The scoring a generator is asked for: ``score``, or its own (config) when None; hybrid
+    needs a model trained with the dense head."""
+    mode = model.gen.score if score is None else score
+    if mode not in SCORINGS:
+        raise ConfigError(f"score {mode!r} is not known; use one of {', '.join(SCORINGS)}")
+    if mode == "hybrid" and not model.hybrid:
+        raise ConfigError("hybrid scoring needs a generator trained with a dense head "
+                          "(sgrec train --score hybrid); this one has none")
+    return mode
+
+
 def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: np.ndarray,
                  k: int, num_beams: int, *, batch: int = 256, max_history: int | None = None,
-                 with_scores: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                 with_scores: bool = False, score: str | None = None,
+                 exclude_history: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Top-k item indices per user, (U, k) int64, best first, by constrained beam search.
 
     Items are distinct catalogue items; ``-1`` fills slots when fewer than k are reachable.
     ``max_history`` keeps only the most recent items of each history (default: all of them).
-    ``with_scores`` also returns the SID log-probabilities, (U, k) float32 (-inf on empty slots).
+    ``score``: generator (SID log-probability) or hybrid (generator/hybrid.py; the model needs
+    its dense head); default the model's own ``score``. ``exclude_history``: the hybrid's dense
+    candidates leave out history items (beams are filtered by the caller, ``drop_seen``).
+    ``with_scores`` also returns the scores, (U, k) float32 (-inf on empty slots).
     """
     import torch
 
     from .generator.beam import constrained_beam_search
+    from .generator.hybrid import hybrid_search
 
     if batch < 1:
         raise ConfigError(f"batch {batch!r} must be >= 1")
+    score = score_mode(model, score)
     device = next(model.parameters()).device
     n_users = len(histories)
     out = np.full((n_users, k), -1, dtype=np.int64)
@@ -112,9 +148,15 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
     with torch.no_grad():
         for start in range(0, n_users, batch):
             rows = order[start : start + batch]
-            ids, mask = vocab.encode_history([histories[i] for i in rows], codes, keep)
-            items, scores = constrained_beam_search(
-                model, ids.to(device), mask.to(device), trie, vocab, num_beams, topk=k)
+            ids, mask = vocab.encode_history([histories[i] for i in rows], codes, keep,
+                                             per_item=model.per_item)
+            if score == "hybrid":
+                seen = [histories[i] for i in rows] if exclude_history else None
+                items, scores = hybrid_search(model, ids.to(device), mask.to(device), trie,
+                                              vocab, num_beams, topk=k, exclude=seen)
+            else:
+                items, scores = constrained_beam_search(
+                    model, ids.to(device), mask.to(device), trie, vocab, num_beams, topk=k)
             out[rows] = items.cpu().numpy()
             out_scores[rows] = scores.float().cpu().numpy()
     return (out, out_scores) if with_scores else out
@@ -140,15 +182,18 @@ def drop_seen(items: np.ndarray, scores: np.ndarray, histories: Sequence[Sequenc
 
 def generator_top_items(gen: LoadedGenerator, histories: Sequence[Sequence[int]], k: int,
                         num_beams: int, *, exclude_history: bool = True,
-                        fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                        fill: bool = False, score: str | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """The generator's (items, scores) (U, k), best first. ``num_beams`` beams are searched;
     ``fill`` widens the search by the longest history so that k items remain after history
-    items are dropped, while without it a dropped beam leaves an empty slot."""
+    items are dropped, while without it a dropped beam leaves an empty slot. ``score``:
+    generator or hybrid (default: the model's own, ``score_mode``)."""
     longest = max((len(h) for h in histories), default=0)
     beams = max(num_beams, k) + (longest if fill and exclude_history else 0)
     beams = min(beams, gen.codes.shape[0])  # no more beams than catalogue items
     items, scores = predict_topk(gen.model, gen.vocab, gen.trie, histories, gen.codes, beams,
-                                 num_beams=beams, max_history=gen.max_history, with_scores=True)
+                                 num_beams=beams, max_history=gen.max_history, with_scores=True,
+                                 score=score, exclude_history=exclude_history)
     if not exclude_history:
         return items[:, :k], scores[:, :k]
     return drop_seen(items, scores, histories, k)
@@ -159,10 +204,11 @@ def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, 
               fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(items (U, k) int64, scores (U, k) float32) of one model, best first.
 
-    Scores: the SID log-probability (generators), the logit (sasrec), the training count
-    (popular). ``fill``: see ``generator_top_items``.
+    Scores: the SID log-probability (generators; the hybrid score with hybrid scoring), the
+    logit (sasrec), the training count (popular). ``fill``: see ``generator_top_items``.
     """
     check_model(model)
+    model, score = split_model(model)
     if model == "popular":
         from .baselines.popularity import MostPopular
 
@@ -179,4 +225,4 @@ def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, 
                          with_scores=True)
     gen = load_generator_step(run, model, device)
     return generator_top_items(gen, histories, k, num_beams, exclude_history=exclude_history,
-                               fill=fill)
+                               fill=fill, score=score)

@@ -76,7 +76,7 @@ def constrained_beam_search(
     device = input_ids.device
     trie = trie.to(device)
     batch, nb = input_ids.shape[0], num_beams
-    hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)[0]
+    hidden = model.encode(input_ids, attention_mask)
     dec = BeamDecoder(model)
     dec.start(hidden, attention_mask)  # (B, S, D): read by every beam of a user, never copied
 

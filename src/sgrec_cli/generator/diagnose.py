@@ -85,7 +85,7 @@ def diagnose(model, vocab: SidVocab, trie: SidTrie, histories: Sequence[Sequence
     parts: dict[str, list[np.ndarray]] = {"free": [], "trie": [], "survival": []}
     for start in range(0, len(histories), batch):
         hist = histories[start : start + batch]
-        ids, mask = vocab.encode_history(hist, codes, max_history)
+        ids, mask = vocab.encode_history(hist, codes, max_history, per_item=model.per_item)
         ids, mask = ids.to(device), mask.to(device)
         target = all_codes[np.asarray(targets[start : start + batch], dtype=np.int64)]
         free, constrained = teacher_forced_levels(model, vocab, trie, ids, mask, target)

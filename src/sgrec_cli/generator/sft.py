@@ -66,32 +66,44 @@ _RESUMABLE_CHANGES = {"epochs", "patience", "device"}
 
 
 def encode_examples(
-    examples: Sequence[Example], codes: np.ndarray, vocab: SidVocab, max_history: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    examples: Sequence[Example], codes: np.ndarray, vocab: SidVocab, max_history: int,
+    per_item: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Teacher-forcing tensors: ``input_ids`` and ``attention_mask`` LongTensor (B, T) of the
-    histories (right-padded), and ``labels`` LongTensor (B, L), the targets' SID tokens (T5 shifts
-    them right behind its decoder start token itself)."""
+    histories (right-padded; ``per_item``: one position per item), ``labels`` LongTensor (B, L),
+    the targets' SID tokens (T5 shifts them right behind its decoder start token itself), and
+    ``targets`` LongTensor (B,), the target items (the dense head's labels)."""
     if not examples:
         raise ConfigError("no examples to encode")
     input_ids, attention_mask = vocab.encode_history(
-        [ex.history for ex in examples], codes, max_history
+        [ex.history for ex in examples], codes, max_history, per_item=per_item
     )
-    labels = vocab.target_tokens([ex.target for ex in examples], codes)
-    return input_ids, attention_mask, labels
+    targets = [ex.target for ex in examples]
+    labels = vocab.target_tokens(targets, codes)
+    return input_ids, attention_mask, labels, torch.as_tensor(targets, dtype=torch.long)
+
+
+def _forward(model, ids, mask, labels, targets, device, dense: bool):
+    """The forward of one batch (``model`` may be DDP-wrapped): the SID loss, plus the dense
+    head's when ``dense``."""
+    items = targets.to(device) if dense else None
+    return model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                 labels=labels.to(device), items=items)
 
 
 @torch.no_grad()
 def _valid_loss(model, tensors: tuple[torch.Tensor, ...], batch_size: int) -> float:
     """Teacher-forced cross-entropy per SID token on the validation examples, given as
-    ``encode_examples`` tensors (shows over-fitting next to the training loss)."""
+    ``encode_examples`` tensors (shows over-fitting next to the training loss); with a dense
+    head, plus its cross-entropy per example."""
     model.eval()
     device = next(model.parameters()).device
-    ids, mask, labels = tensors
+    ids, mask, labels, targets = tensors
     total = 0.0
     for start in range(0, labels.shape[0], batch_size):
         sl = slice(start, start + batch_size)
-        out = model(input_ids=ids[sl].to(device), attention_mask=mask[sl].to(device),
-                    labels=labels[sl].to(device))
+        out = _forward(model, ids[sl], mask[sl], labels[sl], targets[sl], device,
+                       model.hybrid)
         total += float(out.loss) * labels[sl].shape[0]
     return total / labels.shape[0]
 
@@ -161,7 +173,7 @@ class _Trainer:
     vocab: SidVocab
     trie: SidTrie
     codes: np.ndarray
-    train: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # ids, mask, labels
+    train: tuple[torch.Tensor, ...]  # ids, mask, labels, targets
     lengths: torch.Tensor
     valid: list[Example]
     valid_tensors: tuple[torch.Tensor, ...]
@@ -170,12 +182,13 @@ class _Trainer:
 
 
 def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig,
-           world: World, max_history: int) -> _Trainer:
+           world: World, max_history: int, text: np.ndarray | None) -> _Trainer:
     device = torch.device(world.device)
     codes = np.asarray(codes, dtype=np.int64)
     vocab = SidVocab(codebook_sizes)
     trie = SidTrie.from_codes(codes, list(codebook_sizes)).to(device)
-    ids, mask, labels = encode_examples(train_examples, codes, vocab, max_history)
+    per_item = cfg.model.input == "items"
+    train = encode_examples(train_examples, codes, vocab, max_history, per_item)
     valid = seeded_subset(valid_examples, cfg.valid_users, cfg.seed)
     # length_grouped_batches makes exactly ceil(n / batch) batches; each process takes 1/world
     steps_per_epoch = math.ceil(len(train_examples) / cfg.batch_size) // world.size
@@ -184,7 +197,7 @@ def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig
                           f"the {world.size} processes; lower --batch-size")
     total_steps = steps_per_epoch * cfg.epochs
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, vocab).to(device)
+    model = build_model(cfg.model, vocab, codes=codes, text=text).to(device)
     ddp = model
     if world.distributed:
         torch.manual_seed(cfg.seed + 7919 * world.rank)  # own dropout masks per process
@@ -199,9 +212,9 @@ def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig
         optimizer, _lr_lambda(min(cfg.warmup_steps, total_steps), total_steps))
     return _Trainer(cfg, world, device, model, ddp, optimizer, scheduler,
                     torch.Generator().manual_seed(cfg.seed), vocab, trie, codes,
-                    (ids, mask, labels), mask.sum(1), valid,
-                    encode_examples(valid, codes, vocab, max_history), steps_per_epoch,
-                    max_history)
+                    train, train[1].sum(1), valid,
+                    encode_examples(valid, codes, vocab, max_history, per_item),
+                    steps_per_epoch, max_history)
 
 
 def _run_config(t: _Trainer) -> dict:
@@ -254,16 +267,15 @@ def _read_log(path: Path, n_epochs: int) -> list[dict]:
 def _train_epoch(t: _Trainer, advance: Callable[[], None]) -> float:
     """One pass over this process's share of the batches; the mean training loss."""
     t.model.train()
-    ids, mask, labels = t.train
+    ids, mask, labels, targets = t.train
     loss_sum, seen = 0.0, 0
     batches = length_grouped_batches(t.lengths, t.cfg.batch_size, t.shuffle)
     # every process draws the same batches and takes its own equal share
     w = t.world
     for idx in batches[w.rank : t.steps_per_epoch * w.size : w.size]:
         width = int(t.lengths[idx].max())
-        out = t.ddp(input_ids=ids[idx, :width].to(t.device),
-                    attention_mask=mask[idx, :width].to(t.device),
-                    labels=labels[idx].to(t.device))
+        out = _forward(t.ddp, ids[idx, :width], mask[idx, :width], labels[idx], targets[idx],
+                       t.device, t.model.hybrid)
         t.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(t.model.parameters(), 1.0)
@@ -324,6 +336,7 @@ def train_sft(
     out_dir: Path,
     *,
     max_history: int = DEFAULT_MAX_HISTORY,
+    text: np.ndarray | None = None,
     inputs: dict[str, str] | None = None,
     resume: bool = False,
     log: Callable[[str], None] | None = None,
@@ -334,7 +347,8 @@ def train_sft(
 ) -> dict[str, Any]:
     """Train the generator; returns a summary (best epoch and metrics, epochs run, seconds).
 
-    ``max_history``: history items the encoder reads (RUN/data's setting). ``inputs``: the
+    ``max_history``: history items the encoder reads (RUN/data's setting). ``text``: (N, E)
+    item text embeddings, for ``cfg.model.text``. ``inputs``: the
     artifacts trained on (manifest digests), recorded in the checkpoint; a resume from other
     inputs is refused. ``resume``
     continues from ``out_dir/checkpoint`` when present (otherwise starts afresh).
@@ -358,7 +372,8 @@ def train_sft(
     started = time.time()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    t = _setup(train_examples, valid_examples, codes, codebook_sizes, cfg, world, max_history)
+    t = _setup(train_examples, valid_examples, codes, codebook_sizes, cfg, world, max_history,
+               text)
     state, rows = _start(t, out_dir, resume, say, inputs or {})
     run_here = 0
     with progress_bar(progress and world.main, "sft",

@@ -40,9 +40,11 @@ def run_step(run: Run | Path, cfg: SFTConfig, *, resume: bool = False, log=None,
     inputs = run.digests("data", "sids")
     world = setup(cfg.device)
     try:
+        text = sids.embeddings() if cfg.model.text else None
         summary = train_sft(data.split("train"), data.split("valid"), sids.codes,
                             sids.codebook_sizes, cfg, work_dir(run.path),
-                            max_history=data.max_history, inputs=inputs, resume=resume,
+                            max_history=data.max_history, text=text, inputs=inputs,
+                            resume=resume,
                             log=log, on_epoch=on_epoch, world=world, progress=progress,
                             stop_after=stop_after)
         summary["processes"] = world.size

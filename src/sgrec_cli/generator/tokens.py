@@ -59,14 +59,16 @@ class SidVocab:
         return self._check_codes(codes) + np.asarray(self.offsets, dtype=np.int64)
 
     def encode_history(
-        self, histories: Sequence[Sequence[int]], codes: np.ndarray, max_items: int
+        self, histories: Sequence[Sequence[int]], codes: np.ndarray, max_items: int,
+        *, per_item: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder inputs for a batch of users.
 
         Each history (item indices, oldest first) keeps its ``max_items`` most recent items, whose
-        SID tokens are flattened in order and followed by ``EOS``. Rows are right-padded with
-        ``PAD`` (T5's relative attention makes the padding side irrelevant once masked).
-        Returns ``input_ids`` and ``attention_mask``, both LongTensor (B, T).
+        SID tokens are flattened in order and followed by ``EOS``; with ``per_item`` (the
+        ``items`` input mode) each item is one position, ``item index + 1``, and no EOS. Rows are
+        right-padded with ``PAD`` = 0 (T5's relative attention makes the padding side irrelevant
+        once masked). Returns ``input_ids`` and ``attention_mask``, both LongTensor (B, T).
         """
         if max_items < 1:
             raise ValueError(f"max_items must be >= 1, got {max_items}")
@@ -77,8 +79,11 @@ class SidVocab:
             recent = np.asarray(list(hist)[-max_items:], dtype=np.int64)
             if recent.size and (recent.min() < 0 or recent.max() >= n_items):
                 raise ValueError(f"history item outside 0..{n_items - 1}")
-            rows.append(np.concatenate([tokens[recent].reshape(-1), [EOS]]))  # (n*L + 1,)
-        width = max((len(r) for r in rows), default=1)
+            if per_item:
+                rows.append(recent + 1)  # (n,)
+            else:
+                rows.append(np.concatenate([tokens[recent].reshape(-1), [EOS]]))  # (n*L + 1,)
+        width = max(1, max((len(r) for r in rows), default=1))
         input_ids = torch.full((len(rows), width), PAD, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, row in enumerate(rows):

@@ -67,7 +67,7 @@ class PolicyScorer(torch.nn.Module):
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, user_of: torch.Tensor,
                 labels: torch.Tensor) -> torch.Tensor:
-        hidden = self.model.get_encoder()(input_ids=ids, attention_mask=mask)[0]  # (B, S, D)
+        hidden = self.model.encode(ids, mask)  # (B, S, D)
         return sequence_log_probs(self.model, hidden[user_of], mask[user_of], labels,
                                   self.vocab)  # (N, L)
 
@@ -158,7 +158,8 @@ class Policy:
 
 def _rollout(p: Policy, cfg: A2POConfig, batch, gen) -> tuple:
     device = next(p.model.parameters()).device
-    ids, mask = p.vocab.encode_history([h for _, h, _ in batch], p.codes, p.max_history)
+    ids, mask = p.vocab.encode_history([h for _, h, _ in batch], p.codes, p.max_history,
+                                       per_item=p.model.per_item)
     ids, mask = ids.to(device), mask.to(device)
     return ids, mask, rollout_groups(p.model, ids, mask, p.trie, p.vocab, cfg, gen)
 
@@ -202,7 +203,7 @@ def _update(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.nd
     a = torch.as_tensor(adv.reshape(-1)[rows], dtype=torch.float32, device=device)
     tok_mask = torch.ones(labels.shape, device=device)
     with torch.no_grad():
-        h_ref = p.ref.get_encoder()(input_ids=ids, attention_mask=mask)[0]
+        h_ref = p.ref.encode(ids, mask)
         lp_ref = sequence_log_probs(p.ref, h_ref[user_of], mask[user_of], labels, p.vocab)
     for epoch in range(cfg.ppo_epochs):
         lp = p.scorer(ids, mask, user_of, labels)  # (N, L)

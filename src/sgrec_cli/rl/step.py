@@ -205,6 +205,8 @@ def _policy(job: _Job) -> tuple[Policy, Any]:
                           f"{world.size} processes")
     device = torch.device(world.device)
     model, gen_cfg, vocab = load_generator(job.run.path / "sft" / "best", device=str(device))
+    if model.hybrid:  # A2PO trains the generator; the dense head stays as SFT left it
+        model.dense_proj.requires_grad_(False)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     scorer = PolicyScorer(model, vocab)
     if world.distributed:

@@ -1,7 +1,8 @@
 """`sgrec build-sids`: RUN/data -> RUN/sids.
 
-Files: ``embeddings.npy`` (N, D) float32 item embeddings; ``sids.npy`` (N, L') int64 final codes
-in item-index order; ``sids.json`` (readable: item id -> codes, with titles);
+Files: ``embeddings.npy`` (N, D) float32 item text embeddings; ``collab.npy`` (N, C) the
+collaborative vectors the quantizer also read (``--collab-dim``); ``sids.npy`` (N, L') int64
+final codes in item-index order; ``sids.json`` (readable: item id -> codes, with titles);
 ``quantizer.safetensors`` (RQ-VAE weights or the k-means codebooks); ``stats.json``;
 ``train_log.jsonl`` (RQ-VAE); ``manifest.json``.
 """
@@ -24,6 +25,7 @@ from ..rundir import as_run
 from ..runlock import writes_run
 from . import dedup as dd
 from . import stats as st
+from .collab import collaborative_vectors
 from .embed import default_cache_dir, embed_items
 from .kmeans import faiss_gpu_available, sq_distances
 from .rqkmeans import residual_kmeans
@@ -119,6 +121,11 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
     x, emb_info = embed_items(items, embedder=cfg.embedder, template=cfg.template,
                               batch_size=cfg.embed_batch_size, device=device, cache_dir=cache,
                               progress=progress)
+    text, collab = x, None
+    if cfg.collab_dim:
+        collab = collaborative_vectors(data.sequences(), len(items), cfg.collab_dim,
+                                       seed=cfg.seed)
+        x = np.concatenate([x, cfg.collab_weight * collab], axis=1).astype(np.float32)
     t1 = time.perf_counter()
     q = quantize(x, cfg, device, progress)
     t2 = time.perf_counter()
@@ -137,7 +144,9 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
     from safetensors.torch import save_file as save_torch
 
     with staged_step(run.path, STEP) as tmp:
-        np.save(tmp / "embeddings.npy", x)
+        np.save(tmp / "embeddings.npy", text)
+        if collab is not None:
+            np.save(tmp / "collab.npy", collab)
         np.save(tmp / "sids.npy", final.astype(np.int64))
         sizes = [cfg.codebook_size] * cfg.levels
         if final.shape[1] > cfg.levels:

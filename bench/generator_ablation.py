@@ -1,0 +1,233 @@
+"""Generator ablation: each variant trained from one command, all written to one JSON.
+
+The base run holds data/, sids/ (today's default SIDs), SASRec, most-popular and the baseline
+generator (``sft`` in BASE, whatever it was trained with). Every variant gets its own run
+folder BASE.variants/NAME that starts from copies of BASE's data/ and sids/ (or builds its own
+SIDs when the variant names build-sids options), is trained through the `sgrec` CLI (the code
+path users run; an interrupted variant resumes exactly) and evaluated with `sgrec eval` on the
+validation and the test targets of **all** users. Checkpoints are chosen on all validation
+users (``--valid-users 0``).
+
+The JSON has, per variant: its flags, SIDs, epochs run, best epoch, seconds per epoch (training
+plus the validation pass, from the training log), validation and test R@{1,5,10,20} /
+N@{5,10,20} and coverage@10, and paired bootstraps over test users (NDCG@10, Recall@10) against
+SASRec and against the baseline generator. A hybrid variant is also reported as its pure
+generator (``NAME@generator``).
+
+Usage (one thread per job when two run at once):
+  python bench/generator_ablation.py --base ~/r14/sci --variants items,items-text-hybrid \\
+      --out bench/results/generator_ablation_scientific.json
+  python bench/generator_ablation.py --base ~/r14/sci --variants items --threads 1 --no-report
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from sgrec_cli.artifacts import read_jsonl  # noqa: E402
+from sgrec_cli.eval.bootstrap import paired_bootstrap  # noqa: E402
+from sgrec_cli.eval.metrics import per_user_metrics  # noqa: E402
+
+# name -> (train flags, build-sids flags or None for BASE's SIDs)
+VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
+    "tokens": ([], None),  # today's default, retrained under this bench's protocol
+    "items": (["--input", "items"], None),
+    "items-text": (["--input", "items", "--text"], None),
+    "tokens-hybrid": (["--score", "hybrid"], None),
+    "items-hybrid": (["--input", "items", "--score", "hybrid"], None),
+    "items-text-hybrid": (["--input", "items", "--text", "--score", "hybrid"], None),
+    "rqkmeans-items": (["--input", "items"], ["--method", "rqkmeans"]),
+    "rqkmeans-items-text-hybrid": (["--input", "items", "--text", "--score", "hybrid"],
+                                   ["--method", "rqkmeans"]),
+}
+METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
+           "coverage@10")
+COMPARED = ("ndcg@10", "recall@10")
+
+
+def sgrec(*args: str, threads: int | None = None) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    print("$ sgrec " + " ".join(args), file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "sgrec_cli.cli", *args], check=True, env=env)
+
+
+def done(run: Path, step: str) -> bool:
+    return (run / step / "manifest.json").is_file()
+
+
+def evaluated(run: Path, split: str, models: list[str]) -> bool:
+    path = run / "eval" / "stats.json"
+    if not path.is_file():
+        return False
+    got = json.loads(path.read_text("utf-8"))["splits"].get(split, {}).get("models", {})
+    return all(m in got for m in models)
+
+
+def evaluate(run: Path, models: list[str], args) -> None:
+    for split in ("valid", "test"):
+        if not evaluated(run, split, models):
+            flags = [x for m in models for x in ("--model", m)]
+            sgrec("eval", "--run", str(run), *flags, "--split", split, "--device",
+                  args.device, threads=args.threads)
+
+
+def train_generator(run: Path, flags: list[str], args) -> None:
+    if done(run, "sft"):
+        return
+    resume = ["--resume"] if (run / ".sft.resume" / "checkpoint").is_dir() else []
+    sgrec("train", "--run", str(run), "--epochs", str(args.epochs), "--patience",
+          str(args.patience), "--valid-users", "0", "--device", args.device, "--no-progress",
+          *flags, *resume, threads=args.threads)
+
+
+def base_models(base: Path, args) -> None:
+    if not done(base, "data"):
+        sgrec("prepare", str(args.data), "--run", str(base))
+    if not done(base, "sids"):
+        sgrec("build-sids", "--run", str(base), "--no-progress", threads=args.threads)
+    if not done(base, "sasrec"):
+        sgrec("train", "--run", str(base), "--model", "sasrec", "--epochs", "200",
+              "--patience", "10", threads=args.threads)
+    train_generator(base, [], args)
+    evaluate(base, ["sft", "sasrec", "popular"], args)
+
+
+def variant_run(base: Path, name: str, args) -> Path:
+    flags, sid_flags = VARIANTS[name]
+    run = base.parent / f"{base.name}.variants" / name
+    run.mkdir(parents=True, exist_ok=True)
+    if not done(run, "data"):
+        shutil.copytree(base / "data", run / "data")
+    if not done(run, "sids"):
+        if sid_flags is None:
+            shutil.copytree(base / "sids", run / "sids")
+        else:
+            sgrec("build-sids", "--run", str(run), "--no-progress", *sid_flags,
+                  threads=args.threads)
+    train_generator(run, flags, args)
+    models = ["sft", "sft@generator"] if "--score" in flags else ["sft"]
+    evaluate(run, models, args)
+    return run
+
+
+def split_result(run: Path, split: str, model: str) -> tuple[dict, dict[int, int]]:
+    stats = json.loads((run / "eval" / "stats.json").read_text("utf-8"))["splits"][split]
+    m = stats["models"][model]
+    ranks = {r["user"]: r["rank"] for r in read_jsonl(run / "eval" / f"{model}.{split}.jsonl")}
+    return {k: m[k] for k in METRICS}, ranks
+
+
+def compare(a: dict[int, int], b: dict[int, int], n_boot: int) -> dict:
+    users = sorted(a)
+    if sorted(b) != users:
+        raise SystemExit("the two models were evaluated on different users")
+    import numpy as np
+
+    ra = per_user_metrics(np.array([a[u] for u in users]))
+    rb = per_user_metrics(np.array([b[u] for u in users]))
+    return {m: paired_bootstrap(ra[m], rb[m], n_boot=n_boot, seed=0) for m in COMPARED}
+
+
+def entry(run: Path, model: str, label: str, refs: dict, n_boot: int, budget: dict) -> dict:
+    valid, _ = split_result(run, "valid", model)
+    test, ranks = split_result(run, "test", model)
+    out = {"variant": label, "run": str(run), **budget, "valid": valid, "test": test,
+           "test_vs": {}}
+    for ref, ref_ranks in refs.items():
+        if ref != label:
+            out["test_vs"][ref] = compare(ranks, ref_ranks, n_boot)
+    return out
+
+
+def budget_of(run: Path) -> dict:
+    if not done(run, "sft"):
+        return {}
+    summary = json.loads((run / "sft" / "summary.json").read_text("utf-8"))
+    log = read_jsonl(run / "sft" / "train_log.jsonl")
+    cfg = json.loads((run / "sft" / "manifest.json").read_text("utf-8"))["config"]
+    sids = json.loads((run / "sids" / "manifest.json").read_text("utf-8"))
+    return {"sids": {"method": sids["config"]["method"], "dedup": sids["config"]["dedup"]},
+            "generator": cfg["model"], "valid_users": summary["valid_users"],
+            "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
+            "seconds_per_epoch": round(sum(r["seconds"] for r in log) / max(1, len(log)), 1)}
+
+
+def report(base: Path, names: list[str], args) -> dict:
+    _, sas = split_result(base, "test", "sasrec")
+    _, old = split_result(base, "test", "sft")
+    refs = {"sasrec": sas, "baseline generator": old}
+    rows = []
+    for label, model in (("popular", "popular"), ("sasrec", "sasrec")):
+        rows.append(entry(base, model, label, refs, args.n_boot, {}))
+    rows.append(entry(base, "sft", "baseline generator", refs, args.n_boot, budget_of(base)))
+    for name in names:
+        run = base.parent / f"{base.name}.variants" / name
+        if not evaluated(run, "test", ["sft"]):
+            print(f"{name}: not evaluated yet, left out", file=sys.stderr)
+            continue
+        b = budget_of(run)
+        rows.append(entry(run, "sft", name, refs, args.n_boot, b))
+        if b.get("generator", {}).get("score") == "hybrid":
+            rows.append(entry(run, "sft@generator", f"{name}@generator", refs, args.n_boot, b))
+    return {"data": json.loads((base / "data" / "manifest.json").read_text("utf-8"))
+            .get("dataset"), "base": str(base),
+            "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
+                        "device": args.device},
+            "protocol": "leave-one-out, all users, history excluded, 20 beams (+ fill); "
+                        "checkpoints chosen on all validation users",
+            "rows": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", type=Path, required=True)
+    ap.add_argument("--data", type=Path, help="raw dataset, when BASE has no data/ yet")
+    ap.add_argument("--variants", default="items",
+                    help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--n-boot", type=int, default=10_000)
+    ap.add_argument("--no-report", action="store_true", help="train and evaluate only")
+    ap.add_argument("--out", type=Path,
+                    default=ROOT / "bench" / "results" / "generator_ablation.json")
+    args = ap.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
+    base_models(args.base, args)
+    for name in names:
+        variant_run(args.base, name, args)
+    if args.no_report:
+        return
+    out = report(args.base, names, args)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print("| variant | epochs (best) | s/epoch | test R@10 | test N@10 | vs SASRec N@10 (p) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for r in out["rows"]:
+        t, vs = r["test"], r["test_vs"].get("sasrec", {}).get("ndcg@10")
+        ep = f"{r['epochs_run']} ({r['best_epoch']})" if "epochs_run" in r else ""
+        cmp = f"{vs['diff']:+.4f} (p={vs['p_value']:.4f})" if vs else ""
+        print(f"| {r['variant']} | {ep} | {r.get('seconds_per_epoch', '')} | "
+              f"{t['recall@10']:.4f} | {t['ndcg@10']:.4f} | {cmp} |")
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

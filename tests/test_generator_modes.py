@@ -1,0 +1,219 @@
+"""Generator input and scoring modes (issue 14): item-level (pooled SID) inputs with text
+features, the dense head and hybrid scoring; save/load, golden maths, validity, and eval /
+recommend reading the modes from the model's own config."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import make_sid_run
+from sgrec_cli.artifacts import sha256_file
+from sgrec_cli.cli import app
+from sgrec_cli.errors import ConfigError
+from sgrec_cli.generator.beam import constrained_beam_search
+from sgrec_cli.generator.hybrid import hybrid_scores, hybrid_search, sid_log_probs
+from sgrec_cli.generator.model import GeneratorConfig, build_model, load_generator, save_generator
+from sgrec_cli.generator.tokens import DECODER_START, SidVocab
+from sgrec_cli.generator.trie import SidTrie
+from sgrec_cli.inference import predict_topk
+
+SIZES = [6, 6, 6]
+N_ITEMS = 120
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def setup():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    flat = rng.choice(int(np.prod(SIZES)), N_ITEMS, replace=False)
+    codes = np.stack([flat // 36, (flat // 6) % 6, flat % 6], axis=1)
+    text = rng.normal(size=(N_ITEMS, 16)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    vocab = SidVocab(SIZES)
+    trie = SidTrie.from_codes(codes, SIZES)
+    cfg = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64, input="items",
+                          text=True, score="hybrid", hybrid_weight=0.3)
+    torch.manual_seed(0)
+    model = build_model(cfg, vocab, codes=codes, text=text).eval()
+    histories = [list(rng.choice(N_ITEMS, size=rng.integers(1, 8), replace=False))
+                 for _ in range(7)]
+    yield codes, vocab, trie, cfg, model, histories
+    torch.set_num_threads(threads)
+
+
+def test_item_inputs_are_pooled_sid_embeddings(setup):
+    codes, vocab, _, _, model, histories = setup
+    ids, mask = vocab.encode_history(histories, codes, 5, per_item=True)
+    assert ids.shape[1] == 5 and mask.sum(1).tolist() == [min(len(h), 5) for h in histories]
+    emb = model.embed_inputs(ids)
+    u, pos = 0, 0
+    item = histories[u][-min(len(histories[u]), 5):][pos]
+    tokens = torch.as_tensor(vocab.code_tokens(codes[[item]]))[0]
+    expect = model.shared(tokens).sum(0) + model.text_proj(model.item_text[item])
+    torch.testing.assert_close(emb[u, pos], expect)
+    assert (emb[mask == 0] == 0).all()  # padding is a zero vector (and masked)
+
+
+def test_save_load_identical_scores(setup, tmp_path):
+    codes, vocab, trie, cfg, model, histories = setup
+    save_generator(model, cfg, tmp_path / "gen")
+    loaded, cfg2, _ = load_generator(tmp_path / "gen")
+    assert cfg2 == cfg
+    for score in ("generator", "hybrid"):
+        a = predict_topk(model, vocab, trie, histories, codes, 10, 10, with_scores=True,
+                         score=score)
+        b = predict_topk(loaded, vocab, trie, histories, codes, 10, 10, with_scores=True,
+                         score=score)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_hybrid_scores_golden():
+    gen = torch.tensor([[-1.0, -2.0, float("-inf")]])
+    dense = torch.tensor([[-3.0, -0.5, -1.0]])
+    # (1 - 0.25) * gen + 0.25 * dense, by hand
+    expect = torch.tensor([[-1.5, -1.625, float("-inf")]])
+    torch.testing.assert_close(hybrid_scores(gen, dense, 0.25), expect)
+    torch.testing.assert_close(hybrid_scores(gen, dense, 0.0), gen)
+    torch.testing.assert_close(hybrid_scores(gen, dense, 1.0), dense)
+    with pytest.raises(ValueError):
+        hybrid_scores(gen, dense, 1.5)
+
+
+def test_hybrid_search_is_the_documented_combination(setup):
+    """Every returned score is (1 - w) log p_gen + w log p_dense, with log p_gen computed
+    independently (the full T5 forward under teacher forcing) and log p_dense the dense
+    head's log-softmax; the list is the best of beams + dense top items."""
+    codes, vocab, trie, cfg, model, histories = setup
+    ids, mask = vocab.encode_history(histories, codes, 6, per_item=True)
+    items, scores = hybrid_search(model, ids, mask, trie, vocab, 8, topk=8)
+    hidden = model.encode(ids, mask)
+    dense = model.dense_log_probs(hidden, mask)
+    for u in range(len(histories)):
+        row = items[u]
+        tok = torch.as_tensor(vocab.code_tokens(codes[row.numpy()]))  # (k, L)
+        start = torch.full((len(row), 1), DECODER_START)
+        logits = model(input_ids=ids[u:u + 1].expand(len(row), -1),
+                       attention_mask=mask[u:u + 1].expand(len(row), -1),
+                       decoder_input_ids=torch.cat([start, tok[:, :-1]], 1)).logits
+        lp = torch.log_softmax(logits, -1).gather(2, tok[:, :, None])[:, :, 0].sum(1)
+        expect = (1 - cfg.hybrid_weight) * lp + cfg.hybrid_weight * dense[u, row]
+        torch.testing.assert_close(scores[u], expect, rtol=1e-4, atol=1e-4)
+        assert (scores[u][:-1] >= scores[u][1:]).all()
+    # the candidates: nothing outside beams + dense top-8 is ranked
+    beams, beam_scores = constrained_beam_search(model, ids, mask, trie, vocab, 8)
+    top_dense = dense.topk(8, dim=1).indices
+    for u in range(len(histories)):
+        assert set(items[u].tolist()) <= set(beams[u].tolist()) | set(top_dense[u].tolist())
+    # teacher-forced log p_gen of the beams equals the beam scores
+    gen = sid_log_probs(model, hidden, mask, model.item_tokens[beams], vocab)
+    torch.testing.assert_close(gen, beam_scores, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("score", ["generator", "hybrid"])
+def test_never_invalid_or_duplicate(setup, score):
+    codes, vocab, trie, _, model, histories = setup
+    items, scores = predict_topk(model, vocab, trie, histories, codes, 30, 30,
+                                 with_scores=True, score=score, exclude_history=True)
+    for u, row in enumerate(items):
+        real = row[row >= 0]
+        assert len(real) == 30 and len(set(real.tolist())) == 30
+        assert ((real >= 0) & (real < N_ITEMS)).all()
+        assert np.all(np.diff(scores[u]) <= 1e-6)
+
+
+def test_mode_validation():
+    with pytest.raises(Exception, match="text features need item inputs"):
+        GeneratorConfig(text=True).validate()
+    with pytest.raises(Exception, match="model input 'pixels' is not known"):
+        GeneratorConfig(input="pixels").validate()
+    with pytest.raises(Exception, match="model score 'mixed' is not known"):
+        GeneratorConfig(score="mixed").validate()
+
+
+# ------------------------------------------------------------------ through the CLI, on a run
+
+
+@pytest.fixture(scope="module")
+def hybrid_run(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    run = make_sid_run(tmp_path_factory.mktemp("modes"))
+    res = runner.invoke(app, ["train", "--run", str(run), "--epochs", "2", "--valid-users",
+                              "0", "--device", "cpu", "--input", "items", "--text", "--score",
+                              "hybrid", "--json"])
+    assert res.exit_code == 0, res.output
+    yield run
+    torch.set_num_threads(threads)
+
+
+def test_eval_and_recommend_read_modes_from_the_model(hybrid_run):
+    run = hybrid_run
+    meta = json.loads((run / "sft" / "best" / "generator.json").read_text())
+    assert meta["generator"]["input"] == "items" and meta["generator"]["score"] == "hybrid"
+    res = runner.invoke(app, ["eval", "--run", str(run), "--model", "sft", "--model",
+                              "sft@hybrid", "--model", "sft@generator", "--json"])
+    assert res.exit_code == 0, res.output
+    top = {m: [json.loads(line)["top20"] for line in (run / "eval" / f"{m}.test.jsonl").open()]
+           for m in ("sft", "sft@hybrid", "sft@generator")}
+    assert top["sft"] == top["sft@hybrid"]  # the model's own scoring is hybrid
+    assert top["sft"] != top["sft@generator"]
+    # recommend: the model's own (hybrid) scoring, and the pure generator when asked
+    hist = "1,2,3"
+    recs = {}
+    for model in ("sft", "sft@hybrid", "sft@generator"):
+        res = runner.invoke(app, ["recommend", "--run", str(run), "--history", hist, "--k", "5",
+                                  "--model", model, "--json"])
+        assert res.exit_code == 0, res.output
+        recs[model] = json.loads(res.stdout)[0]["items"]
+        ids = [x["id"] for x in recs[model]]
+        assert len(set(ids)) == 5 and not {"1", "2", "3"} & set(ids)
+    assert recs["sft"] == recs["sft@hybrid"]
+
+
+def test_unknown_mode_in_model_folder_is_refused(hybrid_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(hybrid_run, run)
+    cfg_file = run / "sft" / "best" / "generator.json"
+    manifest_file = run / "sft" / "manifest.json"
+
+    def rewrite(meta: dict) -> None:
+        """As a newer sgrec would write it: the manifest matches the edited config."""
+        cfg_file.write_text(json.dumps(meta))
+        manifest = json.loads(manifest_file.read_text())
+        manifest["outputs"]["best/generator.json"] = sha256_file(cfg_file)
+        manifest_file.write_text(json.dumps(manifest))
+
+    meta = json.loads(cfg_file.read_text())
+    rewrite({**meta, "generator": {**meta["generator"], "input": "pixels"}})
+    for args in (["eval", "--model", "sft"], ["recommend", "--history", "1,2"]):
+        res = runner.invoke(app, [*args, "--run", str(run)])
+        assert res.exit_code == 2
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "model input 'pixels' is not known" in lines[0], res.output
+    # a config that does not describe the weights: one line too
+    rewrite({**meta, "generator": {**meta["generator"], "score": "generator"}})
+    res = runner.invoke(app, ["recommend", "--run", str(run), "--history", "1,2"])
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1, res.output
+    assert "does not match generator.json" in lines[0] and "dense_proj" in lines[0]
+
+
+def test_hybrid_needs_a_dense_head(setup):
+    codes, vocab, trie, _, _, histories = setup
+    torch.manual_seed(0)
+    plain = build_model(GeneratorConfig(d_model=32, num_layers=1, num_heads=4, d_ff=64,
+                                        input="items"), vocab, codes=codes).eval()
+    with pytest.raises(ConfigError, match="hybrid scoring needs a generator trained with"):
+        predict_topk(plain, vocab, trie, histories, codes, 5, 5, score="hybrid")
+    with pytest.raises(ConfigError, match="score 'mixed' is not known"):
+        predict_topk(plain, vocab, trie, histories, codes, 5, 5, score="mixed")
