@@ -217,3 +217,29 @@ def test_hybrid_needs_a_dense_head(setup):
         predict_topk(plain, vocab, trie, histories, codes, 5, 5, score="hybrid")
     with pytest.raises(ConfigError, match="score 'mixed' is not known"):
         predict_topk(plain, vocab, trie, histories, codes, 5, 5, score="mixed")
+
+
+def test_a2po_fine_tunes_an_item_input_hybrid_model(hybrid_run, tmp_path):
+    """A2PO trains the generator of an items/text/hybrid model (the dense head stays) and saves
+    a model of the same modes that eval scores as hybrid."""
+    import shutil
+
+    from sgrec_cli.generator.model import load_generator
+
+    run = tmp_path / "run"
+    shutil.copytree(hybrid_run, run)
+    # the judge's candidates come from the generator's own (hybrid) scoring
+    res = runner.invoke(app, ["judge", "--run", str(run), "--num-candidates", "6",
+                              "--no-progress"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "--run", str(run), "--a2po", "--advantage", "biz",
+                              "--steps", "2", "--batch-users", "4", "--group-size", "4",
+                              "--eval-every", "1", "--valid-users", "0", "--lr", "1e-3",
+                              "--device", "cpu", "--no-progress", "--json"])
+    assert res.exit_code == 0, res.output
+    sft, cfg_sft, _ = load_generator(run / "sft" / "best")
+    tuned, cfg_tuned, _ = load_generator(run / "a2po" / "best")
+    assert cfg_tuned == cfg_sft
+    torch.testing.assert_close(tuned.dense_proj.weight, sft.dense_proj.weight)
+    res = runner.invoke(app, ["eval", "--run", str(run), "--model", "a2po", "--json"])
+    assert res.exit_code == 0, res.output

@@ -85,6 +85,16 @@ def a2po_validations(write: Callable[[str], None]) -> RowPrinter:
                        ("valid N@10", 10, _get("valid_ndcg@10"))], write)
 
 
+def generator_modes(m: dict) -> str:
+    """'item inputs + text, hybrid scoring (dense weight 0.5)' from a generator's modes."""
+    inputs = "item inputs" if m.get("input") == "items" else "SID-token inputs"
+    if m.get("text"):
+        inputs += " + text"
+    score = (f"hybrid scoring (dense weight {m.get('hybrid_weight')})"
+             if m.get("score") == "hybrid" else "generator scoring")
+    return f"{inputs}, {score}"
+
+
 def sft_summary(s: dict) -> list[tuple[str, str]]:
     best = s.get("best", {})
     rows = [("best epoch", f"{s['best_epoch']} of {s['epochs_run']} run"
@@ -95,6 +105,9 @@ def sft_summary(s: dict) -> list[tuple[str, str]]:
             ("training examples", num(s.get("train_examples"))),
             ("history length", num(s.get("max_history"))),
             ("training time", f"{s['seconds']:.1f} s")]
+    modes = s.get("modes")
+    if modes:
+        rows.insert(0, ("model", generator_modes(modes)))
     if not s.get("finished", True):
         rows.append(("finished", "no: continue with --resume"))
     return rows

@@ -13,7 +13,8 @@ Input modes (``GeneratorConfig.input``):
 Scoring (``GeneratorConfig.score``): with ``hybrid`` the model also learns a dense item head.
 The user's vector is the decoder state from which the first SID code is predicted (one
 decoder step from the start token), through a linear map; an item's vector is the same pooled
-SID (+ text) vector the encoder reads; ``log p_dense`` is a softmax over the whole catalogue,
+SID (+ text) vector the encoder reads; ``log p_dense`` is a softmax of their dot products
+(divided by sqrt(d_model)) over the whole catalogue,
 trained with cross-entropy on the next item next to the SID loss (LIGER, arXiv 2411.18814).
 
 Saved as ``model.safetensors`` (weights, never pickle: with item inputs or the dense head also
@@ -117,9 +118,11 @@ class SidGenerator(T5ForConditionalGeneration):
         return self.dense_proj(h0)
 
     def dense_log_probs(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, N) log p_dense(item | history) over the whole catalogue."""
+        """(B, N) log p_dense(item | history) over the whole catalogue: a softmax over
+        ``u . v_i / sqrt(d_model)`` (scaled like attention, so that the logits start near
+        unit scale rather than at the ~13 the raw dot products of these vectors have)."""
         logits = self.user_vectors(hidden, mask) @ self.item_vectors().T
-        return torch.log_softmax(logits.float(), dim=-1)
+        return torch.log_softmax(logits.float() * self.gen.d_model ** -0.5, dim=-1)
 
     def forward(self, input_ids=None, attention_mask=None, *, items=None, **kwargs):
         if input_ids is not None:
