@@ -49,6 +49,8 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "rqkmeans-items": (["--input", "items"], ["--method", "rqkmeans"]),
     "rqkmeans-items-text-hybrid": (["--input", "items", "--text", "--score", "hybrid"],
                                    ["--method", "rqkmeans"]),
+    "collab-items": (["--input", "items"], ["--collab-dim", "32"]),
+    "rqkmeans-collab-items": (["--input", "items"], ["--method", "rqkmeans", "--collab-dim", "32"]),
 }
 METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
            "coverage@10")
