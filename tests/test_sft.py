@@ -130,6 +130,17 @@ def test_resume_is_exact(data, tmp_path):
     assert again["epochs_this_call"] == 0 and again["best"] == sb["best"]
     with pytest.raises(ConfigError, match="lr"):
         train_sft(train, valid, codes, SIZES, replace(cfg, lr=1e-2), b, resume=True)
+    # a checkpoint made before the model's input/scoring options existed resumes (their
+    # defaults are what it ran), and one whose modes differ is refused
+    state_file = b / "checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    for name in ("input", "text", "score", "hybrid_weight"):
+        del state["config"]["model"][name]
+    state_file.write_text(json.dumps(state))
+    assert train_sft(train, valid, codes, SIZES, cfg, b, resume=True)["epochs_this_call"] == 0
+    items = replace(cfg, model=replace(cfg.model, input="items"))
+    with pytest.raises(ConfigError, match="model"):
+        train_sft(train, valid, codes, SIZES, items, b, resume=True)
     # a torn checkpoint file is one clear error, not a safetensors traceback
     (b / "checkpoint" / "optimizer.safetensors").write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="unusable checkpoint"):

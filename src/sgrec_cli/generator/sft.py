@@ -21,7 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from ..checkpoint import (
     write_log,
 )
 from ..config import SFT_EVAL_K as EVAL_K
-from ..config import PrepareConfig, SFTConfig, default
+from ..config import GeneratorConfig, PrepareConfig, SFTConfig, default
 from ..data.split import Example
 from ..distributed import World, barrier
 from ..distributed import setup as setup_world
@@ -233,6 +233,9 @@ def _start(t: _Trainer, out_dir: Path, resume: bool, say,
     ckpt, log_path = out_dir / CHECKPOINT, out_dir / LOG
     if resume and (ckpt / "state.json").is_file():
         saved = read_state(ckpt)
+        model_opts = saved.get("config", {}).get("model")
+        if isinstance(model_opts, dict):  # made before a model option existed: its default
+            saved["config"]["model"] = {**asdict(GeneratorConfig()), **model_opts}
         check_resumable(saved, config=_run_config(t), may_change=_RESUMABLE_CHANGES,
                         inputs=inputs, folder=ckpt)
         scheduler_state = load_training_state(
