@@ -47,6 +47,7 @@ def constrained_beam_search(
     sample: torch.Generator | None = None,
     temperature: float = 1.0,
     trace: list[torch.Tensor] | None = None,
+    hidden: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``topk`` (default ``num_beams``) catalogue items per user by SID log-probability.
 
@@ -76,7 +77,8 @@ def constrained_beam_search(
     device = input_ids.device
     trie = trie.to(device)
     batch, nb = input_ids.shape[0], num_beams
-    hidden = model.encode(input_ids, attention_mask)
+    if hidden is None:  # ``hidden``: the encoder states, when the caller has them already
+        hidden = model.encode(input_ids, attention_mask)
     dec = BeamDecoder(model)
     dec.start(hidden, attention_mask)  # (B, S, D): read by every beam of a user, never copied
 

@@ -63,9 +63,9 @@ def hybrid_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     model's ``hybrid_weight``."""
     k_out = num_beams if topk is None else topk
     w = model.gen.hybrid_weight if weight is None else weight
+    hidden = model.encode(input_ids, attention_mask)  # read by all three parts below
     beam_items, _ = constrained_beam_search(model, input_ids, attention_mask, trie, vocab,
-                                            num_beams)  # (B, nb)
-    hidden = model.encode(input_ids, attention_mask)
+                                            num_beams, hidden=hidden)  # (B, nb)
     dense = model.dense_log_probs(hidden, attention_mask)  # (B, N)
     blocked = dense.clone()
     if exclude is not None:
