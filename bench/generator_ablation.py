@@ -49,6 +49,9 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "rqkmeans-items": (["--input", "items"], ["--method", "rqkmeans"]),
     "rqkmeans-items-text-hybrid": (["--input", "items", "--text", "--score", "hybrid"],
                                    ["--method", "rqkmeans"]),
+    "items-ids": (["--input", "items", "--item-ids"], None),
+    "items-text-ids-hybrid": (["--input", "items", "--text", "--item-ids", "--score", "hybrid"],
+                              None),
     "collab-items": (["--input", "items"], ["--collab-dim", "32"]),
     "rqkmeans-collab-items": (["--input", "items"], ["--method", "rqkmeans", "--collab-dim", "32"]),
 }

@@ -4,6 +4,7 @@ recommend reading the modes from the model's own config."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -39,9 +40,11 @@ def setup():
     vocab = SidVocab(SIZES)
     trie = SidTrie.from_codes(codes, SIZES)
     cfg = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64, input="items",
-                          text=True, score="hybrid", hybrid_weight=0.3)
+                          text=True, ids=True, score="hybrid", hybrid_weight=0.3)
     torch.manual_seed(0)
     model = build_model(cfg, vocab, codes=codes, text=text).eval()
+    with torch.no_grad():  # as if trained (they start at zero)
+        model.item_emb.weight.normal_(generator=torch.Generator().manual_seed(2))
     histories = [list(rng.choice(N_ITEMS, size=rng.integers(1, 8), replace=False))
                  for _ in range(7)]
     yield codes, vocab, trie, cfg, model, histories
@@ -56,7 +59,8 @@ def test_item_inputs_are_pooled_sid_embeddings(setup):
     u, pos = 0, 0
     item = histories[u][-min(len(histories[u]), 5):][pos]
     tokens = torch.as_tensor(vocab.code_tokens(codes[[item]]))[0]
-    expect = model.shared(tokens).sum(0) + model.text_proj(model.item_text[item])
+    expect = (model.shared(tokens).sum(0) + model.text_proj(model.item_text[item])
+              + model.item_emb.weight[item])
     torch.testing.assert_close(emb[u, pos], expect)
     assert (emb[mask == 0] == 0).all()  # padding is a zero vector (and masked)
 
@@ -73,6 +77,40 @@ def test_save_load_identical_scores(setup, tmp_path):
                          score=score)
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_item_ids_start_at_zero(setup):
+    """A fresh model with item id embeddings is the model without them, number for number
+    (same seed): the ids add a residual that training grows."""
+    codes, vocab, trie, cfg, _, histories = setup
+    text = setup[4].item_text.numpy()
+    models = []
+    for ids in (True, False):
+        torch.manual_seed(0)
+        models.append(build_model(dataclasses.replace(cfg, ids=ids), vocab,
+                                  codes=codes, text=text).eval())
+    assert not models[0].item_emb.weight.any()
+    for score in ("generator", "hybrid"):
+        a, b = (predict_topk(m, vocab, trie, histories, codes, 10, 10, with_scores=True,
+                             score=score) for m in models)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_training_dense_loss_is_the_dense_head(setup):
+    """The training forward reads the user vector from its own decoder pass (position 0);
+    it equals the cross-entropy of ``dense_log_probs``, which runs one decoder step."""
+    codes, vocab, _, _, model, histories = setup
+    ids, mask = vocab.encode_history(histories, codes, 6, per_item=True)
+    targets = torch.arange(len(histories))
+    labels = torch.as_tensor(vocab.code_tokens(codes[targets.numpy()]))
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, labels=labels, items=targets)
+        lp = model.dense_log_probs(model.encode(ids, mask), mask)
+        sid = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    expect = torch.nn.functional.nll_loss(lp, targets)
+    torch.testing.assert_close(out.dense_loss, expect)
+    torch.testing.assert_close(out.loss, sid + expect)
 
 
 def test_hybrid_scores_golden():
@@ -136,6 +174,9 @@ def test_mode_validation():
         GeneratorConfig(input="pixels").validate()
     with pytest.raises(Exception, match="model score 'mixed' is not known"):
         GeneratorConfig(score="mixed").validate()
+    with pytest.raises(Exception, match="item id embeddings need item inputs"):
+        GeneratorConfig(ids=True).validate()
+    GeneratorConfig(ids=True, score="hybrid").validate()  # the dense head's item vectors
 
 
 # ------------------------------------------------------------------ through the CLI, on a run
@@ -147,8 +188,8 @@ def hybrid_run(tmp_path_factory):
     torch.set_num_threads(1)
     run = make_sid_run(tmp_path_factory.mktemp("modes"))
     res = runner.invoke(app, ["train", "--run", str(run), "--epochs", "2", "--valid-users",
-                              "0", "--device", "cpu", "--input", "items", "--text", "--score",
-                              "hybrid", "--json"])
+                              "0", "--device", "cpu", "--input", "items", "--text",
+                              "--item-ids", "--score", "hybrid", "--json"])
     assert res.exit_code == 0, res.output
     yield run
     torch.set_num_threads(threads)
@@ -158,6 +199,7 @@ def test_eval_and_recommend_read_modes_from_the_model(hybrid_run):
     run = hybrid_run
     meta = json.loads((run / "sft" / "best" / "generator.json").read_text())
     assert meta["generator"]["input"] == "items" and meta["generator"]["score"] == "hybrid"
+    assert meta["generator"]["ids"] is True
     res = runner.invoke(app, ["eval", "--run", str(run), "--model", "sft", "--model",
                               "sft@hybrid", "--model", "sft@generator", "--json"])
     assert res.exit_code == 0, res.output

@@ -273,6 +273,9 @@ def train(
     text: Annotated[bool, typer.Option(
         help="Generator, --input items: add the item's projected text embedding to its input.")]
         = _d(SFTConfig, "model").text,
+    item_ids: Annotated[bool, typer.Option(
+        help="Generator, --input items or --score hybrid: add a learned free embedding per item "
+        "(zero at the start) to its pooled vector.")] = _d(SFTConfig, "model").ids,
     score: Annotated[str, typer.Option(
         help="Generator: generator (rank by SID log-probability) or hybrid (also learn a dense "
         "item head; rank beams and its top items by the mixed score).")]
@@ -344,7 +347,8 @@ def train(
         title, summary, table = _train_a2po(run, a2po_opts, lr, tag, resume, progress)
     elif model == "generator":
         arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model,
-                "input": input, "text": text, "score": score, "hybrid_weight": hybrid_weight}
+                "input": input, "text": text, "ids": item_ids, "score": score,
+                "hybrid_weight": hybrid_weight}
         if dropout is not None:
             arch["dropout"] = given.pop("dropout")
         cfg = SFTConfig(valid_users=valid_users, seed=seed, device=device,

@@ -251,6 +251,7 @@ class GeneratorConfig:
     relative_attention_max_distance: int = 128
     input: str = "tokens"
     text: bool = False
+    ids: bool = False
     score: str = "generator"
     hybrid_weight: float = 0.5
 
@@ -262,6 +263,9 @@ class GeneratorConfig:
         require(isinstance(self.text, bool), f"model text {self.text!r} must be true or false")
         require(not self.text or self.input == "items",
                 "text features need item inputs (--input items)")
+        require(isinstance(self.ids, bool), f"model ids {self.ids!r} must be true or false")
+        require(not self.ids or self.input == "items" or self.score == "hybrid",
+                "item id embeddings need item inputs (--input items) or --score hybrid")
         require(is_num(self.hybrid_weight) and 0 <= self.hybrid_weight <= 1,
                 f"model hybrid_weight {self.hybrid_weight!r} must be in [0, 1]")
         for name in ("d_model", "num_layers", "num_heads", "d_ff",

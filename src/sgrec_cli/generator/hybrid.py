@@ -5,8 +5,9 @@ the top items of the model's own dense head, ranked together by
 
 where ``log p_gen`` is the item's SID log-probability (the sum of its L token log-probs, each
 normalised as decoding sees it) and ``log p_dense`` the dense head's log-softmax over the whole
-catalogue (generator/model.py). Every candidate gets its exact ``log p_gen`` by teacher forcing,
-so a dense-only candidate is scored like a beam one.
+catalogue (generator/model.py). A beam keeps the ``log p_gen`` the search computed; a candidate
+only the dense head proposed gets the same sum by teacher forcing (``sid_log_probs``), so it is
+scored like a beam one.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def hybrid_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     k_out = num_beams if topk is None else topk
     w = model.gen.hybrid_weight if weight is None else weight
     hidden = model.encode(input_ids, attention_mask)  # read by all three parts below
-    beam_items, _ = constrained_beam_search(model, input_ids, attention_mask, trie, vocab,
-                                            num_beams, hidden=hidden)  # (B, nb)
+    beam_items, beam_lp = constrained_beam_search(model, input_ids, attention_mask, trie, vocab,
+                                                  num_beams, hidden=hidden)  # (B, nb)
     dense = model.dense_log_probs(hidden, attention_mask)  # (B, N)
     blocked = dense.clone()
     if exclude is not None:
@@ -83,7 +84,8 @@ def hybrid_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     dup = (same & earlier).any(dim=2)
     ok = (cand >= 0) & ~dup
     safe = cand.clamp(min=0)
-    gen = sid_log_probs(model, hidden, attention_mask, model.item_tokens[safe], vocab)
+    gen = torch.cat([beam_lp.to(dense.dtype), sid_log_probs(
+        model, hidden, attention_mask, model.item_tokens[dense_items], vocab)], dim=1)
     score = hybrid_scores(gen, dense.gather(1, safe), w)
     score = torch.where(ok, score, NEG_INF)
     k = min(k_out, cand.shape[1])

@@ -6,14 +6,15 @@ Input modes (``GeneratorConfig.input``):
   token, followed by EOS.
 - ``items``: one encoder position per history item. Its vector is the sum of the embeddings
   of the item's L SID tokens (the table the decoder and the output layer share), plus, with
-  ``text``, the item's frozen text embedding projected to d_model. Positions (T5's relative
+  ``text``, the item's frozen text embedding projected to d_model, and with ``ids`` a learned
+  free embedding of the item (zero at the start). Positions (T5's relative
   attention buckets) then count items, and the encoder sequence is L + 1 times shorter.
   Encoder ``input_ids`` are item index + 1, 0 being padding (``SidVocab.encode_history``).
 
 Scoring (``GeneratorConfig.score``): with ``hybrid`` the model also learns a dense item head.
 The user's vector is the decoder state from which the first SID code is predicted (one
 decoder step from the start token), through a linear map; an item's vector is the same pooled
-SID (+ text) vector the encoder reads; ``log p_dense`` is a softmax of their dot products
+SID (+ text, + id) vector the encoder reads; ``log p_dense`` is a softmax of their dot products
 (divided by sqrt(d_model)) over the whole catalogue,
 trained with cross-entropy on the next item next to the SID loss (LIGER, arXiv 2411.18814).
 
@@ -70,6 +71,8 @@ class SidGenerator(T5ForConditionalGeneration):
         if cfg.text:
             self.register_buffer("item_text", torch.zeros(n_items, text_dim))
             self.text_proj = nn.Linear(text_dim, cfg.d_model, bias=False)
+        if cfg.ids:
+            self.item_emb = nn.Embedding(n_items, cfg.d_model)
         if self.hybrid:
             self.dense_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
@@ -78,6 +81,9 @@ class SidGenerator(T5ForConditionalGeneration):
         if self.gen.text:
             # unit-norm text in, entries of the code embeddings' scale (std 1) out
             nn.init.normal_(self.text_proj.weight, std=1.0)
+        if self.gen.ids:
+            # zero: the model starts as the SID (+ text) model and learns per-item residuals
+            nn.init.zeros_(self.item_emb.weight)
         if self.hybrid:
             self.dense_proj.reset_parameters()
 
@@ -92,6 +98,8 @@ class SidGenerator(T5ForConditionalGeneration):
         if self.gen.text:
             text = self.item_text if items is None else self.item_text[items]
             vec = vec + self.text_proj(text)
+        if self.gen.ids:
+            vec = vec + (self.item_emb.weight if items is None else self.item_emb(items))
         return vec
 
     def embed_inputs(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -117,22 +125,35 @@ class SidGenerator(T5ForConditionalGeneration):
                                 encoder_attention_mask=mask, use_cache=False)[0][:, 0]
         return self.dense_proj(h0)
 
-    def dense_log_probs(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, N) log p_dense(item | history) over the whole catalogue: a softmax over
-        ``u . v_i / sqrt(d_model)`` (scaled like attention, so that the logits start near
-        unit scale rather than at the ~13 the raw dot products of these vectors have)."""
-        logits = self.user_vectors(hidden, mask) @ self.item_vectors().T
+    def _dense(self, users: torch.Tensor) -> torch.Tensor:
+        """(B, N) log-softmax over the catalogue of ``users . v_i / sqrt(d_model)`` (scaled
+        like attention, so that the logits start near unit scale rather than at the ~13 the
+        raw dot products of these vectors have)."""
+        logits = users @ self.item_vectors().T
         return torch.log_softmax(logits.float() * self.gen.d_model ** -0.5, dim=-1)
+
+    def dense_log_probs(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, N) log p_dense(item | history) over the whole catalogue."""
+        return self._dense(self.user_vectors(hidden, mask))
 
     def forward(self, input_ids=None, attention_mask=None, *, items=None, **kwargs):
         if input_ids is not None:
             kwargs["inputs_embeds"] = self.embed_inputs(input_ids)
+        dense = items is not None and self.hybrid
+        if dense and "labels" in kwargs:
+            # the decoder's first position (its input is the start token; attention is causal)
+            # is user_vectors' one-step state: read it from this pass instead of a second one
+            kwargs["output_hidden_states"] = True
         out = super().forward(attention_mask=attention_mask, **kwargs)
-        if items is not None and self.hybrid:
-            lp = self.dense_log_probs(out.encoder_last_hidden_state, attention_mask)
-            dense = nn.functional.nll_loss(lp, items.to(lp.device))
-            out.dense_loss = dense
-            out.loss = out.loss + dense if out.loss is not None else dense
+        if dense:
+            if kwargs.get("output_hidden_states"):
+                users = self.dense_proj(out.decoder_hidden_states[-1][:, 0])
+            else:
+                users = self.user_vectors(out.encoder_last_hidden_state, attention_mask)
+            lp = self._dense(users)
+            loss = nn.functional.nll_loss(lp, items.to(lp.device))
+            out.dense_loss = loss
+            out.loss = out.loss + loss if out.loss is not None else loss
         return out
 
 

@@ -412,5 +412,6 @@ def train_sft(
         "valid_users": len(t.valid),
         "train_examples": len(train_examples),
         "max_history": max_history,
-        "modes": {k: getattr(cfg.model, k) for k in ("input", "text", "score", "hybrid_weight")},
+        "modes": {k: getattr(cfg.model, k)
+                  for k in ("input", "text", "ids", "score", "hybrid_weight")},
     }
