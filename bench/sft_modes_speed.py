@@ -38,6 +38,8 @@ MODES = {
     "items-text": {"input": "items", "text": True},
     "items-text-hybrid": {"input": "items", "text": True, "score": "hybrid"},
     "tokens-hybrid": {"score": "hybrid"},
+    "items-ids": {"input": "items", "ids": True},
+    "items-text-ids-hybrid": {"input": "items", "text": True, "ids": True, "score": "hybrid"},
 }
 
 

@@ -16,12 +16,13 @@ from conftest import make_sid_run
 from sgrec_cli.artifacts import sha256_file
 from sgrec_cli.cli import app
 from sgrec_cli.errors import ConfigError
+from sgrec_cli.eval.metrics import ndcg_gains, ranks_of_targets
 from sgrec_cli.generator.beam import constrained_beam_search
 from sgrec_cli.generator.hybrid import hybrid_scores, hybrid_search, sid_log_probs
 from sgrec_cli.generator.model import GeneratorConfig, build_model, load_generator, save_generator
 from sgrec_cli.generator.tokens import DECODER_START, SidVocab
 from sgrec_cli.generator.trie import SidTrie
-from sgrec_cli.inference import predict_topk
+from sgrec_cli.inference import HYBRID_WEIGHT_GRID, choose_weight, hybrid_weight_curve, predict_topk
 
 SIZES = [6, 6, 6]
 N_ITEMS = 120
@@ -155,6 +156,36 @@ def test_hybrid_search_is_the_documented_combination(setup):
     torch.testing.assert_close(gen, beam_scores, rtol=1e-4, atol=1e-4)
 
 
+def test_choose_weight_golden():
+    assert choose_weight({0.0: 0.1, 0.5: 0.3, 1.0: 0.2}, prefer=0.5) == 0.5
+    assert choose_weight({0.0: 0.1, 0.7: 0.3, 1.0: 0.2}, prefer=0.5) == 0.7
+    # a tie goes to the weight nearest the preferred one, then to the smaller
+    assert choose_weight({0.2: 0.3, 0.6: 0.3, 0.9: 0.1}, prefer=0.5) == 0.6
+    assert choose_weight({0.4: 0.3, 0.6: 0.3}, prefer=0.5) == 0.4
+    with pytest.raises(ValueError):
+        choose_weight({}, prefer=0.5)
+
+
+def test_weight_curve_is_predict_topk_at_each_weight(setup):
+    """One pass over the candidates scores every weight exactly as predict_topk would."""
+    codes, vocab, trie, cfg, model, histories = setup
+    grid = (0.0, 0.3, 1.0)
+    try:
+        model.gen = dataclasses.replace(cfg, hybrid_weight=1.0)  # targets: the dense top item
+        targets = predict_topk(model, vocab, trie, histories, codes, 1, 8)[:, 0].tolist()
+        curve = hybrid_weight_curve(model, vocab, trie, histories, targets, codes, 8, k=5,
+                                    batch=3, grid=grid)
+        assert list(curve) == list(grid) and curve[1.0] == 1.0
+        for w in grid:
+            model.gen = dataclasses.replace(cfg, hybrid_weight=w)
+            top = predict_topk(model, vocab, trie, histories, codes, 5, 8, score="hybrid")
+            expect = float(np.mean(ndcg_gains(ranks_of_targets(top, np.asarray(targets)), 5)))
+            assert curve[w] == pytest.approx(expect, abs=1e-12)
+    finally:
+        model.gen = cfg
+    assert len(set(curve.values())) > 1  # the weight changes the lists here
+
+
 @pytest.mark.parametrize("score", ["generator", "hybrid"])
 def test_never_invalid_or_duplicate(setup, score):
     codes, vocab, trie, _, model, histories = setup
@@ -218,6 +249,31 @@ def test_eval_and_recommend_read_modes_from_the_model(hybrid_run):
         ids = [x["id"] for x in recs[model]]
         assert len(set(ids)) == 5 and not {"1", "2", "3"} & set(ids)
     assert recs["sft"] == recs["sft@hybrid"]
+
+
+def test_hybrid_weight_chosen_on_validation(hybrid_run, tmp_path):
+    """By default the saved weight is the grid's best on the validation users; a weight given
+    with --hybrid-weight is kept."""
+    import shutil
+
+    run = hybrid_run
+    summary = json.loads((run / "sft" / "summary.json").read_text())
+    tuned = summary["hybrid_weight"]
+    curve = {float(w): v for w, v in tuned["valid_ndcg@10"].items()}
+    assert sorted(curve) == list(HYBRID_WEIGHT_GRID) and tuned["trained_with"] == 0.5
+    meta = json.loads((run / "sft" / "best" / "generator.json").read_text())
+    assert meta["generator"]["hybrid_weight"] == tuned["chosen"] == choose_weight(curve, 0.5)
+    assert summary["modes"]["hybrid_weight"] == tuned["chosen"]
+    fixed = tmp_path / "fixed"
+    shutil.copytree(run / "data", fixed / "data")
+    shutil.copytree(run / "sids", fixed / "sids")
+    res = runner.invoke(app, ["train", "--run", str(fixed), "--epochs", "1", "--valid-users",
+                              "0", "--device", "cpu", "--input", "items", "--score", "hybrid",
+                              "--hybrid-weight", "0.3", "--json"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((fixed / "sft" / "best" / "generator.json").read_text())
+    assert meta["generator"]["hybrid_weight"] == 0.3
+    assert "hybrid_weight" not in json.loads((fixed / "sft" / "summary.json").read_text())
 
 
 def test_unknown_mode_in_model_folder_is_refused(hybrid_run, tmp_path):

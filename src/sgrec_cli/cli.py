@@ -280,9 +280,10 @@ def train(
         help="Generator: generator (rank by SID log-probability) or hybrid (also learn a dense "
         "item head; rank beams and its top items by the mixed score).")]
         = _d(SFTConfig, "model").score,
-    hybrid_weight: Annotated[float, typer.Option(
-        help="Generator, --score hybrid: the dense head's share of the score.")]
-        = _d(SFTConfig, "model").hybrid_weight,
+    hybrid_weight: Annotated[float | None, typer.Option(
+        help="Generator, --score hybrid: the dense head's share of the score [default: chosen "
+        "from 0, 0.1, ..., 1 on the validation users once training ends; epochs are compared "
+        f"at {_d(SFTConfig, 'model').hybrid_weight}].")] = None,
     a2po: Annotated[bool, typer.Option(
         "--a2po", help="Fine-tune RUN/sft with A2PO using RUN/judge's semantic reward.")] = False,
     advantage: Annotated[str, typer.Option(
@@ -347,12 +348,14 @@ def train(
         title, summary, table = _train_a2po(run, a2po_opts, lr, tag, resume, progress)
     elif model == "generator":
         arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model,
-                "input": input, "text": text, "ids": item_ids, "score": score,
-                "hybrid_weight": hybrid_weight}
+                "input": input, "text": text, "ids": item_ids, "score": score}
+        if hybrid_weight is not None:
+            arch["hybrid_weight"] = hybrid_weight
         if dropout is not None:
             arch["dropout"] = given.pop("dropout")
         cfg = SFTConfig(valid_users=valid_users, seed=seed, device=device,
-                        warmup_steps=warmup_steps, model=arch, **given)
+                        warmup_steps=warmup_steps, model=arch,
+                        tune_hybrid_weight=hybrid_weight is None, **given)
         title, summary, table = _train_generator(run, cfg, resume, progress)
     elif model == "sasrec":
         title, summary, table = _train_sasrec(run, SASRecConfig(seed=seed, **given))

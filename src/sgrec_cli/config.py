@@ -298,6 +298,9 @@ class SFTConfig(_Config):
     seed          model initialisation, shuffling, dropout and the validation subset
     device        auto, cpu or cuda
     model         the generator architecture (GeneratorConfig)
+    tune_hybrid_weight  hybrid models: once training ends, the saved model's hybrid_weight is
+                  the one of 0, 0.1, ..., 1 with the best validation NDCG@10 of the best
+                  epoch (epochs are compared at ``model.hybrid_weight``); False keeps it
 
     The encoder reads the most recent items of each history up to RUN/data's max history.
     """
@@ -313,6 +316,7 @@ class SFTConfig(_Config):
     seed: int = 0
     device: str = "auto"
     model: GeneratorConfig = field(default_factory=GeneratorConfig)
+    tune_hybrid_weight: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -334,6 +338,8 @@ class SFTConfig(_Config):
         require(isinstance(self.model, GeneratorConfig),
                 f"model {self.model!r} must be a GeneratorConfig")
         self.model.validate()
+        require(isinstance(self.tune_hybrid_weight, bool),
+                f"tune_hybrid_weight {self.tune_hybrid_weight!r} must be true or false")
 
 
 @dataclass

@@ -134,22 +134,14 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
     from .generator.beam import constrained_beam_search
     from .generator.hybrid import hybrid_search
 
-    if batch < 1:
-        raise ConfigError(f"batch {batch!r} must be >= 1")
     score = score_mode(model, score)
     device = next(model.parameters()).device
     n_users = len(histories)
     out = np.full((n_users, k), -1, dtype=np.int64)
     out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
-    longest = max((len(h) for h in histories), default=1)
-    keep = max(1, longest if max_history is None else max_history)
-    # batches of alike lengths pad less; results go back to the caller's order
-    order = np.argsort([-min(len(h), keep) for h in histories], kind="stable")
     with torch.no_grad():
-        for start in range(0, n_users, batch):
-            rows = order[start : start + batch]
-            ids, mask = vocab.encode_history([histories[i] for i in rows], codes, keep,
-                                             per_item=model.per_item)
+        for rows, ids, mask in _user_batches(model, vocab, histories, codes, batch,
+                                             max_history):
             if score == "hybrid":
                 seen = [histories[i] for i in rows] if exclude_history else None
                 items, scores = hybrid_search(model, ids.to(device), mask.to(device), trie,
@@ -160,6 +152,61 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
             out[rows] = items.cpu().numpy()
             out_scores[rows] = scores.float().cpu().numpy()
     return (out, out_scores) if with_scores else out
+
+
+def _user_batches(model, vocab, histories: Sequence[Sequence[int]], codes: np.ndarray,
+                  batch: int, max_history: int | None):
+    """Yield ``(rows, input_ids, attention_mask)`` over the users, ``batch`` at a time, in
+    order of history length (batches of alike lengths pad less; ``rows`` says where each
+    user's results go); ``max_history`` keeps the most recent items (default: all)."""
+    if batch < 1:
+        raise ConfigError(f"batch {batch!r} must be >= 1")
+    longest = max((len(h) for h in histories), default=1)
+    keep = max(1, longest if max_history is None else max_history)
+    order = np.argsort([-min(len(h), keep) for h in histories], kind="stable")
+    for start in range(0, len(histories), batch):
+        rows = order[start : start + batch]
+        ids, mask = vocab.encode_history([histories[i] for i in rows], codes, keep,
+                                         per_item=model.per_item)
+        yield rows, ids, mask
+
+
+HYBRID_WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+
+
+def hybrid_weight_curve(model, vocab, trie, histories: Sequence[Sequence[int]],
+                        targets: Sequence[int], codes: np.ndarray, num_beams: int, *,
+                        k: int = 10, batch: int = 256, max_history: int | None = None,
+                        grid: Sequence[float] = HYBRID_WEIGHT_GRID) -> dict[float, float]:
+    """Mean NDCG@k of a hybrid model's recommendations (as ``predict_topk`` makes them) for
+    each weight of ``grid``: {weight: NDCG@k}. The candidates and both halves of their score
+    do not depend on the weight, so they are computed once (generator/hybrid.py)."""
+    import torch
+
+    from .eval.metrics import ndcg_gains, ranks_of_targets
+    from .generator.hybrid import hybrid_candidates, rank_candidates
+
+    score_mode(model, "hybrid")  # refuses a model without a dense head
+    device = next(model.parameters()).device
+    tops = {w: np.full((len(histories), k), -1, dtype=np.int64) for w in grid}
+    with torch.no_grad():
+        for rows, ids, mask in _user_batches(model, vocab, histories, codes, batch,
+                                             max_history):
+            cand = hybrid_candidates(model, ids.to(device), mask.to(device), trie, vocab,
+                                     num_beams)
+            for w in grid:
+                tops[w][rows] = rank_candidates(*cand, w, k)[0].cpu().numpy()
+    targets = np.asarray(targets, dtype=np.int64)
+    return {w: float(np.mean(ndcg_gains(ranks_of_targets(top, targets), k)))
+            for w, top in tops.items()}
+
+
+def choose_weight(curve: dict[float, float], prefer: float) -> float:
+    """The weight of ``curve`` ({weight: metric}) with the best metric; ties go to the one
+    nearest ``prefer`` (then the smaller)."""
+    if not curve:
+        raise ValueError("no weights to choose from")
+    return max(curve, key=lambda w: (curve[w], -abs(w - prefer), -w))
 
 
 def drop_seen(items: np.ndarray, scores: np.ndarray, histories: Sequence[Sequence[int]],

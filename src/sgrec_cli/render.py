@@ -110,6 +110,15 @@ def sft_summary(s: dict) -> list[tuple[str, str]]:
     modes = s.get("modes")
     if modes:
         rows.insert(0, ("model", generator_modes(modes)))
+    tuned = s.get("hybrid_weight")
+    if tuned:
+        curve = tuned.get("valid_ndcg@10", {})
+        at = {float(w): v for w, v in curve.items()}
+        rows.append(("hybrid weight", f"{tuned['chosen']} chosen on validation (NDCG@10 "
+                     f"{num(at.get(float(tuned['chosen'])))}; "
+                     f"{num(at.get(float(tuned['trained_with'])))} at "
+                     f"{tuned['trained_with']}, generator alone (0) "
+                     f"{num(at.get(0.0))})"))
     if not s.get("finished", True):
         rows.append(("finished", "no: continue with --resume"))
     return rows

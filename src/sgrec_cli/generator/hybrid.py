@@ -52,18 +52,15 @@ def sid_log_probs(model, hidden: torch.Tensor, mask: torch.Tensor, tokens: torch
 
 
 @torch.no_grad()
-def hybrid_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SidTrie,
-                  vocab: SidVocab, num_beams: int, *, topk: int | None = None,
-                  weight: float | None = None,
-                  exclude: Sequence[Sequence[int]] | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top ``topk`` (default ``num_beams``) items per user by the hybrid score, (B, k) items
-    and scores, best first; -1 / -inf where fewer candidates exist. Candidates: the
-    ``num_beams`` beams and the dense head's ``num_beams`` best items (``exclude``: per user,
-    items the dense head may not propose, e.g. the history). ``weight``: default the
-    model's ``hybrid_weight``."""
-    k_out = num_beams if topk is None else topk
-    w = model.gen.hybrid_weight if weight is None else weight
+def hybrid_candidates(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      trie: SidTrie, vocab: SidVocab, num_beams: int, *,
+                      exclude: Sequence[Sequence[int]] | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each user's candidates and both halves of their score, for any weight:
+    ``(items, log p_gen, log p_dense, ok)``, each (B, C). Candidates: the ``num_beams`` beams,
+    then the dense head's ``num_beams`` best items (``exclude``: per user, items the dense head
+    may not propose, e.g. the history); ``ok`` is False on empty beams and on a dense item
+    already among the beams (its first copy is kept)."""
     hidden = model.encode(input_ids, attention_mask)  # read by all three parts below
     beam_items, beam_lp = constrained_beam_search(model, input_ids, attention_mask, trie, vocab,
                                                   num_beams, hidden=hidden)  # (B, nb)
@@ -77,22 +74,43 @@ def hybrid_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, 
     n_dense = min(num_beams, dense.shape[1])
     dense_items = blocked.topk(n_dense, dim=1).indices  # (B, nd)
     cand = torch.cat([beam_items, dense_items], dim=1)  # (B, C)
-    # a dense item already among the beams is dropped (the first copy is kept)
     same = cand[:, :, None] == cand[:, None, :]
     earlier = torch.ones(cand.shape[1], cand.shape[1], dtype=torch.bool,
                          device=cand.device).tril(-1)
     dup = (same & earlier).any(dim=2)
     ok = (cand >= 0) & ~dup
-    safe = cand.clamp(min=0)
     gen = torch.cat([beam_lp.to(dense.dtype), sid_log_probs(
         model, hidden, attention_mask, model.item_tokens[dense_items], vocab)], dim=1)
-    score = hybrid_scores(gen, dense.gather(1, safe), w)
-    score = torch.where(ok, score, NEG_INF)
-    k = min(k_out, cand.shape[1])
-    top, order = score.topk(k, dim=1)
-    items = torch.where(torch.isfinite(top), cand.gather(1, order), -1)
-    if k < k_out:
-        pad = k_out - k
-        items = torch.cat([items, items.new_full((items.shape[0], pad), -1)], 1)
+    return cand, gen, dense.gather(1, cand.clamp(min=0)), ok
+
+
+def rank_candidates(items: torch.Tensor, gen: torch.Tensor, dense: torch.Tensor,
+                    ok: torch.Tensor, weight: float, k: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best ``k`` of ``hybrid_candidates``' candidates by ``hybrid_scores`` at ``weight``:
+    (B, k) items and scores, best first; -1 / -inf where fewer candidates exist."""
+    score = torch.where(ok, hybrid_scores(gen, dense, weight), NEG_INF)
+    n = min(k, items.shape[1])
+    top, order = score.topk(n, dim=1)
+    out = torch.where(torch.isfinite(top), items.gather(1, order), -1)
+    if n < k:
+        pad = k - n
+        out = torch.cat([out, out.new_full((out.shape[0], pad), -1)], 1)
         top = torch.cat([top, top.new_full((top.shape[0], pad), NEG_INF)], 1)
-    return items, top
+    return out, top
+
+
+@torch.no_grad()
+def hybrid_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SidTrie,
+                  vocab: SidVocab, num_beams: int, *, topk: int | None = None,
+                  weight: float | None = None,
+                  exclude: Sequence[Sequence[int]] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top ``topk`` (default ``num_beams``) items per user by the hybrid score, (B, k) items
+    and scores, best first; -1 / -inf where fewer candidates exist. Candidates: see
+    ``hybrid_candidates``. ``weight``: default the model's ``hybrid_weight``."""
+    k_out = num_beams if topk is None else topk
+    w = model.gen.hybrid_weight if weight is None else weight
+    cand = hybrid_candidates(model, input_ids, attention_mask, trie, vocab, num_beams,
+                             exclude=exclude)
+    return rank_candidates(*cand, w, k_out)

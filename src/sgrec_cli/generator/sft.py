@@ -21,7 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,11 @@ from ..distributed import World, barrier
 from ..distributed import setup as setup_world
 from ..errors import ConfigError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
-from ..inference import predict_topk
+from ..inference import choose_weight, hybrid_weight_curve, predict_topk
 from ..progress import progress_bar, quiet
 from ..sampling import seeded_subset
 from ..validate import is_int
-from .model import build_model, save_generator
+from .model import build_model, load_generator, save_generator
 from .tokens import SidVocab
 from .trie import SidTrie
 
@@ -59,7 +59,8 @@ CHECKPOINT = "checkpoint"
 DEFAULT_MAX_HISTORY = default(PrepareConfig, "max_history")
 # config fields that may change between an interrupted run and its resumption without changing
 # what is computed (epochs may be raised to extend a finished run, at the cost of exactness)
-_RESUMABLE_CHANGES = {"epochs", "patience", "device"}
+# tune_hybrid_weight acts after the last epoch (and a checkpoint made before it existed resumes)
+_RESUMABLE_CHANGES = {"epochs", "patience", "device", "tune_hybrid_weight"}
 
 
 # --------------------------------------------------------------------------------------- data
@@ -330,6 +331,20 @@ def _save(t: _Trainer, state: dict, out_dir: Path) -> None:
         extra=lambda tmp: atomic_write_json(tmp / "scheduler.json", t.scheduler.state_dict()))
 
 
+def _tune_hybrid_weight(t: _Trainer, out_dir: Path) -> dict:
+    """Choose the hybrid weight of the best epoch's model on the validation users and save it
+    into OUT/best (``SFTConfig.tune_hybrid_weight``); the curve, for the summary."""
+    best, gen_cfg, _ = load_generator(out_dir / BEST, t.device)
+    curve = hybrid_weight_curve(best, t.vocab, t.trie, [ex.history for ex in t.valid],
+                                [ex.target for ex in t.valid], t.codes, t.cfg.num_beams,
+                                k=EVAL_K, batch=t.cfg.batch_size, max_history=t.max_history)
+    chosen = choose_weight(curve, t.cfg.model.hybrid_weight)
+    write_folder_atomically(out_dir / BEST, lambda tmp: save_generator(
+        best, replace(gen_cfg, hybrid_weight=chosen), tmp))
+    return {"chosen": chosen, "trained_with": t.cfg.model.hybrid_weight,
+            f"valid_ndcg@{EVAL_K}": {str(w): v for w, v in curve.items()}}
+
+
 def train_sft(
     train_examples: Sequence[Example],
     valid_examples: Sequence[Example],
@@ -400,18 +415,27 @@ def train_sft(
                 _save(t, state, out_dir)
             barrier(world)
             run_here += 1
+    finished = bool(state["stopped"]) or state["epoch"] >= cfg.epochs
+    modes = {k: getattr(cfg.model, k) for k in ("input", "text", "ids", "score", "hybrid_weight")}
+    tuned = None
+    if finished and t.model.hybrid and cfg.tune_hybrid_weight and state["best_epoch"]:
+        if world.main:
+            say("choosing the hybrid weight on the validation users")
+            tuned = _tune_hybrid_weight(t, out_dir)
+            modes["hybrid_weight"] = tuned["chosen"]
+        barrier(world)
     return {
         "best_epoch": state["best_epoch"],
         "best": {f"valid_{k}": v for k, v in state["best_metrics"].items()},
         "epochs_run": state["epoch"],
         "epochs_this_call": run_here,
         "stopped_early": bool(state["stopped"]) and state["epoch"] < cfg.epochs,
-        "finished": bool(state["stopped"]) or state["epoch"] >= cfg.epochs,
+        "finished": finished,
         "seconds": round(state["seconds"], 3),
         "wall_seconds": round(time.time() - started, 3),
         "valid_users": len(t.valid),
         "train_examples": len(train_examples),
         "max_history": max_history,
-        "modes": {k: getattr(cfg.model, k)
-                  for k in ("input", "text", "ids", "score", "hybrid_weight")},
+        "modes": modes,
+        **({"hybrid_weight": tuned} if tuned else {}),
     }
