@@ -52,6 +52,9 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "items-ids": (["--input", "items", "--item-ids"], None),
     "items-text-ids-hybrid": (["--input", "items", "--text", "--item-ids", "--score", "hybrid"],
                               None),
+    # BARGE's size (2 layers) and SASRec's dropout (0.2), for a small dataset
+    "items-text-ids-hybrid-small": (["--input", "items", "--text", "--item-ids", "--score",
+                                     "hybrid", "--num-layers", "2", "--dropout", "0.2"], None),
     "collab-items": (["--input", "items"], ["--collab-dim", "32"]),
     "rqkmeans-collab-items": (["--input", "items"], ["--method", "rqkmeans", "--collab-dim", "32"]),
 }
@@ -166,7 +169,9 @@ def budget_of(run: Path) -> dict:
     return {"sids": {"method": sids["config"]["method"], "dedup": sids["config"]["dedup"]},
             "generator": cfg["model"], "valid_users": summary["valid_users"],
             "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-            "seconds_per_epoch": round(sum(r["seconds"] for r in log) / max(1, len(log)), 1)}
+            "seconds_per_epoch": round(sum(r["seconds"] for r in log) / max(1, len(log)), 1),
+            **({"hybrid_weight": summary["hybrid_weight"]} if "hybrid_weight" in summary
+               else {})}
 
 
 def report(base: Path, names: list[str], args) -> dict:
@@ -186,6 +191,10 @@ def report(base: Path, names: list[str], args) -> dict:
         rows.append(entry(run, "sft", name, refs, args.n_boot, b))
         if b.get("generator", {}).get("score") == "hybrid":
             rows.append(entry(run, "sft@generator", f"{name}@generator", refs, args.n_boot, b))
+            # hybrid scoring against the same model's pure generator
+            rows[-2]["test_vs"]["its generator"] = compare(
+                split_result(run, "test", "sft")[1], split_result(run, "test", "sft@generator")[1],
+                args.n_boot)
     return {"data": json.loads((base / "data" / "manifest.json").read_text("utf-8"))
             .get("dataset"), "base": str(base),
             "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
