@@ -140,9 +140,10 @@ class SidGenerator(T5ForConditionalGeneration):
         if input_ids is not None:
             kwargs["inputs_embeds"] = self.embed_inputs(input_ids)
         dense = items is not None and self.hybrid
-        if dense and "labels" in kwargs:
-            # the decoder's first position (its input is the start token; attention is causal)
-            # is user_vectors' one-step state: read it from this pass instead of a second one
+        if dense and "labels" in kwargs and kwargs.get("decoder_input_ids") is None:
+            # the decoder's first position (its input is the start token labels are shifted
+            # behind; attention is causal) is user_vectors' one-step state: read it from this
+            # pass instead of a second one
             kwargs["output_hidden_states"] = True
         out = super().forward(attention_mask=attention_mask, **kwargs)
         if dense:
