@@ -134,7 +134,7 @@ def test_resume_is_exact(data, tmp_path):
     # defaults are what it ran), and one whose modes differ is refused
     state_file = b / "checkpoint" / "state.json"
     state = json.loads(state_file.read_text())
-    for name in ("input", "text", "score", "hybrid_weight"):
+    for name in ("input", "text", "ids", "score", "hybrid_weight"):
         del state["config"]["model"][name]
     state_file.write_text(json.dumps(state))
     assert train_sft(train, valid, codes, SIZES, cfg, b, resume=True)["epochs_this_call"] == 0

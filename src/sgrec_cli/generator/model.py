@@ -140,14 +140,15 @@ class SidGenerator(T5ForConditionalGeneration):
         if input_ids is not None:
             kwargs["inputs_embeds"] = self.embed_inputs(input_ids)
         dense = items is not None and self.hybrid
-        if dense and "labels" in kwargs and kwargs.get("decoder_input_ids") is None:
-            # the decoder's first position (its input is the start token labels are shifted
-            # behind; attention is causal) is user_vectors' one-step state: read it from this
-            # pass instead of a second one
+        # the decoder's first position (its input is the start token the labels are shifted
+        # behind; attention is causal) is user_vectors' one-step state: read it from this pass
+        # instead of a second one
+        reuse = dense and "labels" in kwargs and kwargs.get("decoder_input_ids") is None
+        if reuse:
             kwargs["output_hidden_states"] = True
         out = super().forward(attention_mask=attention_mask, **kwargs)
         if dense:
-            if kwargs.get("output_hidden_states"):
+            if reuse:
                 users = self.dense_proj(out.decoder_hidden_states[-1][:, 0])
             else:
                 users = self.user_vectors(out.encoder_last_hidden_state, attention_mask)
