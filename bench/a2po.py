@@ -1,20 +1,30 @@
-"""A2PO and its ablations from one SFT checkpoint, same seed and budget, then the test table.
+"""A2PO settings from one SFT checkpoint, same seed, then validation and test tables in one JSON.
 
-Needs a run with data, sids, sft and judge (bench/generator.py, then `sgrec judge`). Trains
-`biz` (GRPO on the business reward: MiniOneRec's recipe), `reward-sum`, `adv-sum`, `a2po`
-(rho 0.05, the paper's default) and `a2po` with rho 1 into RUN/a2po-<name>, evaluates them with
-the SFT start on the test targets (history excluded), and writes the table, the paired bootstrap
-tests, and each run's training diagnostics (best validation step, hit fraction, sign agreement,
-lambda, KL, clip fraction, groups/s and the time split).
+Needs a run with data, sids, sft and judge (bench/generator.py, then `sgrec judge`). Each named
+setting is trained by `sgrec train --a2po --tag <prefix><name>` (the code path users run; an
+interrupted setting is resumed exactly, a finished one is not retrained) and evaluated with the
+SFT start by `sgrec eval` on the validation and the test targets of **all** users (history
+excluded). The JSON has, per setting: its flags, the validation curve (start, peak and its step,
+last), the kept state and its paired test against the start on validation, the mean share of
+groups with a business signal (``biz_var_share``: the only groups with a gradient under biz and
+a2po), hit fraction, sign agreement, lambda, KL (mean and last), groups/s and wall time,
+validation and test R@{1,5,10,20} / N@{5,10,20}, and paired bootstraps over test users against
+SFT (NDCG@10, Recall@10, Recall@20) and, for the ladder, between its steps.
+
+Sets (``--settings`` takes set or setting names, comma-separated):
+  ladder  biz, reward-sum, adv-sum, a2po (rho 0.05), a2po-rho1: the paper's ablation ladder
+  recipe  business-only GRPO recipes (issue: RL that climbs): today's (32 groups per step),
+          1,024 groups per step, latest examples, the NLL anchor, positive-only, the prefix reward
 
 Usage:
-  python bench/a2po.py --run runs/sci --out bench/results/a2po_scientific.json
-  python bench/a2po.py --run runs/sci --train-args "--ppo-epochs 4 --beta 0.05" --jobs 2 \
+  python bench/a2po.py --run ~/r13/sci --settings recipe \
+      --out bench/results/a2po_recipe_scientific.json
+  python bench/a2po.py --run runs/sci --settings ladder --train-args "--ppo-epochs 4" \
       --prefix p4 --out bench/results/a2po_scientific_ppo4.json
 
---train-args go to every `sgrec train --a2po` call (the budget shared by all variants);
---jobs N trains N variants at once, one thread each (2 on a 2-core machine); --prefix names the
-run folders RUN/a2po-<prefix><variant> so several ablations can sit in one run.
+--train-args go to every `sgrec train --a2po` call (after the setting's own flags, so they
+override them); --prefix names the run folders RUN/a2po-<prefix><setting> so several benches can
+sit in one run.
 """
 
 from __future__ import annotations
@@ -22,21 +32,53 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = {"biz": ["--advantage", "biz"], "reward-sum": ["--advantage", "reward-sum"],
-            "adv-sum": ["--advantage", "adv-sum"], "a2po": ["--advantage", "a2po"],
-            "a2po-rho1": ["--advantage", "a2po", "--rho", "1"]}
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from generator_ablation import METRICS, split_result  # noqa: E402
+
+from sgrec_cli.eval.bootstrap import paired_bootstrap  # noqa: E402
+from sgrec_cli.eval.metrics import per_user_metrics  # noqa: E402
+
+_BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "2"]
+SETTINGS: dict[str, list[str]] = {
+    # the ladder (the budget of every rung: the CLI defaults unless --train-args says otherwise)
+    "biz": ["--advantage", "biz"],
+    "reward-sum": ["--advantage", "reward-sum"],
+    "adv-sum": ["--advantage", "adv-sum"],
+    "a2po": ["--advantage", "a2po"],
+    "a2po-rho1": ["--advantage", "a2po", "--rho", "1"],
+    # business-only recipes: 9,600 groups today, ~16,000 (two passes over Scientific's users'
+    # latest examples) for the large-batch ones
+    "today": ["--advantage", "biz", "--batch-users", "32", "--steps", "300", "--eval-every",
+              "50", "--lr", "1e-5"],
+    "b1024-lr1e-5": [*_BIG, "--lr", "1e-5"],
+    "b1024": [*_BIG, "--lr", "1e-4"],
+    "b1024-latest": [*_BIG, "--lr", "1e-4", "--examples", "latest"],
+    "b1024-nll": [*_BIG, "--lr", "1e-4", "--nll-weight", "1"],
+    "b1024-pos": [*_BIG, "--lr", "1e-4", "--positive-only"],
+    "b1024-prefix": [*_BIG, "--lr", "1e-4", "--business", "prefix"],
+    "b1024-latest-nll-pos": [*_BIG, "--lr", "1e-4", "--examples", "latest", "--nll-weight", "1",
+                             "--positive-only"],
+}
+SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
+        "recipe": ["today", "b1024-lr1e-5", "b1024", "b1024-latest", "b1024-nll", "b1024-pos",
+                   "b1024-prefix", "b1024-latest-nll-pos"]}
+LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz")}
 DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "mean_lambda", "mean_r_biz",
-        "mean_r_sem", "kl", "clip_fraction")
+        "mean_r_sem", "kl", "clip_fraction", "nll")
+COMPARED = ("ndcg@10", "recall@10", "recall@20")
 
 
-def sgrec_json(*args: str, threads: int | None = None) -> dict:
+def sgrec(*args: str, threads: int | None = None) -> dict:
     cmd = [sys.executable, "-m", "sgrec_cli.cli", *args, "--json"]
     print("$ sgrec " + " ".join(args), file=sys.stderr, flush=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -46,67 +88,115 @@ def sgrec_json(*args: str, threads: int | None = None) -> dict:
     return json.loads(res.stdout)
 
 
-def diagnostics(run: Path, name: str) -> dict:
-    rows = [json.loads(x) for x in (run / f"a2po-{name}" / "train_log.jsonl").open()][1:]
+def curve(rows: list[dict]) -> dict:
+    """Start, peak (and its step) and last of the validation NDCG@10 curve."""
+    pts = [(r["step"], r["valid_ndcg@10"]) for r in rows if "valid_ndcg@10" in r]
+    peak = max(pts, key=lambda x: x[1])
+    return {"start": round(pts[0][1], 4), "peak": round(peak[1], 4), "peak_step": peak[0],
+            "last": round(pts[-1][1], 4), "last_step": pts[-1][0],
+            "points": [(s, round(v, 4)) for s, v in pts]}
+
+
+def diagnostics(rows: list[dict]) -> dict:
+    steps = rows[1:]
     out = {}
     for key in DIAG:
-        vals = [r[key] for r in rows if r.get(key) is not None]
+        vals = [r[key] for r in steps if r.get(key) is not None]
         out[key] = round(sum(vals) / len(vals), 4) if vals else None
-    out["valid_ndcg@10"] = [(r["step"], round(r["valid_ndcg@10"], 4)) for r in rows
-                            if "valid_ndcg@10" in r]
+    kls = [r["kl"] for r in steps if r.get("kl") is not None]
+    out["kl_last"] = round(kls[-1], 4) if kls else None
     return out
+
+
+def train(run: Path, tag: str, flags: list[str], args) -> dict:
+    folder = run / f"a2po-{tag}"
+    started = time.time()
+    if not (folder / "manifest.json").is_file():
+        resume = ["--resume"] if (run / f".a2po-{tag}.resume" / "state.json").is_file() else []
+        sgrec("train", "--run", str(run), "--a2po", "--tag", tag, "--valid-users",
+              str(args.valid_users), *flags, *shlex.split(args.train_args), *resume,
+              "--no-progress", threads=args.threads)
+    summary = json.loads((folder / "summary.json").read_text("utf-8"))
+    rows = [json.loads(x) for x in (folder / "train_log.jsonl").open()]
+    return {"flags": flags, "train_args": args.train_args, "curve": curve(rows),
+            "selection": summary.get("selection"), "best": summary["best"],
+            "steps": summary["steps"], "groups_per_s": summary.get("groups_per_s"),
+            "train_seconds": summary["seconds"], "wall_seconds_this_call":
+            round(time.time() - started, 1), "diagnostics": diagnostics(rows)}
+
+
+def compare(a: dict[int, int], b: dict[int, int], n_boot: int) -> dict:
+    import numpy as np
+
+    users = sorted(a)
+    if sorted(b) != users:
+        raise SystemExit("the two models were evaluated on different users")
+    ra = per_user_metrics(np.array([a[u] for u in users]))
+    rb = per_user_metrics(np.array([b[u] for u in users]))
+    return {m: paired_bootstrap(ra[m], rb[m], n_boot=n_boot, seed=0) for m in COMPARED}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--lr", default="1e-5")
-    ap.add_argument("--group-size", default="16")
-    ap.add_argument("--valid-users", default="1000")
+    ap.add_argument("--settings", default="ladder", help="set or setting names, comma-separated")
+    ap.add_argument("--valid-users", type=int, default=0, help="0 = all (selection)")
     ap.add_argument("--train-args", default="", help="more `sgrec train --a2po` options")
-    ap.add_argument("--jobs", type=int, default=1, help="variants trained at once")
-    ap.add_argument("--prefix", default="", help="run folders RUN/a2po-<prefix><variant>")
+    ap.add_argument("--prefix", default="", help="run folders RUN/a2po-<prefix><setting>")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--n-boot", type=int, default=10_000)
+    ap.add_argument("--device", default="auto")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "a2po.json")
     args = ap.parse_args()
-    run = str(args.run)
-    extra_args = shlex.split(args.train_args)
-    results: dict = {"budget": {"steps": args.steps, "lr": args.lr, "group_size":
-                                args.group_size, "batch_users": 32, "seed": 0,
-                                "train_args": args.train_args}, "runs": {}}
-
-    def train(item):
-        name, extra = item
-        tag = args.prefix + name
-        summary = sgrec_json("train", "--run", run, "--a2po", *extra, "--tag", tag,
-                             "--steps", str(args.steps), "--lr", args.lr, "--group-size",
-                             args.group_size, "--valid-users", args.valid_users, *extra_args,
-                             "--no-progress", threads=1 if args.jobs > 1 else None)
-        return name, {**summary, "diagnostics": diagnostics(args.run, tag)}
-
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        results["runs"] = dict(pool.map(train, VARIANTS.items()))
-    tags = {f"a2po-{args.prefix}{n}": f"a2po-{n}" for n in VARIANTS}  # folder -> table name
-    models = ["sft", *tags]
-    report = sgrec_json("eval", "--run", run, *(x for m in models for x in ("--model", m)))
-    cols = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
-    results["test"] = {tags.get(m, m): {c: round(report["models"][m][c], 4) for c in cols}
-                       for m in models}
-    wanted = {("a2po-a2po", "a2po-biz"), ("a2po-a2po", "sft"), ("a2po-biz", "sft"),
-              ("a2po-a2po-rho1", "a2po-biz")}
-    comps = []
-    for c in report["comparisons"]:
-        c = {**c, "a": tags.get(c["a"], c["a"]), "b": tags.get(c["b"], c["b"])}
-        if (c["a"], c["b"]) in wanted or (c["b"], c["a"]) in wanted:
-            comps.append(c)
-    results["comparisons"] = comps
+    names: list[str] = []
+    for part in args.settings.split(","):
+        for name in SETS.get(part, [part]):
+            if name not in SETTINGS:
+                raise SystemExit(f"unknown setting {name!r}; sets: {', '.join(SETS)}; "
+                                 f"settings: {', '.join(SETTINGS)}")
+            if name not in names:
+                names.append(name)
+    run = args.run
+    results: dict = {"run": str(run), "settings": names,
+                     "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
+                                 "device": args.device},
+                     "protocol": "leave-one-out, all users, history excluded, 20 beams (+ fill); "
+                                 "states chosen on validation users (--valid-users)",
+                     "runs": {}}
+    for name in names:
+        results["runs"][name] = train(run, args.prefix + name, SETTINGS[name], args)
+    models = {"sft": "sft", **{name: f"a2po-{args.prefix}{name}" for name in names}}
+    for split in ("valid", "test"):
+        flags = [x for m in models.values() for x in ("--model", m)]
+        sgrec("eval", "--run", str(run), *flags, "--split", split, "--device", args.device,
+              "--n-boot", "1", threads=args.threads)
+    ranks = {}
+    for label, model in models.items():
+        entry = results["runs"].setdefault(label, {}) if label != "sft" else \
+            results.setdefault("sft", {})
+        for split in ("valid", "test"):
+            entry[split], r = split_result(run, split, model)
+            entry[split] = {k: round(v, 5) for k, v in entry[split].items() if k in METRICS}
+            if split == "test":
+                ranks[label] = r
+    for name in names:
+        results["runs"][name]["test_vs_sft"] = compare(ranks[name], ranks["sft"], args.n_boot)
+    results["test_pairs"] = [{"a": a, "b": b, **compare(ranks[a], ranks[b], args.n_boot)}
+                             for a, b in sorted(LADDER_PAIRS) if a in ranks and b in ranks]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    for m, row in results["test"].items():
-        print(m, row)
-    for c in results["comparisons"]:
-        print(c["a"], "vs", c["b"], c["metric"], round(c["diff"], 4), c["p_value"])
+    s = results["sft"]["test"]
+    print(f"{'sft':24s} test N@10 {s['ndcg@10']:.4f} R@20 {s['recall@20']:.4f}")
+    for name in names:
+        r = results["runs"][name]
+        c = r["test_vs_sft"]
+        print(f"{name:24s} test N@10 {r['test']['ndcg@10']:.4f} "
+              f"({c['ndcg@10']['diff']:+.4f}, p={c['ndcg@10']['p_value']:.3f}) "
+              f"R@20 {r['test']['recall@20']:.4f} ({c['recall@20']['diff']:+.4f}, "
+              f"p={c['recall@20']['p_value']:.3f}) valid {r['curve']['start']:.4f} -> peak "
+              f"{r['curve']['peak']:.4f}@{r['curve']['peak_step']} last {r['curve']['last']:.4f} "
+              f"kept step {(r.get('selection') or {}).get('kept_step')}")
 
 
 if __name__ == "__main__":

@@ -249,9 +249,10 @@ def train(
         help="Epochs without a better valid NDCG@10 before stopping. "
         + _per_model(generator=_d(SFTConfig, "patience"),
                      sasrec=_d(SASRecConfig, "patience")))] = None,
-    valid_users: Annotated[int, typer.Option(
-        help="Generator and --a2po: validation users scored at each validation (0 = all).")]
-        = _d(SFTConfig, "valid_users"),
+    valid_users: Annotated[int | None, typer.Option(
+        help="Generator and --a2po: validation users scored at each validation (0 = all). "
+        + _per_model(generator=_d(SFTConfig, "valid_users"),
+                     a2po=_d(A2POConfig, "valid_users")))] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = _d(SFTConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (generator, --a2po).")]
         = _d(SFTConfig, "device"),
@@ -303,8 +304,24 @@ def train(
         = _d(A2POConfig, "beta"),
     steps: Annotated[int, typer.Option(help="A2PO: optimisation steps.")]
         = _d(A2POConfig, "steps"),
-    batch_users: Annotated[int, typer.Option(help="A2PO: groups per step.")]
+    batch_users: Annotated[int, typer.Option(help="A2PO: groups per optimisation step.")]
         = _d(A2POConfig, "batch_users"),
+    chunk_users: Annotated[int, typer.Option(
+        help="A2PO: groups rolled out and back-propagated at once (memory only; the step's "
+             "gradient is the same).")] = _d(A2POConfig, "chunk_users"),
+    examples: Annotated[str, typer.Option(
+        help="A2PO: draw groups from all training examples (every prefix) or from each "
+             "user's latest one.")] = _d(A2POConfig, "examples"),
+    nll_weight: Annotated[float, typer.Option(
+        help="A2PO: weight of an NLL anchor on the examples' next-item SIDs (0 = none).")]
+        = _d(A2POConfig, "nll_weight"),
+    positive_only: Annotated[bool, typer.Option(
+        "--positive-only", help="A2PO: update only on rollouts with a positive advantage "
+        "(negative advantages set to 0).")] = _d(A2POConfig, "positive_only"),
+    select_alpha: Annotated[float, typer.Option(
+        help="A2PO: keep the best validation state only if it beats the SFT start by a "
+             "paired bootstrap with p below this (1 = keep the best state).")]
+        = _d(A2POConfig, "select_alpha"),
     business: Annotated[str, typer.Option(
         help="A2PO: business reward, rank (DESIGN §7), prefix (SID-prefix credit), value "
              "(rank penalty weighted by the items' value field) or future (rank penalty that "
@@ -343,8 +360,10 @@ def train(
         a2po_opts = dict(advantage=advantage, group_size=group_size, rho=rho, beta=beta,
                          steps=steps, batch_users=batch_users, business=business,
                          eval_every=eval_every, ppo_epochs=ppo_epochs, rollout=rollout,
-                         temperature=temperature, valid_users=valid_users, seed=seed,
-                         device=device)
+                         temperature=temperature, seed=seed, device=device,
+                         chunk_users=chunk_users, examples=examples, nll_weight=nll_weight,
+                         positive_only=positive_only, select_alpha=select_alpha,
+                         **({} if valid_users is None else {"valid_users": valid_users}))
         title, summary, table = _train_a2po(run, a2po_opts, lr, tag, resume, progress)
     elif model == "generator":
         arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model,
@@ -353,7 +372,9 @@ def train(
             arch["hybrid_weight"] = hybrid_weight
         if dropout is not None:
             arch["dropout"] = given.pop("dropout")
-        cfg = SFTConfig(valid_users=valid_users, seed=seed, device=device,
+        if valid_users is not None:
+            given["valid_users"] = valid_users
+        cfg = SFTConfig(seed=seed, device=device,
                         warmup_steps=warmup_steps, model=arch,
                         tune_hybrid_weight=hybrid_weight is None, **given)
         title, summary, table = _train_generator(run, cfg, resume, progress)

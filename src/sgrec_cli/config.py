@@ -376,6 +376,7 @@ class SASRecConfig(_Config):
 
 
 ROLLOUTS = ("beam", "sample")
+RL_EXAMPLES = ("all", "latest")
 
 
 @dataclass
@@ -395,6 +396,18 @@ class A2POConfig(_Config):
     rho           share of groups whose semantic reward is consulted (paper: 0.05)
     beta, clip    KL(k3) weight to the SFT reference; PPO clip epsilon
     steps         optimisation steps of ``batch_users`` groups each
+    chunk_users   groups rolled out and back-propagated at once (memory only: a step's gradient
+                  is the same, up to float rounding, for any chunk size)
+    examples      the training examples groups are drawn from: all (every training prefix) or
+                  latest (each user's last training example, the closest in time to validation)
+    nll_weight    weight of an NLL anchor: the mean cross-entropy of the examples' next-item SID
+                  tokens added to the loss (AdaGRPO-style; 0 = the pure policy-gradient update)
+    positive_only drop the rollouts with a negative advantage from the update (DRPO's hard
+                  filter: only the better-than-group items are pushed up)
+    valid_users   validation users scored at each validation (0 = all)
+    select_alpha  the best validation state is kept only if it beats the start (the SFT
+                  model) on validation NDCG@10 by a paired bootstrap with p < select_alpha;
+                  otherwise the start is kept (1 = keep the best state whatever its margin)
     """
 
     advantage: str = "a2po"
@@ -407,20 +420,31 @@ class A2POConfig(_Config):
     clip: float = 0.2
     lr: float = 1e-5
     batch_users: int = 32
+    chunk_users: int = 256
+    examples: str = "all"
+    nll_weight: float = 0.0
+    positive_only: bool = False
     ppo_epochs: int = 1
     steps: int = 300
     eval_every: int = 50
-    valid_users: int = 1000
+    valid_users: int = 0
+    select_alpha: float = 0.05
     seed: int = 0
     device: str = "auto"
 
     def validate(self) -> None:
         check_choice("advantage", self.advantage, MODES)
+        check_choice("examples", self.examples, RL_EXAMPLES)
+        check_num("nll_weight", self.nll_weight, of=self, low=0)
+        check_num("select_alpha", self.select_alpha, of=self, low=0, high=1, low_open=True)
+        require(isinstance(self.positive_only, bool),
+                f"positive_only {self.positive_only!r} must be true or false")
         check_choice("business", self.business, BUSINESS_REWARDS)
         check_choice("rollout", self.rollout, ROLLOUTS)
         check_num("temperature", self.temperature, of=self, low=0, low_open=True)
         check_device(self.device)
-        check_ints(self, ("group_size", "batch_users", "ppo_epochs", "steps", "eval_every"), 1)
+        check_ints(self, ("group_size", "batch_users", "chunk_users", "ppo_epochs", "steps",
+                          "eval_every"), 1)
         require(self.group_size >= 2, f"--group-size {self.group_size} must be >= 2: "
                                       "advantages compare the items of a group")
         check_ints(self, ("valid_users", "seed"), 0)

@@ -133,6 +133,17 @@ def sasrec_summary(s: dict) -> list[tuple[str, str]]:
             ("training time", f"{s['seconds']:.1f} s")]
 
 
+def _selection_rows(sel: dict | None) -> list[tuple[str, str]]:
+    """The kept state and the paired test that decided it (runs before it existed: none)."""
+    if not sel or not sel.get("best_step"):
+        return []
+    kept = ("the best state" if sel["kept_step"] else
+            f"the SFT start (step {sel['best_step']} not significantly better)")
+    return [("kept", kept),
+            ("best − start valid NDCG@10", f"{sel['valid_diff']:+.4f}, p={sel['p_value']:.4f} "
+             f"(paired bootstrap, {sel['n_users']:,} users, keep if p < {sel['alpha']:g})")]
+
+
 def a2po_summary(s: dict) -> list[tuple[str, str]]:
     if not s.get("finished", True):
         return [("stopped after step", num(s["step"])), ("checkpoint", s["checkpoint"]),
@@ -142,6 +153,7 @@ def a2po_summary(s: dict) -> list[tuple[str, str]]:
     return [("advantage", s["advantage"]), ("semantic reward", s["semantic"]),
             ("best valid NDCG@10", f"{best['valid_ndcg@10']:.4f} at step {best['step']}"
              + (" (the SFT start)" if best["step"] == 0 else "")),
+            *_selection_rows(s.get("selection")),
             ("steps", num(s["steps"])), ("groups per second", num(s.get("groups_per_s"), 2)),
             ("time in rollout / reward / update",
              # (runs of sgrec before this layout named the keys rollout_s, ...)

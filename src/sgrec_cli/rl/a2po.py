@@ -14,6 +14,7 @@ its share of the step's rollouts, so DDP's gradient average equals the single-pr
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from .advantages import (
     combine,
     credit_rewards,
     distance_credit,
+    positive_part,
     prefix_rewards,
     rank_penalty_rewards,
     target_rank,
@@ -156,12 +158,22 @@ class Policy:
     world: Any = None  # distributed.World under torchrun
 
 
+def chunks(n: int, size: int) -> list[slice]:
+    """Consecutive slices of at most ``size`` covering range(n)."""
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
 def _rollout(p: Policy, cfg: A2POConfig, batch, gen) -> tuple:
+    """Encoder inputs of the step's histories and their groups, rolled out ``chunk_users``
+    groups at a time (beam groups do not depend on the chunking; sampled ones are drawn chunk
+    by chunk)."""
     device = next(p.model.parameters()).device
     ids, mask = p.vocab.encode_history([h for _, h, _ in batch], p.codes, p.max_history,
                                        per_item=p.model.per_item)
     ids, mask = ids.to(device), mask.to(device)
-    return ids, mask, rollout_groups(p.model, ids, mask, p.trie, p.vocab, cfg, gen)
+    items = [rollout_groups(p.model, ids[sl], mask[sl], p.trie, p.vocab, cfg, gen)
+             for sl in chunks(len(batch), cfg.chunk_users)]
+    return ids, mask, np.concatenate(items)
 
 
 def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *, judged,
@@ -179,48 +191,110 @@ def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *,
             r_sem[b] = semantic(batch[b][0], batch[b][1], safe[b])
     adv, stats = combine(r_biz, r_sem, cfg.advantage, judged)
     stats = {"hit_fraction": float((target_rank(items, targets) >= 0).mean()), **stats}
-    return np.where(valid, adv, 0.0), stats
+    adv = np.where(valid, adv, 0.0)
+    if cfg.positive_only:
+        adv = positive_part(adv)
+    return adv, stats
 
 
-def _update(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndarray) -> dict:
-    """``ppo_epochs`` clipped-surrogate + KL updates on the gradient-carrying rollouts."""
+@dataclass
+class _Chunk:
+    """One chunk of a step's update: its groups, the gradient-carrying rollouts in it and what
+    the loss needs for them (the reference log-probs; pi_old once the first epoch set it)."""
+
+    groups: slice
+    n_rows: int  # gradient-carrying rollouts (0: a zero-weighted stand-in row keeps DDP in step)
+    labels: torch.Tensor  # (n_rows [+ targets], L) SID tokens scored
+    user_of: torch.Tensor  # (same,) the chunk's history each row is scored under
+    adv: torch.Tensor  # (n_rows,)
+    lp_ref: torch.Tensor  # (n_rows, L)
+    lp_old: torch.Tensor | None = None
+
+
+def _plan(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndarray,
+          targets: np.ndarray, rows: np.ndarray, distributed: bool) -> list[_Chunk]:
+    """The chunks of the update; with an NLL anchor each chunk also scores its targets."""
     device = next(p.model.parameters()).device
+    G = items.shape[1]
+    safe = np.where(items >= 0, items, 0).reshape(-1)
+    flat_adv = adv.reshape(-1)
+    out = []
+    for sl in chunks(len(items), cfg.chunk_users):
+        mine = rows[(rows >= sl.start * G) & (rows < sl.stop * G)]
+        n_rows = int(mine.size)
+        if not n_rows and not distributed and not cfg.nll_weight:
+            continue  # nothing to learn here, and no other process to keep in step
+        if not n_rows:  # a zero-weighted stand-in: every process runs each chunk's backward
+            mine = np.asarray([sl.start * G])
+        labels = p.vocab.target_tokens(safe[mine], p.codes)
+        user_of = mine // G - sl.start
+        if cfg.nll_weight:
+            labels = torch.cat([labels, p.vocab.target_tokens(targets[sl], p.codes)])
+            user_of = np.concatenate([user_of, np.arange(sl.stop - sl.start)])
+        user_of = torch.as_tensor(user_of, device=device)
+        n_roll = len(mine)
+        with torch.no_grad():
+            h_ref = p.ref.encode(ids[sl], mask[sl])
+            lp_ref = sequence_log_probs(p.ref, h_ref[user_of[:n_roll]], mask[sl][user_of[:n_roll]],
+                                        labels[:n_roll].to(device), p.vocab)
+        out.append(_Chunk(sl, n_rows, labels.to(device), user_of,
+                          torch.as_tensor(flat_adv[mine], dtype=torch.float32, device=device),
+                          lp_ref))
+    return out
+
+
+def _update(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndarray,
+            targets: np.ndarray) -> dict:
+    """``ppo_epochs`` clipped-surrogate + KL (+ NLL anchor) updates, the gradient of each
+    accumulated over the chunks. Every term is a mean over the whole step, as without chunks:
+    a chunk's surrogate and KL weigh by its share of the gradient-carrying rollouts, its NLL
+    by its share of the groups (under torchrun also across processes, DDP averaging them)."""
     size = p.world.size if p.world is not None else 1
+    distributed = size > 1
     log: dict[str, Any] = {"loss": None, "kl": None, "clip_fraction": None}
     rows = np.flatnonzero(np.abs(adv).reshape(-1) > 0)  # rollouts that carry a gradient
     n_mine = int(rows.size)
     n_all = _all_sum(n_mine, p.world)  # over every process: all update, or none does
     log["rollouts_with_gradient"] = n_mine
-    if not n_all:
+    if not n_all and not cfg.nll_weight:
         return log
-    # a process without a gradient-carrying rollout still runs the update (DDP needs every
-    # process in the backward pass) on one rollout whose loss it scales by zero
-    weight = n_mine * size / n_all
-    rows = rows if n_mine else np.zeros(1, dtype=np.int64)
-    safe = np.where(items >= 0, items, 0)
-    labels = p.vocab.target_tokens(safe.reshape(-1)[rows], p.codes).to(device)  # (N, L)
-    user_of = torch.as_tensor(rows // cfg.group_size, device=device)
-    a = torch.as_tensor(adv.reshape(-1)[rows], dtype=torch.float32, device=device)
-    tok_mask = torch.ones(labels.shape, device=device)
-    with torch.no_grad():
-        h_ref = p.ref.encode(ids, mask)
-        lp_ref = sequence_log_probs(p.ref, h_ref[user_of], mask[user_of], labels, p.vocab)
+    groups_all = _all_sum(len(items), p.world)
+    plan = _plan(p, cfg, ids, mask, items, adv, targets, rows, distributed)
     for epoch in range(cfg.ppo_epochs):
-        lp = p.scorer(ids, mask, user_of, labels)  # (N, L)
-        if epoch == 0:
-            # eval mode (no dropout) and no update yet: this is pi_old, so the first
-            # epoch's ratio is exactly 1, as GRPO intends
-            lp_old = lp.detach()
-        pg, clip_frac = surrogate(lp, lp_old, a, tok_mask, cfg.clip)
-        kl = kl_k3(lp, lp_ref, tok_mask)
-        loss = pg + cfg.beta * kl
         p.optimizer.zero_grad(set_to_none=True)
-        (weight * loss).backward()
+        total = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "nll": 0.0}
+        for i, c in enumerate(plan):
+            sync = not distributed or i == len(plan) - 1
+            with contextlib.nullcontext() if sync else p.scorer.no_sync():
+                lp_all = p.scorer(ids[c.groups], mask[c.groups], c.user_of, c.labels)
+                n_roll = c.lp_ref.shape[0]
+                lp = lp_all[:n_roll]  # (n_roll, L)
+                if epoch == 0:
+                    # eval mode (no dropout) and no update yet: this is pi_old, so the first
+                    # epoch's ratio is exactly 1, as GRPO intends
+                    c.lp_old = lp.detach()
+                tok_mask = torch.ones_like(lp)
+                pg, clip_frac = surrogate(lp, c.lp_old, c.adv, tok_mask, cfg.clip)
+                kl = kl_k3(lp, c.lp_ref, tok_mask)
+                term = pg + cfg.beta * kl
+                loss = (c.n_rows * size / n_all if n_all else 0.0) * term
+                n_groups = c.groups.stop - c.groups.start
+                if cfg.nll_weight:
+                    nll = -lp_all[n_roll:].mean()
+                    loss = loss + cfg.nll_weight * n_groups * size / groups_all * nll
+                    total["nll"] += n_groups / len(items) * float(nll.detach())
+                loss.backward()
+            # the log: this process's means over its rollouts (and its groups for the NLL)
+            share_rows = c.n_rows / n_mine if n_mine else 0.0
+            total["loss"] += share_rows * float(term.detach())
+            total["kl"] += share_rows * float(kl.detach())
+            total["clip_fraction"] += share_rows * float(clip_frac)
         torch.nn.utils.clip_grad_norm_(p.model.parameters(), 1.0)
         p.optimizer.step()
     if n_mine:
-        log.update(loss=float(loss.detach()), kl=float(kl.detach()),
-                   clip_fraction=float(clip_frac))
+        log.update(loss=total["loss"], kl=total["kl"], clip_fraction=total["clip_fraction"])
+    if cfg.nll_weight:
+        log["nll"] = total["nll"]
     return log
 
 
@@ -238,6 +312,7 @@ def a2po_step(p: Policy, batch: Sequence[tuple[int, list[int], int]], *, cfg: A2
     adv, log = _advantages(items, batch, cfg, p.codes, judged=judged, semantic=semantic,
                            values=values, later=later)
     t2 = time.perf_counter()
-    log.update(_update(p, cfg, ids, mask, items, adv))
+    targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
+    log.update(_update(p, cfg, ids, mask, items, adv, targets))
     log.update(rollout_s=t1 - t0, reward_s=t2 - t1, update_s=time.perf_counter() - t2)
     return log

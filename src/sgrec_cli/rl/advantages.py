@@ -302,6 +302,12 @@ def _valid_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum() / m.sum().clamp(min=1.0)
 
 
+def positive_part(adv: np.ndarray) -> np.ndarray:
+    """DRPO's hard filter (arXiv 2602.10430): a negative advantage becomes 0, so a rollout is
+    pushed up when it beats its group and left alone otherwise."""
+    return np.maximum(np.asarray(adv, dtype=np.float64), 0.0)
+
+
 def clipped_surrogate(
     logp_new: torch.Tensor,
     logp_old: torch.Tensor,

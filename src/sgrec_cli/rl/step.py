@@ -1,11 +1,18 @@
-"""`sgrec train --a2po`: RUN/sft + RUN/judge -> RUN/a2po (or RUN/a2po-<tag>).
+"""`sgrec train --a2po`: RUN/sft + RUN/judge -> RUN/a2po (or RUN/a2po-<tag>); business-only
+``--advantage biz`` needs no judge.
 
 The policy starts from the SFT generator; a frozen copy is the KL reference. Semantic rewards
 come from the judge: recomputed for any (history, item) from the item embeddings and the
 judge's aggregator when the judge used the embedding backend, otherwise looked up in the judge's
 table of (user, item) rewards (missing -> the group falls back to A_biz). Every ``eval_every``
-steps the policy is scored on validation users (NDCG@10, history excluded); the best state,
-the SFT start included, is kept in ``best/``.
+steps the policy is scored on validation users (all by default; NDCG@10, history excluded).
+The best state is kept in ``best/`` only if its per-user validation NDCG@10 beats the SFT
+start's by a paired bootstrap with p < ``select_alpha``; otherwise ``best/`` holds the SFT
+weights and the summary says why (``selection``).
+
+Groups are drawn from every training example or from each user's latest one (``examples``);
+each step's ``batch_users`` groups are rolled out and back-propagated ``chunk_users`` at a time,
+their gradients accumulated into one optimiser step.
 
 Resume: at every validation the whole training state (policy, AdamW, best state, random
 states, log) is saved to ``RUN/.<step>.resume/``, replaced in one rename; ``--resume`` continues
@@ -25,7 +32,7 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +50,7 @@ from ..checkpoint import (
 )
 from ..config import A2POConfig
 from ..errors import ConfigError
+from ..eval.bootstrap import paired_bootstrap
 from ..eval.metrics import per_user_metrics, ranks_of_targets
 from ..generator.model import load_generator, save_generator
 from ..generator.trie import SidTrie
@@ -52,7 +60,7 @@ from ..rundir import Run, as_run
 from ..runlock import locked
 from ..sampling import seeded_subset
 from .a2po import Policy, PolicyScorer, SemanticFn, a2po_step, later_training_items
-from .advantages import judge_mask
+from .advantages import ADVANTAGES, judge_mask
 
 # options that may differ on --resume without changing what is computed (steps: extend a run)
 _RESUMABLE_CHANGES = {"steps", "device"}
@@ -124,22 +132,47 @@ def item_values(items: list[dict]) -> np.ndarray:
     return np.where(np.isfinite(raw), raw, np.median(known))
 
 
-def _valid_ndcg(p: Policy, valid, world) -> float:
-    """NDCG@10 on validation targets, history excluded: the protocol of `sgrec eval`. Under
-    torchrun each process scores every world.size-th user and the sums are combined."""
+def _valid_scores(p: Policy, valid, world) -> np.ndarray:
+    """Per-user NDCG@10 (U,) on validation targets, history excluded: the protocol of
+    `sgrec eval`. Under torchrun each process scores every world.size-th user and the scores
+    are combined."""
+    scores = np.zeros(len(valid))
     mine = valid[world.rank::world.size]
-    total = 0.0
     if mine:
         gen = LoadedGenerator(p.model, p.vocab, p.trie, p.codes, p.max_history)
         top, _ = generator_top_items(gen, [list(e.history) for e in mine], 10, 20,
                                      exclude_history=True, fill=True)
         ranks = ranks_of_targets(top, np.asarray([e.target for e in mine], dtype=np.int64))
-        total = float(per_user_metrics(ranks, ks=(10,))["ndcg@10"].sum())
+        scores[world.rank::world.size] = per_user_metrics(ranks, ks=(10,))["ndcg@10"]
     if world.distributed:
-        t = torch.tensor([total], dtype=torch.float64, device=world.device)
-        torch.distributed.all_reduce(t)
-        total = float(t.item())
-    return total / len(valid)
+        t = torch.as_tensor(scores, dtype=torch.float64, device=world.device)
+        torch.distributed.all_reduce(t)  # each user's score comes from one process
+        scores = t.cpu().numpy()
+    return scores
+
+
+def training_pool(train: Sequence, examples: str) -> np.ndarray:
+    """Indices into ``train`` (per user, t = 1, 2, ...) that groups are drawn from: every
+    example (``all``) or each user's last one (``latest``)."""
+    if examples == "all":
+        return np.arange(len(train))
+    if examples != "latest":
+        raise ValueError(f"examples {examples!r} is not known")
+    last: dict[int, int] = {}
+    for i, ex in enumerate(train):
+        last[ex.user] = i
+    return np.asarray(sorted(last.values()), dtype=np.int64)
+
+
+def select(start: np.ndarray, best: np.ndarray, best_step: int, alpha: float) -> dict:
+    """Whether the best validation state is kept over the start: its validation NDCG@10 must
+    beat the start's by a paired bootstrap over the same users with p < ``alpha`` (alpha 1:
+    any state better than the start is kept). Returns the decision and the test."""
+    test = paired_bootstrap(best, start)
+    keep = best_step > 0 and test["diff"] > 0 and (alpha >= 1 or test["p_value"] < alpha)
+    return {"best_step": best_step, "kept_step": best_step if keep else 0,
+            "valid_diff": test["diff"], "p_value": test["p_value"], "alpha": alpha,
+            "n_users": test["n_users"]}
 
 
 # --------------------------------------------------------------------------------- the step
@@ -155,7 +188,7 @@ class _Job:
     cfg: A2POConfig
     world: Any
     digests: dict[str, str]
-    semantic: SemanticFn
+    semantic: SemanticFn | None
     how: str
     values: np.ndarray | None
     started: float
@@ -181,13 +214,15 @@ def _run_step(run: Run, cfg: A2POConfig, tag: str | None, resume: bool, progress
 
     started = time.time()
     run.step("sft", needs=("data", "sids"))
-    semantic, how = semantic_reward(run)
+    uses_judge = ADVANTAGES[cfg.advantage].uses_judge
+    semantic, how = semantic_reward(run) if uses_judge else (None, "none (business only)")
     values = item_values(run.data.items()) if cfg.business == "value" else None
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after {stop_after!r} must be >= 1")
     world = setup(cfg.device)
     job = _Job(run, step_name(tag), tag, cfg, world,
-               run.digests("data", "sids", "sft", "judge"), semantic, how, values, started,
+               run.digests("data", "sids", "sft", *(("judge",) if uses_judge else ())),
+               semantic, how, values, started,
                (log or quiet) if world.main else quiet)
     try:
         # the DDP-wrapped model lives only inside _train, so it is freed before the process
@@ -218,8 +253,10 @@ def _policy(job: _Job) -> tuple[Policy, Any]:
                   codes, job.run.data.max_history, world), gen_cfg
 
 
-def _start(job: _Job, p: Policy, valid, rng, gen, resume: bool) -> tuple[dict, dict, list]:
-    """(state, best weights, log rows): from the checkpoint, or fresh from the SFT start."""
+def _start(job: _Job, p: Policy, valid, rng, gen, resume: bool
+           ) -> tuple[dict, dict, list, dict[str, np.ndarray]]:
+    """(state, best weights, log rows, per-user validation NDCG@10 of the start and of the
+    best state): from the checkpoint, or fresh from the SFT start."""
     ckpt = resume_dir(job.run.path, job.step)
     if resume and (ckpt / "state.json").is_file():
         state = read_state(ckpt)
@@ -231,33 +268,39 @@ def _start(job: _Job, p: Policy, valid, rng, gen, resume: bool) -> tuple[dict, d
 
             best = {k: v.to(p.model.device) for k, v in
                     load_file(str(folder / "best.safetensors")).items()}
-            return best, read_jsonl(folder / "train_log.jsonl")
+            scores = {k: v.numpy() for k, v in
+                      load_file(str(folder / "valid_scores.safetensors")).items()}
+            return best, read_jsonl(folder / "train_log.jsonl"), scores
 
-        best_state, rows = load_training_state(
+        best_state, rows, scores = load_training_state(
             ckpt, model=p.model, optimizer=p.optimizer, generators={"sample": gen},
             device=torch.device(job.world.device), extra=extra)
         rng.bit_generator.state = state.pop("numpy_rng")
         state["config"] = job.cfg.to_dict()
         job.say(f"resuming after step {state['step']} (best valid NDCG@10 "
                 f"{state['best']['valid_ndcg@10']:.4f} at step {state['best']['step']})")
-        return state, best_state, rows
+        return state, best_state, rows, scores
     if resume:
         job.say(f"nothing to resume in {ckpt}: starting afresh")
     if job.world.main:
         shutil.rmtree(ckpt, ignore_errors=True)
-    ndcg = _valid_ndcg(p, valid, job.world)
+    start = _valid_scores(p, valid, job.world)
+    ndcg = float(start.mean())
     state = {"step": 0, "seconds": 0.0, "best": {"step": 0, "valid_ndcg@10": ndcg},
              "config": job.cfg.to_dict(), "inputs": job.digests}
     best_state = {k: v.detach().clone() for k, v in p.model.state_dict().items()}
-    return state, best_state, [{"step": 0, "valid_ndcg@10": ndcg}]
+    return state, best_state, [{"step": 0, "valid_ndcg@10": ndcg}], {"start": start,
+                                                                      "best": start}
 
 
-def _checkpoint(job: _Job, p: Policy, *, best_state, rng, gen, state, rows) -> None:
+def _checkpoint(job: _Job, p: Policy, *, best_state, rng, gen, state, rows, scores) -> None:
     from safetensors.torch import save_file
 
     def extra(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in best_state.items()},
                   str(tmp / "best.safetensors"))
+        save_file({k: torch.tensor(v) for k, v in scores.items()},  # copies: start may be best
+                  str(tmp / "valid_scores.safetensors"))
         write_jsonl(tmp / "train_log.jsonl", rows)
 
     save_training_state(resume_dir(job.run.path, job.step), model=p.model,
@@ -279,8 +322,13 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
     train = data.split("train")
     futures = (later_training_items(train, data.sequences()) if cfg.business == "future"
                else None)
+    pool = training_pool(train, cfg.examples)
+    if cfg.batch_users > len(pool):
+        raise ConfigError(f"--batch-users {cfg.batch_users} is more than the {len(pool):,} "
+                          f"training examples groups are drawn from (--examples "
+                          f"{cfg.examples})")
     valid = seeded_subset(data.split("valid"), cfg.valid_users, cfg.seed)
-    state, best_state, rows = _start(job, p, valid, rng, gen, resume)
+    state, best_state, rows, scores = _start(job, p, valid, rng, gen, resume)
     mine = slice(world.rank, None, world.size)
     first = state["step"] + 1
     t_call = time.perf_counter()
@@ -288,7 +336,7 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
                       total=cfg.steps, completed=state["step"], log=job.say) as bar:
         for s in range(first, cfg.steps + 1):
             t_step = time.perf_counter()
-            pick = rng.choice(len(train), size=cfg.batch_users, replace=False)
+            pick = pool[rng.choice(len(pool), size=cfg.batch_users, replace=False)]
             judged = judge_mask(cfg.batch_users, cfg.rho, rng)
             batch = [(train[i].user, list(train[i].history), train[i].target)
                      for i in pick[mine]]
@@ -299,11 +347,13 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
                                                     sums=("rollouts_with_gradient",))}
             stop_here = stop_after is not None and s - first + 1 >= stop_after
             if s % cfg.eval_every == 0 or s == cfg.steps:
-                row["valid_ndcg@10"] = _valid_ndcg(p, valid, world)
+                now = _valid_scores(p, valid, world)
+                row["valid_ndcg@10"] = float(now.mean())
                 if row["valid_ndcg@10"] > state["best"]["valid_ndcg@10"]:
                     state["best"] = {"step": s, "valid_ndcg@10": row["valid_ndcg@10"]}
                     best_state = {k: v.detach().clone()
                                   for k, v in p.model.state_dict().items()}
+                    scores["best"] = now
                 if on_row and world.main:
                     on_row(row)
             rows.append(row)
@@ -311,7 +361,7 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
             state["seconds"] += time.perf_counter() - t_step
             if world.main and ("valid_ndcg@10" in row or stop_here) and s < cfg.steps:
                 _checkpoint(job, p, best_state=best_state, rng=rng, gen=gen, state=state,
-                            rows=rows)
+                            rows=rows, scores=scores)
             bar.advance()
             bar.note(f"hit {row['hit_fraction']:.2f} "
                      f"best N@10 {state['best']['valid_ndcg@10']:.4f}")
@@ -319,6 +369,10 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
                 return {"finished": False, "step": s,
                         "checkpoint": str(resume_dir(job.run.path, job.step))}
     summary = _summary(job, state, rows, cfg.steps - first + 1, time.perf_counter() - t_call)
+    summary["selection"] = select(scores["start"], scores["best"], state["best"]["step"],
+                                  cfg.select_alpha)
+    if summary["selection"]["kept_step"] == 0:
+        best_state = p.ref.state_dict()  # the start: the SFT weights, frozen in the reference
     if world.main:
         p.model.load_state_dict(best_state)
         _write(job, p, gen_cfg, rows, summary)
