@@ -14,7 +14,8 @@ SFT (NDCG@10, Recall@10, Recall@20) and, for the ladder, between its steps.
 Sets (``--settings`` takes set or setting names, comma-separated):
   ladder  biz, reward-sum, adv-sum, a2po (rho 0.05), a2po-rho1: the paper's ablation ladder
   recipe  business-only GRPO recipes (issue: RL that climbs): today's (32 groups per step),
-          1,024 groups per step, latest examples, the NLL anchor, positive-only, the prefix reward
+          1,024 groups per step, latest examples, the NLL anchor, positive-only, the prefix
+          reward, with sibling advantages
 
 Usage:
   python bench/a2po.py --run ~/r13/sci --settings recipe \
@@ -48,7 +49,7 @@ from generator_ablation import METRICS, split_result  # noqa: E402
 from sgrec_cli.eval.bootstrap import paired_bootstrap  # noqa: E402
 from sgrec_cli.eval.metrics import per_user_metrics  # noqa: E402
 
-_BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "2"]
+_BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "4"]
 SETTINGS: dict[str, list[str]] = {
     # the ladder (the budget of every rung: the CLI defaults unless --train-args says otherwise)
     "biz": ["--advantage", "biz"],
@@ -66,19 +67,20 @@ SETTINGS: dict[str, list[str]] = {
     "b1024-nll": [*_BIG, "--lr", "1e-4", "--nll-weight", "1"],
     "b1024-pos": [*_BIG, "--lr", "1e-4", "--positive-only"],
     "b1024-prefix": [*_BIG, "--lr", "1e-4", "--business", "prefix"],
+    "b1024-prefix-sibling": [*_BIG, "--lr", "1e-4", "--business", "prefix", "--sibling"],
     "b1024-latest-nll-pos": [*_BIG, "--lr", "1e-4", "--examples", "latest", "--nll-weight", "1",
                              "--positive-only"],
 }
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "recipe": ["today", "b1024-lr1e-5", "b1024", "b1024-latest", "b1024-nll", "b1024-pos",
-                   "b1024-prefix", "b1024-latest-nll-pos"]}
+                   "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"]}
 LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz")}
 DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "mean_lambda", "mean_r_biz",
         "mean_r_sem", "kl", "clip_fraction", "nll")
 COMPARED = ("ndcg@10", "recall@10", "recall@20")
 
 
-def sgrec(*args: str, threads: int | None = None) -> dict:
+def sgrec_json(*args: str, threads: int | None = None) -> dict:
     cmd = [sys.executable, "-m", "sgrec_cli.cli", *args, "--json"]
     print("$ sgrec " + " ".join(args), file=sys.stderr, flush=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
@@ -113,7 +115,7 @@ def train(run: Path, tag: str, flags: list[str], args) -> dict:
     started = time.time()
     if not (folder / "manifest.json").is_file():
         resume = ["--resume"] if (run / f".a2po-{tag}.resume" / "state.json").is_file() else []
-        sgrec("train", "--run", str(run), "--a2po", "--tag", tag, "--valid-users",
+        sgrec_json("train", "--run", str(run), "--a2po", "--tag", tag, "--valid-users",
               str(args.valid_users), *flags, *shlex.split(args.train_args), *resume,
               "--no-progress", threads=args.threads)
     summary = json.loads((folder / "summary.json").read_text("utf-8"))
@@ -169,7 +171,7 @@ def main() -> None:
     models = {"sft": "sft", **{name: f"a2po-{args.prefix}{name}" for name in names}}
     for split in ("valid", "test"):
         flags = [x for m in models.values() for x in ("--model", m)]
-        sgrec("eval", "--run", str(run), *flags, "--split", split, "--device", args.device,
+        sgrec_json("eval", "--run", str(run), *flags, "--split", split, "--device", args.device,
               "--n-boot", "1", threads=args.threads)
     ranks = {}
     for label, model in models.items():

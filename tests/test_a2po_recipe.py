@@ -18,7 +18,7 @@ from sgrec_cli.data.split import Example
 from sgrec_cli.generator.model import load_generator
 from sgrec_cli.generator.trie import SidTrie
 from sgrec_cli.rl.a2po import Policy, PolicyScorer, a2po_step, rollout_groups
-from sgrec_cli.rl.advantages import positive_part
+from sgrec_cli.rl.advantages import positive_part, sibling_advantages, standardise
 from sgrec_cli.rl.step import select, training_pool
 
 runner = CliRunner()
@@ -50,6 +50,21 @@ def test_training_pool_all_and_latest():
 def test_positive_part_golden():
     adv = np.array([[1.5, -0.5, 0.0], [-2.0, 0.25, -0.0]])
     np.testing.assert_array_equal(positive_part(adv), [[1.5, 0, 0], [0, 0.25, 0]])
+
+
+def test_sibling_advantages_golden():
+    """Group of 4 with SIDs (0,0) (0,1) (1,0) (1,1), reward 1 for the first: level 0 compares
+    all four (mean 1/4, std sqrt(3)/4), level 1 the pairs under the same first code; a
+    padding rollout (5th) gets 0 and is no one's sibling."""
+    r = np.array([[1.0, 0.0, 0.0, 0.0, 0.0]])
+    codes = np.array([[[0, 0], [0, 1], [1, 0], [1, 1], [0, 0]]])
+    valid = np.array([[True, True, True, True, False]])
+    a = sibling_advantages(r, codes, valid, eps=1e-12)
+    s = np.sqrt(3) / 4
+    np.testing.assert_allclose(a[0, :, 0], [0.75 / s, -0.25 / s, -0.25 / s, -0.25 / s, 0])
+    np.testing.assert_allclose(a[0, :, 1], [1, -1, 0, 0, 0])
+    # level 0 is the sequence-level group advantage
+    np.testing.assert_allclose(a[0, :4, 0], standardise(r[:, :4], eps=1e-12)[0])
 
 
 def test_select_keeps_the_best_state_only_when_significant():
@@ -147,6 +162,14 @@ def test_chunks_nll_anchor_and_positive_filter_change_the_gradient_as_documented
     assert log["rollouts_with_gradient"] == len(batch)  # the target alone is above its group
     assert any(not torch.allclose(a, b) for a, b in zip(whole, pos, strict=True))
 
+    # sibling advantages: per-token, so another gradient, the same under chunking
+    sib, log = _grads(p, params, batch, sibling=True)
+    sib_parts, _ = _grads(p, params, batch, sibling=True, chunk_users=4)
+    assert log["rollouts_with_gradient"] == 8 * len(batch)
+    assert any(not torch.allclose(a, b) for a, b in zip(whole, sib, strict=True))
+    for a, b in zip(sib, sib_parts, strict=True):
+        torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+
 
 # ------------------------------------------------------------------------------ the CLI
 
@@ -167,6 +190,9 @@ def test_latest_pool_refuses_a_batch_larger_than_it_and_biz_needs_no_judge(sid_r
     assert res.exit_code == 2 and "--examples 'first' is not known" in res.stderr
     res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--nll-weight", "-1"])
     assert res.exit_code == 2 and "--nll-weight" in res.stderr
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--advantage", "a2po",
+                              "--sibling"])
+    assert res.exit_code == 2 and "use it with --advantage biz" in res.stderr
 
 
 def test_the_kept_state_is_the_sft_start_unless_the_best_is_significant(sid_run):

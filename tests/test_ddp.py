@@ -47,7 +47,12 @@ def test_a2po_two_processes_gloo_match_one(sid_run):
         assert res.exit_code == 0, res.output
     a2po = ["train", "-r", str(sid_run), "--a2po", "--steps", "4", "--batch-users", "4",
             "--group-size", "8", "--rho", "1", "--eval-every", "2", "--valid-users", "0",
-            "--lr", "1e-3", "--ppo-epochs", "2", "--device", "cpu", "--no-progress", "--json"]
+            "--lr", "1e-3", "--ppo-epochs", "2", "--select-alpha", "1", "--chunk-users", "1",
+            "--device", "cpu",
+            "--no-progress", "--json"]
+    # alpha 1: the best state, not the start, is compared; chunks of one group: the gradient
+    # accumulates over chunks (DDP syncing at the last) and a chunk without a gradient-
+    # carrying rollout still runs its (zero-weighted) backward in step with the other process
     res = runner.invoke(app, [*a2po, "--tag", "one"])
     assert res.exit_code == 0, res.output
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

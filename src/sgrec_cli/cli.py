@@ -318,6 +318,9 @@ def train(
     positive_only: Annotated[bool, typer.Option(
         "--positive-only", help="A2PO: update only on rollouts with a positive advantage "
         "(negative advantages set to 0).")] = _d(A2POConfig, "positive_only"),
+    sibling: Annotated[bool, typer.Option(
+        "--sibling", help="A2PO, --advantage biz: per-token advantages among the rollouts that "
+        "share the token's SID prefix (V-STAR).")] = _d(A2POConfig, "sibling"),
     select_alpha: Annotated[float, typer.Option(
         help="A2PO: keep the best validation state only if it beats the SFT start by a "
              "paired bootstrap with p below this (1 = keep the best state).")]
@@ -362,7 +365,8 @@ def train(
                          eval_every=eval_every, ppo_epochs=ppo_epochs, rollout=rollout,
                          temperature=temperature, seed=seed, device=device,
                          chunk_users=chunk_users, examples=examples, nll_weight=nll_weight,
-                         positive_only=positive_only, select_alpha=select_alpha,
+                         positive_only=positive_only, sibling=sibling,
+                         select_alpha=select_alpha,
                          **({} if valid_users is None else {"valid_users": valid_users}))
         title, summary, table = _train_a2po(run, a2po_opts, lr, tag, resume, progress)
     elif model == "generator":

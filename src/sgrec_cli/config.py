@@ -404,6 +404,7 @@ class A2POConfig(_Config):
                   tokens added to the loss (AdaGRPO-style; 0 = the pure policy-gradient update)
     positive_only drop the rollouts with a negative advantage from the update (DRPO's hard
                   filter: only the better-than-group items are pushed up)
+    sibling       per-token advantages among rollouts sharing a SID prefix (V-STAR; biz only)
     valid_users   validation users scored at each validation (0 = all)
     select_alpha  the best validation state is kept only if it beats the start (the SFT
                   model) on validation NDCG@10 by a paired bootstrap with p < select_alpha;
@@ -424,6 +425,7 @@ class A2POConfig(_Config):
     examples: str = "all"
     nll_weight: float = 0.0
     positive_only: bool = False
+    sibling: bool = False
     ppo_epochs: int = 1
     steps: int = 300
     eval_every: int = 50
@@ -437,8 +439,12 @@ class A2POConfig(_Config):
         check_choice("examples", self.examples, RL_EXAMPLES)
         check_num("nll_weight", self.nll_weight, of=self, low=0)
         check_num("select_alpha", self.select_alpha, of=self, low=0, high=1, low_open=True)
-        require(isinstance(self.positive_only, bool),
-                f"positive_only {self.positive_only!r} must be true or false")
+        for name in ("positive_only", "sibling"):
+            value = getattr(self, name)
+            require(isinstance(value, bool), f"{name} {value!r} must be true or false")
+        require(not self.sibling or self.advantage == "biz",
+                f"--sibling compares business rewards only; use it with --advantage biz, "
+                f"not {self.advantage}")
         check_choice("business", self.business, BUSINESS_REWARDS)
         check_choice("rollout", self.rollout, ROLLOUTS)
         check_num("temperature", self.temperature, of=self, low=0, low_open=True)

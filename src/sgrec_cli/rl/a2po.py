@@ -35,6 +35,7 @@ from .advantages import (
     positive_part,
     prefix_rewards,
     rank_penalty_rewards,
+    sibling_advantages,
     target_rank,
     value_rewards,
 )
@@ -192,6 +193,8 @@ def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *,
     adv, stats = combine(r_biz, r_sem, cfg.advantage, judged)
     stats = {"hit_fraction": float((target_rank(items, targets) >= 0).mean()), **stats}
     adv = np.where(valid, adv, 0.0)
+    if cfg.sibling:  # (B, G, L): one advantage per SID token
+        adv = sibling_advantages(r_biz, codes[safe], valid)
     if cfg.positive_only:
         adv = positive_part(adv)
     return adv, stats
@@ -206,7 +209,7 @@ class _Chunk:
     n_rows: int  # gradient-carrying rollouts (0: a zero-weighted stand-in row keeps DDP in step)
     labels: torch.Tensor  # (n_rows [+ targets], L) SID tokens scored
     user_of: torch.Tensor  # (same,) the chunk's history each row is scored under
-    adv: torch.Tensor  # (n_rows,)
+    adv: torch.Tensor  # (n_rows,), or (n_rows, L) per token
     lp_ref: torch.Tensor  # (n_rows, L)
     lp_old: torch.Tensor | None = None
 
@@ -217,7 +220,7 @@ def _plan(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndar
     device = next(p.model.parameters()).device
     G = items.shape[1]
     safe = np.where(items >= 0, items, 0).reshape(-1)
-    flat_adv = adv.reshape(-1)
+    flat_adv = adv.reshape(len(items) * G, -1)  # (B*G, 1), or (B*G, L) per token
     out = []
     for sl in chunks(len(items), cfg.chunk_users):
         mine = rows[(rows >= sl.start * G) & (rows < sl.stop * G)]
@@ -237,9 +240,9 @@ def _plan(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndar
             h_ref = p.ref.encode(ids[sl], mask[sl])
             lp_ref = sequence_log_probs(p.ref, h_ref[user_of[:n_roll]], mask[sl][user_of[:n_roll]],
                                         labels[:n_roll].to(device), p.vocab)
+        a = torch.as_tensor(flat_adv[mine], dtype=torch.float32, device=device)
         out.append(_Chunk(sl, n_rows, labels.to(device), user_of,
-                          torch.as_tensor(flat_adv[mine], dtype=torch.float32, device=device),
-                          lp_ref))
+                          a[:, 0] if a.shape[1] == 1 else a, lp_ref))
     return out
 
 
@@ -252,7 +255,8 @@ def _update(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.nd
     size = p.world.size if p.world is not None else 1
     distributed = size > 1
     log: dict[str, Any] = {"loss": None, "kl": None, "clip_fraction": None}
-    rows = np.flatnonzero(np.abs(adv).reshape(-1) > 0)  # rollouts that carry a gradient
+    per_rollout = np.abs(adv).reshape(len(items) * items.shape[1], -1)  # (B*G, 1 or L)
+    rows = np.flatnonzero(per_rollout.max(1) > 0)  # rollouts that carry a gradient
     n_mine = int(rows.size)
     n_all = _all_sum(n_mine, p.world)  # over every process: all update, or none does
     log["rollouts_with_gradient"] = n_mine

@@ -35,6 +35,11 @@ create one. The ablations: ``biz`` (A = A_biz), ``reward-sum`` (standardise r_bi
 ``adv-sum`` (A_biz + A_sem). Groups the judge did not see (fraction 1 - rho) or with any NaN
 semantic reward use A = A_biz (``reward-sum``: standardise r_biz alone).
 
+Options on top (business-only ``biz``): sibling advantages give each SID token its own
+advantage, standardised among the group's rollouts that share the token's parent prefix
+(``sibling_advantages``); the positive-only filter sets negative advantages to 0
+(``positive_part``).
+
 Loss pieces over the SID tokens of the B*G rollouts (N = B*G sequences of T tokens)::
 
     ratio_t = exp(logp_new_t - logp_old_t)
@@ -302,6 +307,35 @@ def _valid_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * m).sum() / m.sum().clamp(min=1.0)
 
 
+def sibling_advantages(r: np.ndarray, codes: np.ndarray, valid: np.ndarray | None = None,
+                       eps: float = EPS) -> np.ndarray:
+    """Per-token advantages (B, G, L) from the SID tree of each group (V-STAR's sibling
+    comparison, arXiv 2602.10699).
+
+    The token of rollout g at level l is compared with its siblings: the group's valid
+    rollouts with the same first l codes (its parent node), A = (r_g - mean) / (std + eps)
+    over them (population std; 0 for a constant set, e.g. a rollout without a sibling). Level 0
+    compares the whole group, which is the sequence-level GRPO advantage; deeper levels credit
+    the code that made the difference among items sharing a prefix. ``codes`` (B, G, L) are
+    the rollouts' SIDs; ``valid`` (B, G) False for padding rollouts (advantage 0, no sibling).
+    """
+    r = np.asarray(r, dtype=np.float64)
+    codes = np.asarray(codes)
+    B, G, L = codes.shape
+    if r.shape != (B, G):
+        raise ValueError(f"rewards {r.shape} must be ({B}, {G}) like the codes")
+    valid = np.ones((B, G), bool) if valid is None else np.asarray(valid, bool)
+    out = np.zeros((B, G, L))
+    for b in range(B):
+        for level in range(L):
+            parents: dict[tuple, list[int]] = {}
+            for g in np.flatnonzero(valid[b]):
+                parents.setdefault(tuple(codes[b, g, :level].tolist()), []).append(int(g))
+            for members in parents.values():
+                out[b, members, level] = standardise(r[b, members][None], eps)[0]
+    return out
+
+
 def positive_part(adv: np.ndarray) -> np.ndarray:
     """DRPO's hard filter (arXiv 2602.10430): a negative advantage becomes 0, so a rollout is
     pushed up when it beats its group and left alone otherwise."""
@@ -317,7 +351,8 @@ def clipped_surrogate(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO/GRPO clipped surrogate, averaged over valid tokens; and the clip fraction.
 
-    logp_new, logp_old, mask: (N, T) with N = B*G rollouts; adv: (N,) one advantage per rollout.
+    logp_new, logp_old, mask: (N, T) with N = B*G rollouts; adv: (N,) one advantage per rollout,
+    or (N, T) one per token (sibling advantages).
     The clip fraction (detached) is the share of valid tokens where the clipped branch is the
     minimum, i.e. where clipping zeroes the gradient: ratio > 1+eps with A > 0, or
     ratio < 1-eps with A < 0.
@@ -325,11 +360,13 @@ def clipped_surrogate(
     if logp_new.shape != logp_old.shape or logp_new.shape != mask.shape or logp_new.ndim != 2:
         raise ValueError(f"log-probs {tuple(logp_new.shape)}, {tuple(logp_old.shape)} and mask "
                          f"{tuple(mask.shape)} must all be (N, T)")
-    if adv.shape != (logp_new.shape[0],):
-        raise ValueError(f"advantages {tuple(adv.shape)} must be ({logp_new.shape[0]},)")
+    if adv.shape not in ((logp_new.shape[0],), tuple(logp_new.shape)):
+        raise ValueError(f"advantages {tuple(adv.shape)} must be ({logp_new.shape[0]},) or "
+                         f"{tuple(logp_new.shape)} (one per token)")
     import torch
 
-    a = adv.to(logp_new.dtype)[:, None]  # (N, 1), broadcast over tokens
+    a = adv.to(logp_new.dtype)
+    a = a[:, None] if a.ndim == 1 else a  # (N, 1) broadcast over tokens, or (N, T)
     ratio = torch.exp(logp_new - logp_old.detach())  # (N, T)
     unclipped = ratio * a
     clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * a
