@@ -1,12 +1,17 @@
 """A2PO step throughput on this machine: groups/second and the time split (rollout, reward,
-update), for beam and sampled rollouts and one vs four PPO epochs, measured back to back in one
-script so the ratios compare like with like (these machines are shared and noisy).
+update) per setting, measured back to back in one script so the ratios compare like with like
+(these machines are shared and noisy).
 
-Needs a run with data, sids, sft and judge. Each setting trains ``--steps`` steps into
-RUN/a2po-speed-<setting> with validation only at the start and the end (on ``--valid-users``).
+Needs a run with data, sids, sft (and judge for the a2po settings). Each setting trains
+``--groups`` groups (steps = groups / its groups per step) into RUN/a2po-speed-<setting>, with
+validation only at the start and the end (on ``--valid-users``), which the timing excludes.
+Settings: beam, sample, beam-ppo4 (a2po, 32 groups per step: rollout and update variants) and
+biz-b32, biz-b1024 (business-only GRPO at 32 and 1,024 groups per step, chunks of 256).
 
 Usage:
   python bench/a2po_speed.py --run runs/sci --out bench/results/a2po_speed.json
+  python bench/a2po_speed.py --run ~/r13/sci --settings biz-b32,biz-b1024 --groups 4096 \
+      --out bench/results/a2po_speed_batch.json
 """
 
 from __future__ import annotations
@@ -18,33 +23,43 @@ from pathlib import Path
 from a2po import sgrec_json  # bench/a2po.py: `sgrec ... --json` in a subprocess
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = {"beam": [], "sample": ["--rollout", "sample"], "beam-ppo4": ["--ppo-epochs", "4"]}
+# name -> (flags, groups per step)
+SETTINGS = {"beam": ([], 32), "sample": (["--rollout", "sample"], 32),
+            "beam-ppo4": (["--ppo-epochs", "4"], 32),
+            "biz-b32": (["--advantage", "biz"], 32),
+            "biz-b1024": (["--advantage", "biz"], 1024)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--settings", default="beam,sample,beam-ppo4")
+    ap.add_argument("--groups", type=int, default=960, help="groups trained per setting")
     ap.add_argument("--valid-users", default="200")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "a2po_speed.json")
     args = ap.parse_args()
-    results: dict = {"steps": args.steps, "batch_users": 32, "group_size": 16, "settings": {}}
-    for name, extra in SETTINGS.items():
+    names = args.settings.split(",")
+    results: dict = {"groups": args.groups, "group_size": 16, "settings": {}}
+    for name in names:
+        extra, batch = SETTINGS[name]
+        steps = max(1, args.groups // batch)
         out = sgrec_json("train", "--run", str(args.run), "--a2po", "--tag", f"speed-{name}",
-                         "--steps", str(args.steps), "--eval-every", str(args.steps),
-                         "--valid-users", args.valid_users, *extra, "--no-progress")
+                         "--steps", str(steps), "--eval-every", str(steps), "--batch-users",
+                         str(batch), "--valid-users", args.valid_users, "--select-alpha", "1",
+                         *extra, "--no-progress")
         rows = [json.loads(x) for x in
                 (args.run / f"a2po-speed-{name}" / "train_log.jsonl").open()][1:]
         train_s = sum(r["rollout_s"] + r["reward_s"] + r["update_s"] for r in rows)
         results["settings"][name] = {
+            "batch_users": batch, "steps": steps,
             # steps only (validation excluded), so settings compare on the RL step itself
-            "groups_per_s": round(len(rows) * 32 / train_s, 2),
+            "groups_per_s": round(len(rows) * batch / train_s, 2),
             "time_share": out["time_share"],
         }
-    base = results["settings"]["beam"]["groups_per_s"]
+    base = results["settings"][names[0]]["groups_per_s"]
     for row in results["settings"].values():
-        row["ratio_to_beam"] = round(row["groups_per_s"] / base, 3)
+        row[f"ratio_to_{names[0]}"] = round(row["groups_per_s"] / base, 3)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))
