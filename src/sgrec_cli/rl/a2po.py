@@ -6,10 +6,16 @@ One step: B training examples (history, next item) are drawn; the policy's top-G
 per example by constrained beam search (or G distinct items sampled without replacement by
 stochastic beam search) form the groups; rewards (B, G) -> advantages (B, G); ``ppo_epochs``
 gradient steps on the SID tokens of the B*G rollouts, with log-probabilities of the rollout
-policy frozen as pi_old (so the first epoch has ratio 1).
+policy frozen as pi_old (so the first epoch has ratio 1). Options: sibling advantages (B, G, L)
+per SID token, the positive-only filter, and an NLL anchor (``nll_weight`` x the mean
+cross-entropy of the B targets' SID tokens) added to the loss.
 
-Under torchrun each process takes B / world of the groups; the loss of a process is scaled by
-its share of the step's rollouts, so DDP's gradient average equals the single-process gradient.
+Rollouts and the update run ``chunk_users`` groups at a time, gradients accumulated over the
+chunks before the one optimiser step: a chunk's surrogate and KL are weighted by its share of the
+step's gradient-carrying rollouts and its NLL by its share of the groups, so the step equals the
+unchunked one (up to float rounding). Under torchrun each process takes B / world of the groups
+and the same weights run over all processes, so DDP's gradient average equals the
+single-process gradient.
 """
 
 from __future__ import annotations

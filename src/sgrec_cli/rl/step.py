@@ -318,7 +318,8 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
     gen = torch.Generator(device=torch.device(world.device)).manual_seed(cfg.seed)
     p, gen_cfg = _policy(job)
     job.say(f"a2po: advantage {cfg.advantage}, G={cfg.group_size}, rho={cfg.rho}, rollout "
-            f"{cfg.rollout}, semantic reward from the {job.how}")
+            f"{cfg.rollout}, "
+            + (f"semantic reward from the {job.how}" if job.semantic else "business reward only"))
     train = data.split("train")
     futures = (later_training_items(train, data.sequences()) if cfg.business == "future"
                else None)
