@@ -56,6 +56,9 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "items-text-ids-hybrid-small": (["--input", "items", "--text", "--item-ids", "--score",
                                      "hybrid", "--num-layers", "2", "--dropout", "0.2"], None),
     "collab-items": (["--input", "items"], ["--collab-dim", "32"]),
+    "collab-tokens": ([], ["--collab-dim", "32"]),
+    "collab-items-text-ids-hybrid": (["--input", "items", "--text", "--item-ids", "--score",
+                                      "hybrid"], ["--collab-dim", "32"]),
     "rqkmeans-collab-items": (["--input", "items"], ["--method", "rqkmeans", "--collab-dim", "32"]),
 }
 METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
