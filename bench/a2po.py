@@ -45,9 +45,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from generator_ablation import METRICS, split_result  # noqa: E402
-
-from sgrec_cli.eval.bootstrap import paired_bootstrap  # noqa: E402
-from sgrec_cli.eval.metrics import per_user_metrics  # noqa: E402
+from generator_ablation import compare as compare_ranks  # noqa: E402
 
 _BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "4"]
 SETTINGS: dict[str, list[str]] = {
@@ -128,14 +126,7 @@ def train(run: Path, tag: str, flags: list[str], args) -> dict:
 
 
 def compare(a: dict[int, int], b: dict[int, int], n_boot: int) -> dict:
-    import numpy as np
-
-    users = sorted(a)
-    if sorted(b) != users:
-        raise SystemExit("the two models were evaluated on different users")
-    ra = per_user_metrics(np.array([a[u] for u in users]))
-    rb = per_user_metrics(np.array([b[u] for u in users]))
-    return {m: paired_bootstrap(ra[m], rb[m], n_boot=n_boot, seed=0) for m in COMPARED}
+    return compare_ranks(a, b, n_boot, COMPARED)
 
 
 def main() -> None:

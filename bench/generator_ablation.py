@@ -140,7 +140,9 @@ def split_result(run: Path, split: str, model: str) -> tuple[dict, dict[int, int
     return {k: m[k] for k in METRICS}, ranks
 
 
-def compare(a: dict[int, int], b: dict[int, int], n_boot: int) -> dict:
+def compare(a: dict[int, int], b: dict[int, int], n_boot: int,
+            metrics: tuple[str, ...] = COMPARED) -> dict:
+    """Paired bootstraps of ``metrics`` between two models' per-user ranks {user: rank}."""
     users = sorted(a)
     if sorted(b) != users:
         raise SystemExit("the two models were evaluated on different users")
@@ -148,7 +150,7 @@ def compare(a: dict[int, int], b: dict[int, int], n_boot: int) -> dict:
 
     ra = per_user_metrics(np.array([a[u] for u in users]))
     rb = per_user_metrics(np.array([b[u] for u in users]))
-    return {m: paired_bootstrap(ra[m], rb[m], n_boot=n_boot, seed=0) for m in COMPARED}
+    return {m: paired_bootstrap(ra[m], rb[m], n_boot=n_boot, seed=0) for m in metrics}
 
 
 def entry(run: Path, model: str, label: str, refs: dict, n_boot: int, budget: dict) -> dict:
