@@ -60,6 +60,8 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "collab-items-text-ids-hybrid": (["--input", "items", "--text", "--item-ids", "--score",
                                       "hybrid"], ["--collab-dim", "32"]),
     "rqkmeans-collab-items": (["--input", "items"], ["--method", "rqkmeans", "--collab-dim", "32"]),
+    # the collaborative vectors at twice the text's scale (4x its share of the squared norm)
+    "collab-w2-items": (["--input", "items"], ["--collab-dim", "32", "--collab-weight", "2"]),
 }
 METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
            "coverage@10")
