@@ -62,6 +62,9 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "rqkmeans-collab-items": (["--input", "items"], ["--method", "rqkmeans", "--collab-dim", "32"]),
     # the collaborative vectors at twice the text's scale (4x its share of the squared norm)
     "collab-w2-items": (["--input", "items"], ["--collab-dim", "32", "--collab-weight", "2"]),
+    # the SASRec baseline's item table (all 64 dims) instead of co-occurrence
+    "sasrec-collab-items": (["--input", "items"], ["--collab-dim", "64", "--collab-source",
+                                                   "sasrec"]),
 }
 METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
            "coverage@10")
@@ -127,6 +130,8 @@ def variant_run(base: Path, name: str, args) -> Path:
         if sid_flags is None:
             shutil.copytree(base / "sids", run / "sids")
         else:
+            if "sasrec" in sid_flags and not done(run, "sasrec"):
+                shutil.copytree(base / "sasrec", run / "sasrec", dirs_exist_ok=True)
             sgrec("build-sids", "--run", str(run), "--no-progress", *sid_flags,
                   threads=args.threads)
     train_generator(run, flags, args)

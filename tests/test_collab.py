@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from conftest import make_sid_run
 from sgrec_cli.cli import app
-from sgrec_cli.sids.collab import collaborative_vectors, cooccurrence_counts, ppmi
+from sgrec_cli.sids.collab import (collaborative_vectors, cooccurrence_counts, ppmi,
+                                   table_vectors)
 
 
 def test_counts_use_the_training_part_only():
@@ -54,3 +55,38 @@ def test_build_sids_with_collab(tmp_path, one_thread):
     assert cfg["collab_dim"] == 4 and cfg["collab_weight"] == 1.0
     res = CliRunner().invoke(app, ["build-sids", "--run", str(run), "--collab-weight", "0"])
     assert res.exit_code == 2 and "collab" in res.stderr
+
+
+def test_table_vectors_golden():
+    # centred rows (3,0), (1,0), (-1,0), (-3,0): one principal direction; mean |projection| 2
+    table = np.array([[3.0, 1.0], [1.0, 1.0], [-1.0, 1.0], [-3.0, 1.0]])
+    v = table_vectors(table, 3)
+    assert v.shape == (4, 3) and v.dtype == np.float32
+    np.testing.assert_allclose(v[:, 0] * np.sign(v[0, 0]), [1.5, 0.5, -0.5, -1.5], rtol=1e-6)
+    np.testing.assert_allclose(v[:, 1:], 0.0, atol=1e-6)  # no second direction, no third column
+    np.testing.assert_allclose(np.abs(table_vectors(table, 1)[:, 0]), [1.5, 0.5, 0.5, 1.5],
+                               rtol=1e-6)
+
+
+def test_build_sids_from_the_sasrec_table(tmp_path, one_thread):
+    run = make_sid_run(tmp_path)
+    args = ["build-sids", "--run", str(run), "--method", "rqkmeans", "--codebook-size", "8",
+            "--dedup", "suffix", "--collab-dim", "4", "--collab-source", "sasrec",
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    before = (run / "sids" / "sids.npy").read_bytes()
+    res = CliRunner().invoke(app, args)  # no SASRec yet: one error, the old SIDs untouched
+    assert res.exit_code != 0 and "sgrec train --model sasrec" in res.stderr
+    assert (run / "sids" / "sids.npy").read_bytes() == before
+    res = CliRunner().invoke(app, ["train", "--run", str(run), "--model", "sasrec", "--epochs",
+                                   "2", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    collab = np.load(run / "sids" / "collab.npy")
+    assert collab.shape == (40, 4)
+    np.testing.assert_allclose(np.linalg.norm(collab, axis=1).mean(), 1.0, rtol=1e-5)
+    manifest = json.loads((run / "sids" / "manifest.json").read_text())
+    assert manifest["config"]["collab_source"] == "sasrec"
+    assert "sasrec/manifest.json" in manifest["inputs"]
+    res = CliRunner().invoke(app, ["build-sids", "--run", str(run), "--collab-source", "sasrec"])
+    assert res.exit_code == 2 and "--collab-dim" in res.stderr

@@ -193,6 +193,10 @@ def build_sids(
     collab_weight: Annotated[float, typer.Option(
         help="Scale of the (unit-norm) collaborative vectors next to the (unit-norm) text.")]
         = _d(BuildSidsConfig, "collab_weight"),
+    collab_source: Annotated[str, typer.Option(
+        help="cooc (co-occurrence in the training split) or sasrec (the item table of "
+        "RUN/sasrec: run `sgrec train --model sasrec` first).")]
+        = _d(BuildSidsConfig, "collab_source"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = _d(BuildSidsConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")]
         = _d(BuildSidsConfig, "device"),
@@ -214,7 +218,7 @@ def build_sids(
         method=method, levels=levels, codebook_size=codebook_size, dedup=dedup, epochs=epochs,
         lr=lr, batch_size=batch_size, embedder=embedder, template=template,
         target_collision_rate=target_collision_rate, seed=seed, device=device,
-        collab_dim=collab_dim, collab_weight=collab_weight,
+        collab_dim=collab_dim, collab_weight=collab_weight, collab_source=collab_source,
         cache_dir=str(cache_dir) if cache_dir else None)
     stats = run_step(run, cfg, progress=progress)
     if as_json:

@@ -91,6 +91,7 @@ class PrepareConfig(_Config):
 
 
 SID_METHODS = ("rqvae", "rqkmeans")
+COLLAB_SOURCES = ("cooc", "sasrec")
 DEDUP_MODES = ("reassign", "suffix")
 
 
@@ -106,6 +107,8 @@ class BuildSidsConfig(_Config):
     target_collision_rate RQ-VAE keeps the best-reconstructing state at or under this raw rate
     collab_dim            > 0: the quantizer reads [text, collab_weight * collaborative vectors]
                           of this size, learned from the training split (sids/collab.py)
+    collab_source         cooc: co-occurrence factorisation; sasrec: the item table of the
+                          run's SASRec baseline (RUN/sasrec, `sgrec train --model sasrec`)
     """
 
     method: str = "rqvae"
@@ -128,6 +131,7 @@ class BuildSidsConfig(_Config):
     kmeans_iters: int = 25
     collab_dim: int = 0
     collab_weight: float = 1.0
+    collab_source: str = "cooc"
     seed: int = 0
     device: str = "auto"
 
@@ -148,6 +152,9 @@ class BuildSidsConfig(_Config):
                           "kmeans_iters", "embed_batch_size"), 1)
         check_ints(self, ("seed", "collab_dim"), 0)
         check_num("collab_weight", self.collab_weight, of=self, low=0, low_open=True)
+        check_choice("collab_source", self.collab_source, COLLAB_SOURCES)
+        require(self.collab_source == "cooc" or self.collab_dim > 0,
+                f"--collab-source {self.collab_source} needs --collab-dim D > 0")
         check_num("lr", self.lr, of=self, low=0, low_open=True)
         check_num("beta", self.beta, of=self, low=0)
         check_num("target_collision_rate", self.target_collision_rate, of=self, low=0, high=1)

@@ -1,5 +1,11 @@
 """Collaborative item vectors for the SID tokenizer (``build-sids --collab-dim D``).
 
+Two sources (``--collab-source``), both learned from the *training* split only:
+
+- ``cooc`` (default, :func:`collaborative_vectors`): co-occurrence, as below.
+- ``sasrec`` (:func:`table_vectors`): the item table of the run's SASRec baseline
+  (RUN/sasrec, trained on the training split with tied input/output item embeddings).
+
 Items bought close together in the *training* part of the sequences (every user's sequence
 without its last two items, which are validation and test) get close vectors: the positive
 pointwise mutual information of co-occurrence within ``window`` steps, factorised by a
@@ -67,4 +73,28 @@ def collaborative_vectors(sequences: Sequence[Sequence[int]], n_items: int, dim:
     vec = (u * s.clamp(min=0).sqrt()).numpy()
     norm = np.linalg.norm(vec, axis=1, keepdims=True)
     out[:, :q] = np.where(norm > 1e-8, vec / np.maximum(norm, 1e-12), 0.0)
+    return out
+
+
+def table_vectors(table: np.ndarray, dim: int) -> np.ndarray:
+    """(N, dim) float32 item vectors from a learned item table (N, H), e.g. SASRec's.
+
+    The table is centred and projected on its top ``min(dim, H)`` principal directions (later
+    columns stay zero), then scaled by one factor so that the mean row norm is 1. Rows are not
+    normalised one by one: items the model rarely saw keep short vectors (their rows barely
+    left their small initialisation) and are quantised mostly by their text.
+    """
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    t = np.asarray(table, dtype=np.float64)
+    if t.ndim != 2 or not len(t):
+        raise ValueError(f"an item table must be a non-empty (N, H) matrix, got shape {t.shape}")
+    centred = t - t.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    q = min(dim, vt.shape[0])
+    proj = centred @ vt[:q].T
+    mean_norm = float(np.linalg.norm(proj, axis=1).mean())
+    out = np.zeros((len(t), dim), dtype=np.float32)
+    if mean_norm > 1e-12:
+        out[:, :q] = proj / mean_norm
     return out

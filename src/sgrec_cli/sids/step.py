@@ -19,13 +19,13 @@ import numpy as np
 from ..artifacts import atomic_write_json, staged_step, write_jsonl, write_manifest
 from ..config import BuildSidsConfig
 from ..device import resolve_device
-from ..errors import ConfigError
+from ..errors import ArtifactError, ConfigError
 from ..progress import progress_bar
 from ..rundir import as_run
 from ..runlock import writes_run
 from . import dedup as dd
 from . import stats as st
-from .collab import collaborative_vectors
+from .collab import collaborative_vectors, table_vectors
 from .embed import default_cache_dir, embed_items
 from .kmeans import faiss_gpu_available, sq_distances
 from .rqkmeans import residual_kmeans
@@ -122,9 +122,13 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
                               batch_size=cfg.embed_batch_size, device=device, cache_dir=cache,
                               progress=progress)
     text, collab = x, None
+    inputs = ("data", "sasrec") if cfg.collab_dim and cfg.collab_source == "sasrec" else ("data",)
     if cfg.collab_dim:
-        collab = collaborative_vectors(data.sequences(), len(items), cfg.collab_dim,
-                                       seed=cfg.seed)
+        if cfg.collab_source == "sasrec":
+            collab = table_vectors(sasrec_item_table(run, len(items)), cfg.collab_dim)
+        else:
+            collab = collaborative_vectors(data.sequences(), len(items), cfg.collab_dim,
+                                           seed=cfg.seed)
         x = np.concatenate([x, cfg.collab_weight * collab], axis=1).astype(np.float32)
     t1 = time.perf_counter()
     q = quantize(x, cfg, device, progress)
@@ -164,6 +168,20 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
             write_jsonl(tmp / "train_log.jsonl", q.log)
         atomic_write_json(tmp / "stats.json", stats)
         write_manifest(tmp, step=STEP, config=cfg.to_dict(), seed=cfg.seed, started=started,
-                       inputs=run.digests("data"),
+                       inputs=run.digests(*inputs),
                        dataset=data.manifest.dataset)
     return stats
+
+
+def sasrec_item_table(run, n_items: int) -> np.ndarray:
+    """(N, H) item rows of RUN/sasrec's embedding table (its padding row dropped), refused
+    unless that model was trained on the run's current data."""
+    from safetensors.numpy import load_file
+
+    m = run.step("sasrec", needs=("data",))
+    path = m.path.parent / "model.safetensors"
+    table = load_file(str(path)).get("item.weight")
+    if table is None or table.ndim != 2 or table.shape[0] != n_items + 1:
+        raise ArtifactError(f"holds no item table for the run's {n_items} items; run `sgrec "
+                            "train --model sasrec` again", path)
+    return table[1:]
