@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import make_sid_run
 from sgrec_cli.cli import app
+from sgrec_cli.rundir import Run
 from sgrec_cli.sids.collab import (collaborative_vectors, cooccurrence_counts, ppmi,
                                    table_vectors)
 
@@ -90,3 +91,8 @@ def test_build_sids_from_the_sasrec_table(tmp_path, one_thread):
     assert "sasrec/manifest.json" in manifest["inputs"]
     res = CliRunner().invoke(app, ["build-sids", "--run", str(run), "--collab-source", "sasrec"])
     assert res.exit_code == 2 and "--collab-dim" in res.stderr
+    assert Run(run).breaks("sids") == []
+    res = CliRunner().invoke(app, ["train", "--run", str(run), "--model", "sasrec", "--epochs",
+                                   "1", "--seed", "1", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert any("sasrec" in p for p in Run(run).breaks("sids"))  # retrained: the SIDs are stale
