@@ -65,6 +65,10 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     # the SASRec baseline's item table (all 64 dims) instead of co-occurrence
     "sasrec-collab-items": (["--input", "items"], ["--collab-dim", "64", "--collab-source",
                                                    "sasrec"]),
+    "sasrec-collab-items-text-ids-hybrid": (["--input", "items", "--text", "--item-ids",
+                                             "--score", "hybrid"],
+                                            ["--collab-dim", "64", "--collab-source", "sasrec"]),
+    "sasrec-collab-tokens": ([], ["--collab-dim", "64", "--collab-source", "sasrec"]),
 }
 METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
            "coverage@10")
@@ -178,7 +182,8 @@ def budget_of(run: Path) -> dict:
     log = read_jsonl(run / "sft" / "train_log.jsonl")
     cfg = json.loads((run / "sft" / "manifest.json").read_text("utf-8"))["config"]
     sids = json.loads((run / "sids" / "manifest.json").read_text("utf-8"))
-    return {"sids": {"method": sids["config"]["method"], "dedup": sids["config"]["dedup"]},
+    return {"sids": {k: sids["config"].get(k) for k in ("method", "dedup", "collab_dim",
+                                                        "collab_weight", "collab_source")},
             "generator": cfg["model"], "valid_users": summary["valid_users"],
             "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
             "seconds_per_epoch": round(sum(r["seconds"] for r in log) / max(1, len(log)), 1),
@@ -190,6 +195,8 @@ def report(base: Path, names: list[str], args) -> dict:
     _, sas = split_result(base, "test", "sasrec")
     _, old = split_result(base, "test", "sft")
     refs = {"sasrec": sas, "baseline generator": old}
+    for name in args.against:  # further references: variants already run
+        refs[name] = split_result(base.parent / f"{base.name}.variants" / name, "test", "sft")[1]
     rows = []
     for label, model in (("popular", "popular"), ("sasrec", "sasrec")):
         rows.append(entry(base, model, label, refs, args.n_boot, {}))
@@ -229,11 +236,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--n-boot", type=int, default=10_000)
     ap.add_argument("--no-report", action="store_true", help="train and evaluate only")
+    ap.add_argument("--against", default="",
+                    help="comma-separated variants (already run) every row is also compared with")
     ap.add_argument("--out", type=Path,
                     default=ROOT / "bench" / "results" / "generator_ablation.json")
     args = ap.parse_args()
     names = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in names if v not in VARIANTS]
+    args.against = [v for v in args.against.split(",") if v]
+    unknown = [v for v in names + args.against if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     base_models(args.base, args)
