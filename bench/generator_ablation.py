@@ -62,6 +62,7 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "rqkmeans-collab-items": (["--input", "items"], ["--method", "rqkmeans", "--collab-dim", "32"]),
     # the collaborative vectors at twice the text's scale (4x its share of the squared norm)
     "collab-w2-items": (["--input", "items"], ["--collab-dim", "32", "--collab-weight", "2"]),
+    "collab-w05-items": (["--input", "items"], ["--collab-dim", "32", "--collab-weight", "0.5"]),
     # the SASRec baseline's item table (all 64 dims) instead of co-occurrence
     "sasrec-collab-items": (["--input", "items"], ["--collab-dim", "64", "--collab-source",
                                                    "sasrec"]),
