@@ -10,8 +10,7 @@ from typer.testing import CliRunner
 from conftest import make_sid_run
 from sgrec_cli.cli import app
 from sgrec_cli.rundir import Run
-from sgrec_cli.sids.collab import (collaborative_vectors, cooccurrence_counts, ppmi,
-                                   table_vectors)
+from sgrec_cli.sids.collab import collaborative_vectors, cooccurrence_counts, ppmi, table_vectors
 
 
 def test_counts_use_the_training_part_only():

@@ -19,7 +19,7 @@ import numpy as np
 from ..artifacts import atomic_write_json, staged_step, write_jsonl, write_manifest
 from ..config import BuildSidsConfig
 from ..device import resolve_device
-from ..errors import ArtifactError, ConfigError
+from ..errors import ConfigError
 from ..progress import progress_bar
 from ..rundir import as_run
 from ..runlock import writes_run
@@ -115,20 +115,20 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
     if len(items) < cfg.codebook_size:
         raise ConfigError(f"--codebook-size {cfg.codebook_size} exceeds the {len(items)} items; "
                           f"use a codebook size <= {len(items)}")
+    # the SASRec table is checked before the (possibly long) embedding
+    sasrec = cfg.collab_source == "sasrec"
+    table = table_vectors(sasrec_item_table(run), cfg.collab_dim) if sasrec else None
     device = resolve_device(cfg.device)
     cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
     t0 = time.perf_counter()
     x, emb_info = embed_items(items, embedder=cfg.embedder, template=cfg.template,
                               batch_size=cfg.embed_batch_size, device=device, cache_dir=cache,
                               progress=progress)
-    text, collab = x, None
-    inputs = ("data", "sasrec") if cfg.collab_dim and cfg.collab_source == "sasrec" else ("data",)
-    if cfg.collab_dim:
-        if cfg.collab_source == "sasrec":
-            collab = table_vectors(sasrec_item_table(run, len(items)), cfg.collab_dim)
-        else:
-            collab = collaborative_vectors(data.sequences(), len(items), cfg.collab_dim,
-                                           seed=cfg.seed)
+    text, collab = x, table
+    if cfg.collab_dim and table is None:
+        collab = collaborative_vectors(data.sequences(), len(items), cfg.collab_dim,
+                                       seed=cfg.seed)
+    if collab is not None:
         x = np.concatenate([x, cfg.collab_weight * collab], axis=1).astype(np.float32)
     t1 = time.perf_counter()
     q = quantize(x, cfg, device, progress)
@@ -168,20 +168,14 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
             write_jsonl(tmp / "train_log.jsonl", q.log)
         atomic_write_json(tmp / "stats.json", stats)
         write_manifest(tmp, step=STEP, config=cfg.to_dict(), seed=cfg.seed, started=started,
-                       inputs=run.digests(*inputs),
+                       inputs=run.digests("data", *(["sasrec"] if sasrec else [])),
                        dataset=data.manifest.dataset)
     return stats
 
 
-def sasrec_item_table(run, n_items: int) -> np.ndarray:
+def sasrec_item_table(run) -> np.ndarray:
     """(N, H) item rows of RUN/sasrec's embedding table (its padding row dropped), refused
     unless that model was trained on the run's current data."""
-    from safetensors.numpy import load_file
+    from ..inference import load_sasrec
 
-    m = run.step("sasrec", needs=("data",))
-    path = m.path.parent / "model.safetensors"
-    table = load_file(str(path)).get("item.weight")
-    if table is None or table.ndim != 2 or table.shape[0] != n_items + 1:
-        raise ArtifactError(f"holds no item table for the run's {n_items} items; run `sgrec "
-                            "train --model sasrec` again", path)
-    return table[1:]
+    return load_sasrec(run).item.weight[1:].detach().numpy()
