@@ -1,7 +1,9 @@
 """Generator ablation: each variant trained from one command, all written to one JSON.
 
-The base run holds data/, sids/ (today's default SIDs), SASRec, most-popular and the baseline
-generator (``sft`` in BASE, whatever it was trained with). Every variant gets its own run
+The base run holds data/, sids/, SASRec, most-popular and the baseline generator (``sft`` in
+BASE): the defaults before issue 14, text-only SIDs and SID-token inputs (a BASE built by this
+bench gets them through explicit flags; one it finds is used as it is). The new default is the
+``collab-items`` variant. Every variant gets its own run
 folder BASE.variants/NAME that starts from copies of BASE's data/ and sids/ (or builds its own
 SIDs when the variant names build-sids options), is trained through the `sgrec` CLI (the code
 path users run; an interrupted variant resumes exactly) and evaluated with `sgrec eval` on the
@@ -38,12 +40,16 @@ from sgrec_cli.artifacts import read_jsonl  # noqa: E402
 from sgrec_cli.eval.bootstrap import paired_bootstrap  # noqa: E402
 from sgrec_cli.eval.metrics import per_user_metrics  # noqa: E402
 
+# BASE's SIDs and generator: the defaults before issue 14 (text-only SIDs, SID-token inputs)
+OLD_DEFAULT_SIDS = ["--collab-dim", "0"]
+OLD_DEFAULT_TRAIN = ["--input", "tokens"]
 # name -> (train flags, build-sids flags or None for BASE's SIDs)
 VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
-    "tokens": ([], None),  # today's default, retrained under this bench's protocol
+    # the old default (text-only SIDs, SID-token inputs), retrained under this bench's protocol
+    "tokens": (["--input", "tokens"], None),
     "items": (["--input", "items"], None),
     "items-text": (["--input", "items", "--text"], None),
-    "tokens-hybrid": (["--score", "hybrid"], None),
+    "tokens-hybrid": (["--input", "tokens", "--score", "hybrid"], None),
     "items-hybrid": (["--input", "items", "--score", "hybrid"], None),
     "items-text-hybrid": (["--input", "items", "--text", "--score", "hybrid"], None),
     "rqkmeans-items": (["--input", "items"], ["--method", "rqkmeans"]),
@@ -55,8 +61,11 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     # BARGE's size (2 layers) and SASRec's dropout (0.2), for a small dataset
     "items-text-ids-hybrid-small": (["--input", "items", "--text", "--item-ids", "--score",
                                      "hybrid", "--num-layers", "2", "--dropout", "0.2"], None),
+    # the new default (collab SIDs, item inputs)
     "collab-items": (["--input", "items"], ["--collab-dim", "32"]),
-    "collab-tokens": ([], ["--collab-dim", "32"]),
+    "collab-tokens": (["--input", "tokens"], ["--collab-dim", "32"]),
+    # the new default plus a learned embedding of each item's distance from the end
+    "collab-items-recency": (["--input", "items", "--recency"], ["--collab-dim", "32"]),
     "collab-items-text-ids-hybrid": (["--input", "items", "--text", "--item-ids", "--score",
                                       "hybrid"], ["--collab-dim", "32"]),
     "rqkmeans-collab-items": (["--input", "items"], ["--method", "rqkmeans", "--collab-dim", "32"]),
@@ -69,7 +78,8 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "sasrec-collab-items-text-ids-hybrid": (["--input", "items", "--text", "--item-ids",
                                              "--score", "hybrid"],
                                             ["--collab-dim", "64", "--collab-source", "sasrec"]),
-    "sasrec-collab-tokens": ([], ["--collab-dim", "64", "--collab-source", "sasrec"]),
+    "sasrec-collab-tokens": (["--input", "tokens"], ["--collab-dim", "64", "--collab-source",
+                                                     "sasrec"]),
 }
 METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
            "coverage@10")
@@ -117,11 +127,12 @@ def base_models(base: Path, args) -> None:
     if not done(base, "data"):
         sgrec("prepare", str(args.data), "--run", str(base))
     if not done(base, "sids"):
-        sgrec("build-sids", "--run", str(base), "--no-progress", threads=args.threads)
+        sgrec("build-sids", "--run", str(base), "--no-progress", *OLD_DEFAULT_SIDS,
+              threads=args.threads)
     if not done(base, "sasrec"):
         sgrec("train", "--run", str(base), "--model", "sasrec", "--epochs", "200",
               "--patience", "10", threads=args.threads)
-    train_generator(base, [], args)
+    train_generator(base, OLD_DEFAULT_TRAIN, args)
     evaluate(base, ["sft", "sasrec", "popular"], args)
 
 

@@ -33,12 +33,13 @@ from sgrec_cli.inference import predict_topk  # noqa: E402
 from sgrec_cli.rundir import Run  # noqa: E402
 
 MODES = {
-    "tokens": {},
+    "tokens": {"input": "tokens"},
     "items": {"input": "items"},
     "items-text": {"input": "items", "text": True},
     "items-text-hybrid": {"input": "items", "text": True, "score": "hybrid"},
-    "tokens-hybrid": {"score": "hybrid"},
+    "tokens-hybrid": {"input": "tokens", "score": "hybrid"},
     "items-ids": {"input": "items", "ids": True},
+    "items-recency": {"input": "items", "recency": True},
     "items-text-ids-hybrid": {"input": "items", "text": True, "ids": True, "score": "hybrid"},
 }
 

@@ -85,8 +85,10 @@ def make_sid_run(folder: Path, priced: bool = False) -> Path:
     src = write_letter(folder / "src", inter, items)
     run = folder / "run"
     for args in (["prepare", str(src)],
+                 # text-only SIDs: random purchases have no collaborative signal to add
                  ["build-sids", "--method", "rqkmeans", "--codebook-size", "8", "--dedup",
-                  "suffix", "--cache-dir", str(folder / "cache"), "--no-progress"]):
+                  "suffix", "--collab-dim", "0", "--cache-dir", str(folder / "cache"),
+                  "--no-progress"]):
         res = CliRunner().invoke(app, [*args, "--run", str(run)])
         assert res.exit_code == 0, res.output
     return run

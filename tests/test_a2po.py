@@ -21,9 +21,10 @@ A2PO = ["train", "--a2po", "--steps", "4", "--batch-users", "4", "--group-size",
         "cpu"]
 
 
-def _trained(run, judge=True):
+def _trained(run, judge=True, input_mode="tokens"):
+    # SID-token inputs by default: the figures these tests expect were set on them
     steps = [["train", "--epochs", "1", "--valid-users", "0", "--device", "cpu",
-              "--no-progress"]]
+              "--input", input_mode, "--no-progress"]]
     if judge:
         steps.append(["judge", "--candidates", "nn", "--num-candidates", "6", "--no-progress"])
     for args in steps:
@@ -39,20 +40,21 @@ def test_a2po_refuses_without_a_judge_and_bad_options(sid_run):
     assert res.exit_code == 2 and "--advantage 'ppo' is not known" in res.stderr
 
 
-def test_sequence_log_probs_match_the_beam_scores(sid_run, one_thread):
+@pytest.mark.parametrize("input_mode", ["items", "tokens"])
+def test_sequence_log_probs_match_the_beam_scores(sid_run, one_thread, input_mode):
     """The per-token log-probs the update uses sum to the score beam search ranked by."""
-    _trained(sid_run, judge=False)
+    _trained(sid_run, judge=False, input_mode=input_mode)
     from sgrec_cli.generator.beam import constrained_beam_search
     from sgrec_cli.generator.trie import SidTrie
 
     model, _, vocab = load_generator(sid_run / "sft" / "best")
     codes = np.load(sid_run / "sids" / "sids.npy")
     trie = SidTrie.from_codes(codes, vocab.codebook_sizes)
-    ids, mask = vocab.encode_history([[0, 1, 2], [5]], codes, 20)
+    ids, mask = vocab.encode_history([[0, 1, 2], [5]], codes, 20, per_item=model.per_item)
     items, scores = constrained_beam_search(model, ids, mask, trie, vocab, 4)
     labels = vocab.target_tokens(items.reshape(-1).numpy(), codes)
     with torch.no_grad():
-        hidden = model.get_encoder()(input_ids=ids, attention_mask=mask)[0]
+        hidden = model.encode(ids, mask)
         lp = sequence_log_probs(model, hidden.repeat_interleave(4, 0),
                                 mask.repeat_interleave(4, 0), labels, vocab)
     np.testing.assert_allclose(lp.sum(1).numpy(), scores.reshape(-1).numpy(), atol=1e-4)

@@ -28,7 +28,9 @@ A2PO = ["train", "--a2po", "--steps", "4", "--batch-users", "4", "--group-size",
 
 
 def _sft(run, judge=True):
-    steps = [["train", "--epochs", "1", "--valid-users", "0", "--device", "cpu", "--no-progress"]]
+    steps = [["train", "--epochs", "1", "--valid-users", "0", "--device", "cpu",
+              # SID-token inputs: the figures these tests expect were set on them
+              "--input", "tokens", "--no-progress"]]
     if judge:
         steps.append(["judge", "--candidates", "nn", "--num-candidates", "6", "--no-progress"])
     for args in steps:

@@ -88,7 +88,8 @@ def test_build_sids_from_the_sasrec_table(tmp_path, one_thread):
     manifest = json.loads((run / "sids" / "manifest.json").read_text())
     assert manifest["config"]["collab_source"] == "sasrec"
     assert "sasrec/manifest.json" in manifest["inputs"]
-    res = CliRunner().invoke(app, ["build-sids", "--run", str(run), "--collab-source", "sasrec"])
+    res = CliRunner().invoke(app, ["build-sids", "--run", str(run), "--collab-source", "sasrec",
+                                   "--collab-dim", "0"])
     assert res.exit_code == 2 and "--collab-dim" in res.stderr
     assert Run(run).breaks("sids") == []
     res = CliRunner().invoke(app, ["train", "--run", str(run), "--model", "sasrec", "--epochs",

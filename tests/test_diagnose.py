@@ -25,8 +25,8 @@ def case():
     codes = np.stack([flat // 16, (flat // 4) % 4, flat % 4], axis=1)
     vocab, trie = SidVocab(SIZES), SidTrie.from_codes(codes, SIZES)
     torch.manual_seed(0)
-    model = build_model(GeneratorConfig(d_model=32, num_layers=1, num_heads=4, d_ff=64),
-                        vocab).eval()
+    cfg = GeneratorConfig(d_model=32, num_layers=1, num_heads=4, d_ff=64, input="tokens")
+    model = build_model(cfg, vocab).eval()
     histories = [tuple(rng.integers(0, N_ITEMS, size=rng.integers(1, 6))) for _ in range(24)]
     ids, mask = vocab.encode_history(histories, codes, max_items=5)
     greedy, _ = constrained_beam_search(model, ids, mask, trie, vocab, 1)

@@ -28,7 +28,7 @@ def setup():
     codes = np.stack([flat // 64, (flat // 8) % 8, flat % 8], axis=1)  # (N, 3)
     vocab = SidVocab(SIZES)
     trie = SidTrie.from_codes(codes, SIZES)
-    cfg = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64)
+    cfg = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64, input="tokens")
     torch.manual_seed(0)
     model = build_model(cfg, vocab).eval()
     histories = [tuple(rng.integers(0, N_ITEMS, size=rng.integers(1, 9))) for _ in range(5)]

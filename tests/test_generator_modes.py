@@ -22,7 +22,13 @@ from sgrec_cli.generator.hybrid import hybrid_scores, hybrid_search, sid_log_pro
 from sgrec_cli.generator.model import GeneratorConfig, build_model, load_generator, save_generator
 from sgrec_cli.generator.tokens import DECODER_START, SidVocab
 from sgrec_cli.generator.trie import SidTrie
-from sgrec_cli.inference import HYBRID_WEIGHT_GRID, choose_weight, hybrid_weight_curve, predict_topk
+from sgrec_cli.inference import (
+    HYBRID_WEIGHT_GRID,
+    choose_weight,
+    drop_seen,
+    hybrid_weight_curve,
+    predict_topk,
+)
 
 SIZES = [6, 6, 6]
 N_ITEMS = 120
@@ -167,20 +173,30 @@ def test_choose_weight_golden():
 
 
 def test_weight_curve_is_predict_topk_at_each_weight(setup):
-    """One pass over the candidates scores every weight exactly as predict_topk would."""
+    """One pass over the candidates scores every weight exactly as predict_topk would, the
+    history items excluded (predict_topk's exclusion, then drop_seen)."""
     codes, vocab, trie, cfg, model, histories = setup
     grid = (0.0, 0.3, 1.0)
+
+    def listed(k):
+        items, scores = predict_topk(model, vocab, trie, histories, codes, 16, 8,
+                                     with_scores=True, score="hybrid", exclude_history=True)
+        return drop_seen(items, scores, histories, k)[0]
+
     try:
         model.gen = dataclasses.replace(cfg, hybrid_weight=1.0)  # targets: the dense top item
-        targets = predict_topk(model, vocab, trie, histories, codes, 1, 8)[:, 0].tolist()
+        targets = listed(1)[:, 0].tolist()
         curve = hybrid_weight_curve(model, vocab, trie, histories, targets, codes, 8, k=5,
                                     batch=3, grid=grid)
         assert list(curve) == list(grid) and curve[1.0] == 1.0
         for w in grid:
             model.gen = dataclasses.replace(cfg, hybrid_weight=w)
-            top = predict_topk(model, vocab, trie, histories, codes, 5, 8, score="hybrid")
-            expect = float(np.mean(ndcg_gains(ranks_of_targets(top, np.asarray(targets)), 5)))
+            expect = float(np.mean(ndcg_gains(ranks_of_targets(listed(5), np.asarray(targets)),
+                                              5)))
             assert curve[w] == pytest.approx(expect, abs=1e-12)
+        unfiltered = predict_topk(model, vocab, trie, histories, codes, 5, 8, score="hybrid")
+        assert any(set(row.tolist()) & set(h) for row, h in zip(unfiltered, histories,
+                                                                strict=True))
     finally:
         model.gen = cfg
     assert len(set(curve.values())) > 1  # the weight changes the lists here
@@ -200,14 +216,15 @@ def test_never_invalid_or_duplicate(setup, score):
 
 def test_mode_validation():
     with pytest.raises(Exception, match="text features need item inputs"):
-        GeneratorConfig(text=True).validate()
+        GeneratorConfig(input="tokens", text=True).validate()
     with pytest.raises(Exception, match="model input 'pixels' is not known"):
         GeneratorConfig(input="pixels").validate()
     with pytest.raises(Exception, match="model score 'mixed' is not known"):
         GeneratorConfig(score="mixed").validate()
     with pytest.raises(Exception, match="item id embeddings need item inputs"):
-        GeneratorConfig(ids=True).validate()
-    GeneratorConfig(ids=True, score="hybrid").validate()  # the dense head's item vectors
+        GeneratorConfig(input="tokens", ids=True).validate()
+    # the dense head's item vectors
+    GeneratorConfig(input="tokens", ids=True, score="hybrid").validate()
 
 
 # ------------------------------------------------------------------ through the CLI, on a run
@@ -220,7 +237,7 @@ def hybrid_run(tmp_path_factory):
     run = make_sid_run(tmp_path_factory.mktemp("modes"))
     res = runner.invoke(app, ["train", "--run", str(run), "--epochs", "2", "--valid-users",
                               "0", "--device", "cpu", "--input", "items", "--text",
-                              "--item-ids", "--score", "hybrid", "--json"])
+                              "--recency", "--item-ids", "--score", "hybrid", "--json"])
     assert res.exit_code == 0, res.output
     yield run
     torch.set_num_threads(threads)
@@ -230,7 +247,9 @@ def test_eval_and_recommend_read_modes_from_the_model(hybrid_run):
     run = hybrid_run
     meta = json.loads((run / "sft" / "best" / "generator.json").read_text())
     assert meta["generator"]["input"] == "items" and meta["generator"]["score"] == "hybrid"
-    assert meta["generator"]["ids"] is True
+    assert meta["generator"]["ids"] is True and meta["generator"]["recency"] is True
+    res = runner.invoke(app, ["train", "--run", str(run), "--input", "tokens", "--recency"])
+    assert res.exit_code == 2 and "recency embeddings need item inputs" in res.output
     res = runner.invoke(app, ["eval", "--run", str(run), "--model", "sft", "--model",
                               "sft@hybrid", "--model", "sft@generator", "--json"])
     assert res.exit_code == 0, res.output
@@ -341,3 +360,94 @@ def test_a2po_fine_tunes_an_item_input_hybrid_model(hybrid_run, tmp_path):
     torch.testing.assert_close(tuned.dense_proj.weight, sft.dense_proj.weight)
     res = runner.invoke(app, ["eval", "--run", str(run), "--model", "a2po", "--json"])
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("score", ["generator", "hybrid"])
+def test_sft_validation_excludes_history_items(setup, score):
+    """SFT's per-epoch validation scores lists without the user's history items, as
+    `sgrec eval` does: a target the model ranks in its top 10 but that is in the history
+    counts 0."""
+    from sgrec_cli.config import SFTConfig
+    from sgrec_cli.data.split import Example
+    from sgrec_cli.generator.sft import _evaluate
+
+    codes, vocab, trie, cfg, model, histories = setup
+    try:
+        model.gen = dataclasses.replace(cfg, score=score)
+        top = predict_topk(model, vocab, trie, histories, codes, 10, 10)
+        valid = [Example(user=u, history=tuple(h), target=int(next(i for i in row if i in h)))
+                 for u, (h, row) in enumerate(zip(histories, top, strict=True))
+                 if set(row.tolist()) & set(h)]
+        assert valid, "the fixture needs a user with a history item in the top 10"
+        sft_cfg = SFTConfig(num_beams=10, batch_size=4)
+        metrics = _evaluate(model, vocab, trie, valid, codes, sft_cfg, max_history=20)
+        assert metrics["ndcg@10"] == 0.0 and metrics["recall@10"] == 0.0
+        # the same users with a target outside the history: its first non-history item
+        items, scores = predict_topk(model, vocab, trie, [e.history for e in valid], codes, 10,
+                                     10, with_scores=True, exclude_history=True)
+        kept = drop_seen(items, scores, [e.history for e in valid], 10)[0]
+        fresh = [dataclasses.replace(e, target=int(row[0])) for e, row in zip(valid, kept,
+                                                                             strict=True)]
+        metrics = _evaluate(model, vocab, trie, fresh, codes, sft_cfg, max_history=20)
+        assert metrics["ndcg@10"] == 1.0
+    finally:
+        model.gen = cfg
+
+
+def test_generator_saved_before_input_modes_loads_as_tokens(setup, tmp_path):
+    """A generator.json without ``input`` was written when SID tokens were the only (and the
+    default) input; it still loads as one, whatever today's default is."""
+    import json
+
+    codes, vocab, _, _, _, histories = setup
+    cfg = GeneratorConfig(d_model=32, num_layers=1, num_heads=4, d_ff=64, input="tokens")
+    torch.manual_seed(0)
+    model = build_model(cfg, vocab, codes=codes).eval()
+    save_generator(model, cfg, tmp_path)
+    meta = json.loads((tmp_path / "generator.json").read_text())
+    del meta["generator"]["input"]
+    (tmp_path / "generator.json").write_text(json.dumps(meta))
+    loaded, got, _ = load_generator(tmp_path)
+    assert got.input == "tokens" and GeneratorConfig().input == "items"
+    ids, mask = vocab.encode_history(histories, codes, 20, per_item=False)
+    with torch.no_grad():
+        np.testing.assert_array_equal(model.encode(ids, mask).numpy(),
+                                      loaded.encode(ids, mask).numpy())
+
+
+def test_recency_embeddings_by_distance_from_the_end(setup, tmp_path):
+    """--recency adds, at each history position, the embedding of its distance from the most
+    recent item (hand-checked on right-padded rows); it starts at zero, so a fresh model is
+    the model without it; it is saved and read back with the model."""
+    codes, vocab, trie, _, _, histories = setup
+    base = GeneratorConfig(d_model=32, num_layers=1, num_heads=4, d_ff=64, input="items")
+    with_rec = dataclasses.replace(base, recency=True)
+    models = []
+    for cfg in (base, with_rec):
+        torch.manual_seed(0)
+        models.append(build_model(cfg, vocab, codes=codes).eval())
+    ids, mask = vocab.encode_history(histories, codes, 20, per_item=True)
+    with torch.no_grad():
+        np.testing.assert_array_equal(models[0].encode(ids, mask).numpy(),
+                                      models[1].encode(ids, mask).numpy())
+        model = models[1]
+        model.recency_emb.weight.normal_(generator=torch.Generator().manual_seed(3))
+        ids, mask = vocab.encode_history([[5, 6, 7], [9]], codes, 20, per_item=True)
+        got = model.embed_inputs(ids)
+        rec = model.recency_emb.weight
+        pooled = model.item_vectors(torch.tensor([[5, 6, 7], [9, 0, 0]]))
+        np.testing.assert_allclose(got[0].numpy(), (pooled[0] + rec[[2, 1, 0]]).numpy(),
+                                   rtol=1e-6)
+        np.testing.assert_allclose(got[1, 0].numpy(), (pooled[1, 0] + rec[0]).numpy(),
+                                   rtol=1e-6)
+        assert not got[1, 1:].any()  # padding stays zero
+        save_generator(model, with_rec, tmp_path)
+        loaded, cfg, _ = load_generator(tmp_path)
+        assert cfg.recency
+        ids, mask = vocab.encode_history(histories, codes, 20, per_item=True)
+        np.testing.assert_array_equal(model.encode(ids, mask).numpy(),
+                                      loaded.encode(ids, mask).numpy())
+        assert not np.allclose(models[0].encode(ids, mask).numpy(),
+                               loaded.encode(ids, mask).numpy())
+    with pytest.raises(Exception, match="recency embeddings need item inputs"):
+        GeneratorConfig(input="tokens", recency=True).validate()

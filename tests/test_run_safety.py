@@ -143,8 +143,9 @@ def _wait_until_working(run: Path, proc: subprocess.Popen, timeout: float = 120)
 
 
 def test_4_second_job_on_a_run_is_refused_naming_the_holder(sid_run):
-    first = subprocess.Popen(cli("train", "--run", str(sid_run), *TINY, "--epochs", "40",
-                                 "--patience", "40", "--seed", "0"),
+    # long enough (about a minute) to outlast three CLI start-ups on a busy machine
+    first = subprocess.Popen(cli("train", "--run", str(sid_run), *TINY, "--epochs", "80",
+                                 "--patience", "80", "--batch-size", "16", "--seed", "0"),
                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_until_working(sid_run, first)
@@ -166,7 +167,7 @@ def test_4_second_job_on_a_run_is_refused_naming_the_holder(sid_run):
     assert first.returncode == 0, err
     # the run holds the first job's result, whole
     m = load_manifest(sid_run, "sft")
-    assert m.config["seed"] == 0 and m.config["epochs"] == 40 and m.config["lr"] != 0.003
+    assert m.config["seed"] == 0 and m.config["epochs"] == 80 and m.config["lr"] != 0.003
     summary = json.loads((sid_run / "sft" / "summary.json").read_text())
     log = [json.loads(x) for x in (sid_run / "sft" / "train_log.jsonl").open()]
     assert len(log) == summary["epochs_run"]

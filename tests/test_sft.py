@@ -22,7 +22,9 @@ from sgrec_cli.inference import predict_topk
 
 N_ITEMS = 60
 SIZES = [4, 4, 4]
-TINY = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64, dropout=0.1)
+# SID-token inputs: these tests also resume checkpoints made before the input modes existed
+TINY = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64, dropout=0.1,
+                       input="tokens")
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +132,12 @@ def test_resume_is_exact(data, tmp_path):
     assert again["epochs_this_call"] == 0 and again["best"] == sb["best"]
     with pytest.raises(ConfigError, match="lr"):
         train_sft(train, valid, codes, SIZES, replace(cfg, lr=1e-2), b, resume=True)
-    # a checkpoint made before the model's input/scoring options existed resumes (their
-    # defaults are what it ran), and one whose modes differ is refused
+    # a checkpoint made before the model's input/scoring options existed resumes (it ran with
+    # SID-token inputs, the default of the time, even though items are the default today),
+    # and one whose modes differ is refused
     state_file = b / "checkpoint" / "state.json"
     state = json.loads(state_file.read_text())
-    for name in ("input", "text", "ids", "score", "hybrid_weight"):
+    for name in ("input", "text", "recency", "ids", "score", "hybrid_weight"):
         del state["config"]["model"][name]
     state_file.write_text(json.dumps(state))
     assert train_sft(train, valid, codes, SIZES, cfg, b, resume=True)["epochs_this_call"] == 0

@@ -179,8 +179,8 @@ def test_bad_options_one_line(tiny_run):
 
 def test_cli_json_and_info(tiny_run, cache_dir):
     res = runner.invoke(app, ["build-sids", "--run", str(tiny_run), "--method", "rqkmeans",
-                              "--codebook-size", "8", "--cache-dir", str(cache_dir),
-                              "--no-progress", "--json"])
+                              "--codebook-size", "8", "--dedup", "suffix", "--cache-dir",
+                              str(cache_dir), "--no-progress", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["final_collisions"] == 0
     res = runner.invoke(app, ["info", "--run", str(tiny_run)])

@@ -273,11 +273,14 @@ def train(
         help="Generator: encoder layers (and as many decoder layers).")]
         = _d(SFTConfig, "model").num_layers,
     input: Annotated[str, typer.Option(
-        "--input", help="Generator: tokens (one encoder position per SID token) or items (one "
-        "per history item: its pooled SID embedding).")] = _d(SFTConfig, "model").input,
+        "--input", help="Generator: items (one encoder position per history item: its pooled "
+        "SID embedding) or tokens (one per SID token, TIGER).")] = _d(SFTConfig, "model").input,
     text: Annotated[bool, typer.Option(
         help="Generator, --input items: add the item's projected text embedding to its input.")]
         = _d(SFTConfig, "model").text,
+    recency: Annotated[bool, typer.Option(
+        help="Generator, --input items: add a learned embedding of each history item's distance "
+        "from the most recent one (zero at the start).")] = _d(SFTConfig, "model").recency,
     item_ids: Annotated[bool, typer.Option(
         help="Generator, --input items or --score hybrid: add a learned free embedding per item "
         "(zero at the start) to its pooled vector.")] = _d(SFTConfig, "model").ids,
@@ -375,7 +378,8 @@ def train(
         title, summary, table = _train_a2po(run, a2po_opts, lr, tag, resume, progress)
     elif model == "generator":
         arch = {"d_model": d_model, "num_layers": num_layers, "d_ff": 4 * d_model,
-                "input": input, "text": text, "ids": item_ids, "score": score}
+                "input": input, "text": text, "recency": recency, "ids": item_ids,
+                "score": score}
         if hybrid_weight is not None:
             arch["hybrid_weight"] = hybrid_weight
         if dropout is not None:

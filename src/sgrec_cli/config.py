@@ -105,8 +105,9 @@ class BuildSidsConfig(_Config):
                           suffix: append a disambiguation level (TIGER)
     embedder, template    sentence-transformers model (id or path) and item text template
     target_collision_rate RQ-VAE keeps the best-reconstructing state at or under this raw rate
-    collab_dim            > 0: the quantizer reads [text, collab_weight * collaborative vectors]
-                          of this size, learned from the training split (sids/collab.py)
+    collab_dim            > 0 (default 32): the quantizer reads [text, collab_weight *
+                          collaborative vectors] of this size, learned from the training
+                          split (sids/collab.py); 0: the text embeddings alone
     collab_source         cooc: co-occurrence factorisation; sasrec: the item table of the
                           run's SASRec baseline (RUN/sasrec, `sgrec train --model sasrec`)
     """
@@ -129,7 +130,7 @@ class BuildSidsConfig(_Config):
     eval_every: int = 5
     patience: int = 8
     kmeans_iters: int = 25
-    collab_dim: int = 0
+    collab_dim: int = 32
     collab_weight: float = 1.0
     collab_source: str = "cooc"
     seed: int = 0
@@ -238,11 +239,15 @@ class GeneratorConfig:
     """Architecture of the SID generator (a T5 encoder-decoder); the vocabulary comes from the
     SIDs. ``num_layers`` encoder layers and as many decoder layers.
 
-    input          tokens: one encoder position per SID token of each history item (TIGER);
-                   items: one position per history item, its vector the sum of the embeddings
-                   of its SID tokens (shared with the decoder) (generator/model.py)
+    input          items (default): one position per history item, its vector the sum of the
+                   embeddings of its SID tokens (shared with the decoder) (generator/model.py);
+                   tokens: one encoder position per SID token of each history item (TIGER)
     text           items only: add the item's frozen text embedding (RUN/sids), projected to
                    d_model, to its input vector
+    recency        items only: add a learned embedding of the item's distance from the end of
+                   the history (0 = the most recent item; zero at the start), as SASRec's
+                   right-aligned positions do: T5's relative attention alone gives the
+                   decoder's cross-attention no position
     score          generator: items ranked by their SID log-probability; hybrid: the model
                    also learns a dense item head, and the beams and the head's top items are
                    ranked by ``(1 - hybrid_weight) * log p_gen + hybrid_weight * log p_dense``
@@ -256,8 +261,9 @@ class GeneratorConfig:
     dropout: float = 0.1
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
-    input: str = "tokens"
+    input: str = "items"
     text: bool = False
+    recency: bool = False
     ids: bool = False
     score: str = "generator"
     hybrid_weight: float = 0.5
@@ -271,6 +277,10 @@ class GeneratorConfig:
         require(not self.text or self.input == "items",
                 "text features need item inputs (--input items)")
         require(isinstance(self.ids, bool), f"model ids {self.ids!r} must be true or false")
+        require(isinstance(self.recency, bool),
+                f"model recency {self.recency!r} must be true or false")
+        require(not self.recency or self.input == "items",
+                "recency embeddings need item inputs (--input items)")
         require(not self.ids or self.input == "items" or self.score == "hybrid",
                 "item id embeddings need item inputs (--input items) or --score hybrid")
         require(is_num(self.hybrid_weight) and 0 <= self.hybrid_weight <= 1,
@@ -318,7 +328,7 @@ class SFTConfig(_Config):
     weight_decay: float = 0.01
     warmup_steps: int = 200
     num_beams: int = 20
-    valid_users: int = 1000
+    valid_users: int = 0
     patience: int = 5
     seed: int = 0
     device: str = "auto"

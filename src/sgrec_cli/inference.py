@@ -178,9 +178,10 @@ def hybrid_weight_curve(model, vocab, trie, histories: Sequence[Sequence[int]],
                         targets: Sequence[int], codes: np.ndarray, num_beams: int, *,
                         k: int = 10, batch: int = 256, max_history: int | None = None,
                         grid: Sequence[float] = HYBRID_WEIGHT_GRID) -> dict[float, float]:
-    """Mean NDCG@k of a hybrid model's recommendations (as ``predict_topk`` makes them) for
-    each weight of ``grid``: {weight: NDCG@k}. The candidates and both halves of their score
-    do not depend on the weight, so they are computed once (generator/hybrid.py)."""
+    """Mean NDCG@k of a hybrid model's recommendations (as ``predict_topk`` makes them, the
+    user's history items excluded, then ``drop_seen``) for each weight of ``grid``:
+    {weight: NDCG@k}. The candidates and both halves of their score do not depend on the
+    weight, so they are computed once (generator/hybrid.py)."""
     import torch
 
     from .eval.metrics import ndcg_gains, ranks_of_targets
@@ -192,10 +193,14 @@ def hybrid_weight_curve(model, vocab, trie, histories: Sequence[Sequence[int]],
     with torch.no_grad():
         for rows, ids, mask in _user_batches(model, vocab, histories, codes, batch,
                                              max_history):
+            seen = [histories[i] for i in rows]
             cand = hybrid_candidates(model, ids.to(device), mask.to(device), trie, vocab,
-                                     num_beams)
+                                     num_beams, exclude=seen)
+            n_cand = cand[0].shape[1]
             for w in grid:
-                tops[w][rows] = rank_candidates(*cand, w, k)[0].cpu().numpy()
+                items, scores = rank_candidates(*cand, w, n_cand)
+                tops[w][rows] = drop_seen(items.cpu().numpy(), scores.float().cpu().numpy(),
+                                          seen, k)[0]
     targets = np.asarray(targets, dtype=np.int64)
     return {w: float(np.mean(ndcg_gains(ranks_of_targets(top, targets), k)))
             for w, top in tops.items()}

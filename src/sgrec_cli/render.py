@@ -90,6 +90,8 @@ def generator_modes(m: dict) -> str:
     inputs = "item inputs" if m.get("input") == "items" else "SID-token inputs"
     if m.get("text"):
         inputs += " + text"
+    if m.get("recency"):
+        inputs += " + recency"
     if m.get("ids"):
         inputs += " + item ids"
     score = (f"hybrid scoring (dense weight {m.get('hybrid_weight')})"

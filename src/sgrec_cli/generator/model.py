@@ -44,6 +44,11 @@ __all__ = ["GeneratorConfig", "SidGenerator", "build_model", "save_generator", "
 WEIGHTS = "model.safetensors"
 CONFIG = "generator.json"
 FORMAT_VERSION = 1
+# settings a generator.json written before they existed leaves out: the value it was built with
+# (the default of the time, since changed)
+LEGACY_DEFAULTS = {"input": "tokens"}
+# distinct recency embeddings (GeneratorConfig.recency): items further back share the last one
+RECENCY_SLOTS = 64
 
 
 def _needs_items(cfg: GeneratorConfig) -> bool:
@@ -73,6 +78,8 @@ class SidGenerator(T5ForConditionalGeneration):
             self.text_proj = nn.Linear(text_dim, cfg.d_model, bias=False)
         if cfg.ids:
             self.item_emb = nn.Embedding(n_items, cfg.d_model)
+        if cfg.recency:
+            self.recency_emb = nn.Embedding(RECENCY_SLOTS, cfg.d_model)
         if self.hybrid:
             self.dense_proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
@@ -84,6 +91,8 @@ class SidGenerator(T5ForConditionalGeneration):
         if self.gen.ids:
             # zero: the model starts as the SID (+ text) model and learns per-item residuals
             nn.init.zeros_(self.item_emb.weight)
+        if self.gen.recency:  # zero: the model starts as the one without recency
+            nn.init.zeros_(self.recency_emb.weight)
         if self.hybrid:
             self.dense_proj.reset_parameters()
 
@@ -108,6 +117,10 @@ class SidGenerator(T5ForConditionalGeneration):
             return self.shared(input_ids)
         real = input_ids > 0
         vec = self.item_vectors((input_ids - 1).clamp(min=0))
+        if self.gen.recency:  # rows are right-padded: position p of n items is n - 1 - p back
+            pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+            back = real.sum(1, keepdim=True) - 1 - pos
+            vec = vec + self.recency_emb(back.clamp(0, RECENCY_SLOTS - 1))
         return vec * real[..., None].to(vec.dtype)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -250,7 +263,7 @@ def read_generator_config(folder: Path) -> tuple[GeneratorConfig, dict]:
     unknown = set(given) - known
     if unknown:
         raise ArtifactError(f"{path}: unknown generator fields {sorted(unknown)}")
-    cfg = GeneratorConfig(**given)
+    cfg = GeneratorConfig(**{**LEGACY_DEFAULTS, **given})
     try:
         cfg.validate()
     except ConfigError as e:

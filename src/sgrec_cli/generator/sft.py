@@ -1,10 +1,11 @@
 """Supervised fine-tuning (teacher forcing) of the SID generator, with exact resume.
 
-Each training example is (history -> next item): the encoder reads the SID tokens of the most
-recent ``max_history`` items (RUN/data's setting), the decoder is taught the target's L SID
-tokens. After every epoch Recall@10 / NDCG@10 are measured on a fixed, seeded subset of the
-validation users with trie-constrained beam search; the best epoch (by NDCG@10) is kept in
-``OUT/best/``.
+Each training example is (history -> next item): the encoder reads the most recent
+``max_history`` items (RUN/data's setting; one position per item or per SID token, see
+``GeneratorConfig.input``), the decoder is taught the target's L SID tokens. After every epoch
+Recall@10 / NDCG@10 are measured on the validation users (all by default, or a fixed, seeded
+subset) with trie-constrained beam search, history items excluded (as `sgrec eval` does); the
+best epoch (by NDCG@10) is kept in ``OUT/best/``.
 
 Resume: at the end of every epoch ``OUT/checkpoint/`` is replaced atomically (checkpoint.py) by
 the model weights, the AdamW and scheduler states and every random state the next epoch depends
@@ -45,11 +46,11 @@ from ..distributed import World, barrier
 from ..distributed import setup as setup_world
 from ..errors import ConfigError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
-from ..inference import choose_weight, hybrid_weight_curve, predict_topk
+from ..inference import choose_weight, drop_seen, hybrid_weight_curve, predict_topk
 from ..progress import progress_bar, quiet
 from ..sampling import seeded_subset
 from ..validate import is_int
-from .model import build_model, load_generator, save_generator
+from .model import LEGACY_DEFAULTS, build_model, load_generator, save_generator
 from .tokens import SidVocab
 from .trie import SidTrie
 
@@ -111,10 +112,17 @@ def _valid_loss(model, tensors: tuple[torch.Tensor, ...], batch_size: int) -> fl
 
 def _evaluate(model, vocab, trie, valid: Sequence[Example], codes, cfg: SFTConfig,
               max_history: int) -> dict:
-    topk = predict_topk(
-        model, vocab, trie, [ex.history for ex in valid], codes, EVAL_K, cfg.num_beams,
-        batch=cfg.batch_size, max_history=max_history,
+    """Recall / NDCG@10 of the validation users, their history items excluded as `sgrec eval`
+    excludes them: the ``num_beams`` beams are searched and the first 10 non-history items
+    kept (`sgrec eval` widens the search by the longest history instead, so a user whose
+    beams are mostly history items can differ; at 20 beams that is rare)."""
+    histories = [ex.history for ex in valid]
+    items, scores = predict_topk(
+        model, vocab, trie, histories, codes, cfg.num_beams, cfg.num_beams,
+        batch=cfg.batch_size, max_history=max_history, with_scores=True,
+        exclude_history=True,
     )
+    topk, _ = drop_seen(items, scores, histories, EVAL_K)
     ranks = ranks_of_targets(topk, np.asarray([ex.target for ex in valid], dtype=np.int64))
     return summarize(per_user_metrics(ranks, ks=(EVAL_K,)))
 
@@ -235,8 +243,10 @@ def _start(t: _Trainer, out_dir: Path, resume: bool, say,
     if resume and (ckpt / "state.json").is_file():
         saved = read_state(ckpt)
         model_opts = saved.get("config", {}).get("model")
-        if isinstance(model_opts, dict):  # made before a model option existed: its default
-            saved["config"]["model"] = {**asdict(GeneratorConfig()), **model_opts}
+        if isinstance(model_opts, dict):  # made before a model option existed: the value
+            # it ran with (the default of the time)
+            saved["config"]["model"] = {**asdict(GeneratorConfig()), **LEGACY_DEFAULTS,
+                                        **model_opts}
         check_resumable(saved, config=_run_config(t), may_change=_RESUMABLE_CHANGES,
                         inputs=inputs, folder=ckpt)
         scheduler_state = load_training_state(
