@@ -237,7 +237,8 @@ def hybrid_run(tmp_path_factory):
     run = make_sid_run(tmp_path_factory.mktemp("modes"))
     res = runner.invoke(app, ["train", "--run", str(run), "--epochs", "2", "--valid-users",
                               "0", "--device", "cpu", "--input", "items", "--text",
-                              "--recency", "--item-ids", "--score", "hybrid", "--json"])
+                              "--recency", "--item-ids", "--score", "hybrid", "--hybrid-weight",
+                              "0.5", "--json"])  # fixed: a chosen weight may be 0 (= generator)
     assert res.exit_code == 0, res.output
     yield run
     torch.set_num_threads(threads)
@@ -275,7 +276,16 @@ def test_hybrid_weight_chosen_on_validation(hybrid_run, tmp_path):
     with --hybrid-weight is kept."""
     import shutil
 
-    run = hybrid_run
+    meta = json.loads((hybrid_run / "sft" / "best" / "generator.json").read_text())
+    assert meta["generator"]["hybrid_weight"] == 0.5  # given: kept, no curve
+    assert "hybrid_weight" not in json.loads((hybrid_run / "sft" / "summary.json").read_text())
+    run = tmp_path / "tuned"
+    shutil.copytree(hybrid_run / "data", run / "data")
+    shutil.copytree(hybrid_run / "sids", run / "sids")
+    res = runner.invoke(app, ["train", "--run", str(run), "--epochs", "1", "--valid-users",
+                              "0", "--device", "cpu", "--input", "items", "--score", "hybrid",
+                              "--json"])
+    assert res.exit_code == 0, res.output
     summary = json.loads((run / "sft" / "summary.json").read_text())
     tuned = summary["hybrid_weight"]
     curve = {float(w): v for w, v in tuned["valid_ndcg@10"].items()}
@@ -283,16 +293,6 @@ def test_hybrid_weight_chosen_on_validation(hybrid_run, tmp_path):
     meta = json.loads((run / "sft" / "best" / "generator.json").read_text())
     assert meta["generator"]["hybrid_weight"] == tuned["chosen"] == choose_weight(curve, 0.5)
     assert summary["modes"]["hybrid_weight"] == tuned["chosen"]
-    fixed = tmp_path / "fixed"
-    shutil.copytree(run / "data", fixed / "data")
-    shutil.copytree(run / "sids", fixed / "sids")
-    res = runner.invoke(app, ["train", "--run", str(fixed), "--epochs", "1", "--valid-users",
-                              "0", "--device", "cpu", "--input", "items", "--score", "hybrid",
-                              "--hybrid-weight", "0.3", "--json"])
-    assert res.exit_code == 0, res.output
-    meta = json.loads((fixed / "sft" / "best" / "generator.json").read_text())
-    assert meta["generator"]["hybrid_weight"] == 0.3
-    assert "hybrid_weight" not in json.loads((fixed / "sft" / "summary.json").read_text())
 
 
 def test_unknown_mode_in_model_folder_is_refused(hybrid_run, tmp_path):
