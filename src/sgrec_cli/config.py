@@ -246,8 +246,8 @@ class GeneratorConfig:
                    d_model, to its input vector
     recency        items only: add a learned embedding of the item's distance from the end of
                    the history (0 = the most recent item; zero at the start), as SASRec's
-                   right-aligned positions do: T5's relative attention alone gives the
-                   decoder's cross-attention no position
+                   right-aligned positions do (on Scientific it changed neither the training
+                   nor the validation loss: the encoder already marks the latest item)
     score          generator: items ranked by their SID log-probability; hybrid: the model
                    also learns a dense item head, and the beams and the head's top items are
                    ranked by ``(1 - hybrid_weight) * log p_gen + hybrid_weight * log p_dense``
@@ -310,7 +310,8 @@ class SFTConfig(_Config):
                   at the end of the ``epochs`` budget)
     weight_decay  AdamW decoupled weight decay
     num_beams     beams of the constrained beam search used for validation (>= 10)
-    valid_users   validation users scored each epoch (a seeded subset; 0 = all)
+    valid_users   validation users scored each epoch (0 = all, the default; N: a seeded
+                  subset of N), their history items excluded as `sgrec eval` excludes them
     patience      stop after this many epochs without a better validation NDCG@10
     seed          model initialisation, shuffling, dropout and the validation subset
     device        auto, cpu or cuda
