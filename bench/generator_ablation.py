@@ -46,7 +46,7 @@ OLD_DEFAULT_TRAIN = ["--input", "tokens"]
 # name -> (train flags, build-sids flags or None for BASE's SIDs)
 VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     # the old default (text-only SIDs, SID-token inputs), retrained under this bench's protocol
-    "tokens": (["--input", "tokens"], None),
+    "tokens": (OLD_DEFAULT_TRAIN, None),
     "items": (["--input", "items"], None),
     "items-text": (["--input", "items", "--text"], None),
     "tokens-hybrid": (["--input", "tokens", "--score", "hybrid"], None),

@@ -232,6 +232,18 @@ def drop_seen(items: np.ndarray, scores: np.ndarray, histories: Sequence[Sequenc
     return out, out_s
 
 
+def predict_unseen(model, vocab, trie, histories: Sequence[Sequence[int]], codes: np.ndarray,
+                   k: int, num_beams: int, *, batch: int = 256, max_history: int | None = None,
+                   score: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(items, scores) (U, k): the first ``k`` of the ``num_beams`` best items (``predict_topk``,
+    history excluded from the hybrid's dense candidates) that are not in the user's history;
+    -1 / -inf fill a row with fewer left."""
+    items, scores = predict_topk(model, vocab, trie, histories, codes, num_beams,
+                                 num_beams=num_beams, batch=batch, max_history=max_history,
+                                 with_scores=True, score=score, exclude_history=True)
+    return drop_seen(items, scores, histories, k)
+
+
 def generator_top_items(gen: LoadedGenerator, histories: Sequence[Sequence[int]], k: int,
                         num_beams: int, *, exclude_history: bool = True,
                         fill: bool = False, score: str | None = None
@@ -243,12 +255,13 @@ def generator_top_items(gen: LoadedGenerator, histories: Sequence[Sequence[int]]
     longest = max((len(h) for h in histories), default=0)
     beams = max(num_beams, k) + (longest if fill and exclude_history else 0)
     beams = min(beams, gen.codes.shape[0])  # no more beams than catalogue items
+    if exclude_history:
+        return predict_unseen(gen.model, gen.vocab, gen.trie, histories, gen.codes, k, beams,
+                              max_history=gen.max_history, score=score)
     items, scores = predict_topk(gen.model, gen.vocab, gen.trie, histories, gen.codes, beams,
                                  num_beams=beams, max_history=gen.max_history, with_scores=True,
-                                 score=score, exclude_history=exclude_history)
-    if not exclude_history:
-        return items[:, :k], scores[:, :k]
-    return drop_seen(items, scores, histories, k)
+                                 score=score)
+    return items[:, :k], scores[:, :k]
 
 
 def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, *,

@@ -46,7 +46,7 @@ from ..distributed import World, barrier
 from ..distributed import setup as setup_world
 from ..errors import ConfigError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
-from ..inference import choose_weight, drop_seen, hybrid_weight_curve, predict_topk
+from ..inference import choose_weight, hybrid_weight_curve, predict_unseen
 from ..progress import progress_bar, quiet
 from ..sampling import seeded_subset
 from ..validate import is_int
@@ -116,13 +116,8 @@ def _evaluate(model, vocab, trie, valid: Sequence[Example], codes, cfg: SFTConfi
     excludes them: the ``num_beams`` beams are searched and the first 10 non-history items
     kept (`sgrec eval` widens the search by the longest history instead, so a user whose
     beams are mostly history items can differ; at 20 beams that is rare)."""
-    histories = [ex.history for ex in valid]
-    items, scores = predict_topk(
-        model, vocab, trie, histories, codes, cfg.num_beams, cfg.num_beams,
-        batch=cfg.batch_size, max_history=max_history, with_scores=True,
-        exclude_history=True,
-    )
-    topk, _ = drop_seen(items, scores, histories, EVAL_K)
+    topk, _ = predict_unseen(model, vocab, trie, [ex.history for ex in valid], codes, EVAL_K,
+                             cfg.num_beams, batch=cfg.batch_size, max_history=max_history)
     ranks = ranks_of_targets(topk, np.asarray([ex.target for ex in valid], dtype=np.int64))
     return summarize(per_user_metrics(ranks, ks=(EVAL_K,)))
 
