@@ -49,6 +49,8 @@ demo: install
 	$(SGREC) eval --run $(RUN) --model sft --model a2po --model sasrec --model popular
 	$(SGREC) report --run $(RUN)
 	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
+	# the same request over HTTP: start `sgrec serve`, ask it once, stop it with SIGTERM
+	$(PY) examples/serve_client.py --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	$(SGREC) info --run $(RUN)
 	# the same small shop as CSV and as RecBole atomic files: byte-identical split files
 	$(SGREC) prepare examples/my_shop --run $(RUN)-shop

@@ -132,8 +132,10 @@ def base_models(base: Path, args) -> None:
     if not done(base, "sasrec"):
         sgrec("train", "--run", str(base), "--model", "sasrec", "--epochs", "200",
               "--patience", "10", threads=args.threads)
-    train_generator(base, OLD_DEFAULT_TRAIN, args)
-    evaluate(base, ["sft", "sasrec", "popular"], args)
+    if args.base_generator:
+        train_generator(base, OLD_DEFAULT_TRAIN, args)
+    evaluate(base, ["sft", "sasrec", "popular"] if args.base_generator else
+             ["sasrec", "popular"], args)
 
 
 def variant_run(base: Path, name: str, args) -> Path:
@@ -205,14 +207,17 @@ def budget_of(run: Path) -> dict:
 
 def report(base: Path, names: list[str], args) -> dict:
     _, sas = split_result(base, "test", "sasrec")
-    _, old = split_result(base, "test", "sft")
-    refs = {"sasrec": sas, "baseline generator": old}
+    refs = {"sasrec": sas}
+    if args.base_generator:
+        refs["baseline generator"] = split_result(base, "test", "sft")[1]
     for name in args.against:  # further references: variants already run
         refs[name] = split_result(base.parent / f"{base.name}.variants" / name, "test", "sft")[1]
     rows = []
     for label, model in (("popular", "popular"), ("sasrec", "sasrec")):
         rows.append(entry(base, model, label, refs, args.n_boot, {}))
-    rows.append(entry(base, "sft", "baseline generator", refs, args.n_boot, budget_of(base)))
+    if args.base_generator:
+        rows.append(entry(base, "sft", "baseline generator", refs, args.n_boot,
+                          budget_of(base)))
     for name in names:
         run = base.parent / f"{base.name}.variants" / name
         if not evaluated(run, "test", ["sft"]):
@@ -248,6 +253,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--n-boot", type=int, default=10_000)
     ap.add_argument("--no-report", action="store_true", help="train and evaluate only")
+    ap.add_argument("--no-base-generator", dest="base_generator", action="store_false",
+                    help="no baseline generator in BASE (where it costs too much to train): "
+                         "variants are compared with SASRec and --against only")
     ap.add_argument("--against", default="",
                     help="comma-separated variants (already run) every row is also compared with")
     ap.add_argument("--out", type=Path,

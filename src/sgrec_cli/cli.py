@@ -24,11 +24,12 @@ from .config import (
     PrepareConfig,
     RecommendConfig,
     SASRecConfig,
+    ServeConfig,
     SFTConfig,
     default,
 )
 from .data.formats import FORMAT_CHOICES
-from .errors import SgrecError
+from .errors import ConfigError, SgrecError
 from .inference import MODEL_HELP
 from .judge.backends import BACKENDS
 from .rl.advantages import ADVANTAGES
@@ -708,6 +709,53 @@ def recommend(
             table.add_row(str(r["rank"]), r["id"], show.clip(r["title"], 60), sid,
                           f"{r['score']:.3f}")
         out.print(table)
+
+
+@app.command()
+@handle_errors
+def serve(
+    run: RunOpt = DEFAULT_RUN,
+    model: Annotated[str, typer.Option(help=MODEL_HELP + ".")] = _d(ServeConfig, "model"),
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine "
+                                      "only; 0.0.0.0: every interface).")]
+        = _d(ServeConfig, "host"),
+    port: Annotated[int, typer.Option(help="Port (0: any free port, printed at start).")]
+        = _d(ServeConfig, "port"),
+    num_beams: Annotated[int, typer.Option(help="Generator beams, as in recommend.")]
+        = _d(ServeConfig, "num_beams"),
+    max_k: Annotated[int, typer.Option(help="The largest k a request may ask for.")]
+        = _d(ServeConfig, "max_k"),
+    batch_wait_ms: Annotated[float, typer.Option(
+        help="How long a request waits for others to join its batch.")]
+        = _d(ServeConfig, "batch_wait_ms"),
+    max_batch: Annotated[int, typer.Option(
+        help="Requests per batched search at most (1: batching off).")]
+        = _d(ServeConfig, "max_batch"),
+    max_queue: Annotated[int, typer.Option(
+        help="Requests held at once (waiting or being answered); more are answered 503.")]
+        = _d(ServeConfig, "max_queue"),
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+        = _d(ServeConfig, "device"),
+    log_level: Annotated[str, typer.Option(
+        help="uvicorn's log level: critical, error, warning, info, debug.")] = "warning",
+) -> None:
+    """An HTTP JSON API for one trained model: POST /recommend, GET /health, /ready, /info.
+
+    Concurrent requests are answered by one batched search. Stops on Ctrl-C or SIGTERM.
+
+    Example: sgrec serve --run runs/sci --port 8000, then
+    curl -s localhost:8000/recommend -d '{"history": ["12", "7"], "k": 5}'
+    """
+    from .serve import serve as do_serve
+
+    if log_level not in ("critical", "error", "warning", "info", "debug"):
+        raise ConfigError(f"--log-level {log_level!r} must be one of critical, error, "
+                          "warning, info, debug")
+    cfg = ServeConfig(model=model, host=host, port=port, num_beams=num_beams, max_k=max_k,
+                      batch_wait_ms=batch_wait_ms, max_batch=max_batch, max_queue=max_queue,
+                      device=device)
+    do_serve(run, cfg, say=lambda line: err.print(line, highlight=False, soft_wrap=True),
+             log_level=log_level)
 
 
 @app.command()

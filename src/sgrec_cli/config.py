@@ -546,3 +546,41 @@ class RecommendConfig(_Config):
                                                 "(default 10)")
         check_ints(self, ("num_beams",), 1)
         check_device(self.device)
+
+
+@dataclass
+class ServeConfig(_Config):
+    """`sgrec serve`: one model of a run behind an HTTP JSON API, requests batched.
+
+    model         sft (the generator), a2po[-TAG], sasrec or popular
+    host, port    where to listen (127.0.0.1: this machine only)
+    num_beams     generator beams, as `sgrec recommend --num-beams`
+    max_k         the largest k a request may ask for
+    batch_wait_ms how long the first request of a batch waits for others to join it
+    max_batch     requests answered by one batched search at most (1: batching off)
+    max_queue     requests held at once (queued or being answered); more get 503
+    device        auto, cpu or cuda
+    """
+
+    model: str = "sft"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    num_beams: int = 20
+    max_k: int = 100
+    batch_wait_ms: float = 5.0
+    max_batch: int = 64
+    max_queue: int = 256
+    device: str = "auto"
+
+    def validate(self) -> None:
+        check_model(self.model)
+        require(isinstance(self.host, str) and self.host.strip() != "",
+                f"--host {self.host!r} must be a host name or address")
+        require(is_int(self.port) and 0 <= self.port <= 65535,
+                f"--port {self.port!r} must be an integer in 0..65535 (0: any free port)")
+        check_ints(self, ("num_beams", "max_k", "max_batch", "max_queue"), 1)
+        require(isinstance(self.batch_wait_ms, (int, float))
+                and not isinstance(self.batch_wait_ms, bool)
+                and 0 <= self.batch_wait_ms <= 1000,
+                f"--batch-wait-ms {self.batch_wait_ms!r} must be a number in 0..1000")
+        check_device(self.device)
