@@ -138,7 +138,6 @@ async def call(port: int, method: str, path: str, body=None) -> tuple[int, dict]
 class Server:
     def __init__(self, run: Path, model: str, extra: list[str]):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [sys.executable, "-m", "sgrec_cli.cli", "serve", "--run", str(run),
                     "--model", model, "--port", str(self.port), "--device", "cpu", *extra]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}

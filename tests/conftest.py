@@ -99,6 +99,25 @@ def sid_run(tmp_path, one_thread):
     return make_sid_run(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One toy run with a 2-epoch SFT generator and a 1-epoch SASRec, shared by the tests of
+    `recommend` and `serve` (they only read it)."""
+    from sgrec_cli.cli import app
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = make_sid_run(tmp_path_factory.mktemp("trained"))
+        for args in (["--epochs", "2", "--valid-users", "0", "--device", "cpu"],
+                     ["--model", "sasrec", "--epochs", "1"]):
+            res = CliRunner().invoke(app, ["train", "--run", str(run), *args, "--json"])
+            assert res.exit_code == 0, res.output
+    finally:
+        torch.set_num_threads(threads)
+    return run
+
+
 TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n"
                       "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 

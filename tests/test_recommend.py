@@ -7,10 +7,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from conftest import make_sid_run
 from sgrec_cli.cli import app
 from sgrec_cli.inference import drop_seen
 
@@ -25,22 +23,6 @@ def test_drop_seen_golden():
     assert top.tolist() == [[5, 9, -1], [1, 2, 3]]
     assert top_s[0, :2].tolist() == [-1.0, -3.0] and np.isneginf(top_s[0, 2])
     assert top_s[1].tolist() == [-1.0, -2.0, -3.0]
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """One trained toy run shared by the tests below (they only read it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    run = make_sid_run(tmp_path_factory.mktemp("rec"))
-    res = runner.invoke(app, ["train", "--run", str(run), "--epochs", "2", "--valid-users",
-                              "0", "--device", "cpu", "--json"])
-    assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "--run", str(run), "--model", "sasrec", "--epochs",
-                              "1", "--json"])
-    assert res.exit_code == 0, res.output
-    yield run
-    torch.set_num_threads(threads)
 
 
 def recommend(run, *args):

@@ -19,10 +19,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
-from conftest import make_sid_run
 from sgrec_cli.cli import app
 from sgrec_cli.config import RecommendConfig
 from sgrec_cli.recommend import Recommender, parse_history, recommend, widen
@@ -32,10 +30,6 @@ runner = CliRunner()
 
 
 # ------------------------------------------------------------------------------ the batcher
-
-
-def run_async(coro):
-    return asyncio.run(coro)
 
 
 def test_batcher_gathers_concurrent_requests_into_one_call():
@@ -52,7 +46,7 @@ def test_batcher_gathers_concurrent_requests_into_one_call():
         await b.stop()
         return results, b
 
-    results, b = run_async(main())
+    results, b = asyncio.run(main())
     assert results == [0, 10, 20, 30, 40]  # each caller its own result
     assert calls == [[0, 1, 2, 3, 4]] and b.batches == 1 and b.jobs == 5 and b.held == 0
 
@@ -72,7 +66,7 @@ def test_batcher_max_batch_splits_and_one_turns_batching_off():
             await b.stop()
             return out
 
-        assert run_async(main()) == [0, 1, 2, 3, 4]
+        assert asyncio.run(main()) == [0, 1, 2, 3, 4]
         assert calls == expect
 
 
@@ -98,7 +92,7 @@ def test_batcher_sheds_load_beyond_max_queue():
         await b.stop()
         return out
 
-    assert run_async(main()) == [0, 1, 7]
+    assert asyncio.run(main()) == [0, 1, 7]
 
 
 def test_batcher_failure_reaches_each_caller_and_it_keeps_serving():
@@ -115,7 +109,7 @@ def test_batcher_failure_reaches_each_caller_and_it_keeps_serving():
         await b.stop()
         return res, after
 
-    res, after = run_async(main())
+    res, after = asyncio.run(main())
     assert all(isinstance(r, RuntimeError) for r in res) and after == "fine"
 
 
@@ -125,7 +119,7 @@ def test_batcher_refuses_submit_when_stopped():
         with pytest.raises(RuntimeError, match="not running"):
             await b.submit(1)
 
-    run_async(main())
+    asyncio.run(main())
 
 
 # --------------------------------------------------------------------- queries and parity
@@ -136,21 +130,8 @@ def test_widen_golden():
     assert [widen(n) for n in (0, 1, 7, 8, 9, 16, 17, 33)] == [0, 8, 8, 8, 16, 16, 32, 64]
 
 
-@pytest.fixture(scope="module")
-def served_run(tmp_path_factory):
-    """A trained toy run (2-epoch SFT) shared by the tests below (they only read it)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    run = make_sid_run(tmp_path_factory.mktemp("serve"))
-    res = runner.invoke(app, ["train", "--run", str(run), "--epochs", "2", "--valid-users",
-                              "0", "--device", "cpu", "--json"])
-    assert res.exit_code == 0, res.output
-    yield run
-    torch.set_num_threads(threads)
-
-
-def test_a_query_does_not_depend_on_its_batch_companions(served_run):
-    rec = Recommender(served_run, "sft", device="cpu")
+def test_a_query_does_not_depend_on_its_batch_companions(trained_run):
+    rec = Recommender(trained_run, "sft", device="cpu")
     short = rec.resolve(parse_history("1,2"), 5, True)
     long = rec.resolve(parse_history(",".join(str(i) for i in range(3, 13))), 5, True)
     longer = rec.resolve(parse_history(",".join(str(i) for i in range(3, 23))), 5, True)
@@ -165,12 +146,12 @@ def test_a_query_does_not_depend_on_its_batch_companions(served_run):
     assert [x["id"] for x in together[2]["items"]] == [
         x["id"] for x in rec.answer([long])[0]["items"]]
     # the CLI's library call answers the same
-    cli = recommend(served_run, [parse_history("1,2")], RecommendConfig(k=5, device="cpu"))
+    cli = recommend(trained_run, [parse_history("1,2")], RecommendConfig(k=5, device="cpu"))
     assert cli[0] == alone
 
 
-def test_a_query_left_short_is_searched_again_wider(served_run):
-    rec = Recommender(served_run, "sft", device="cpu")
+def test_a_query_left_short_is_searched_again_wider(trained_run):
+    rec = Recommender(trained_run, "sft", device="cpu")
     history = list(range(35))  # 35 of the 40 items: 28 beams keep fewer than the 5 others
     q = rec.resolve(parse_history(",".join(map(str, history))), 5, True)
     first, _ = rec.top([q.history], 5, num_beams=rec.beams(q))
@@ -181,13 +162,13 @@ def test_a_query_left_short_is_searched_again_wider(served_run):
     assert not {x["id"] for x in got} & set(map(str, history))
 
 
-def test_a_failing_batch_is_a_500_and_the_app_keeps_serving(served_run):
+def test_a_failing_batch_is_a_500_and_the_app_keeps_serving(trained_run):
     from fastapi.testclient import TestClient
 
     from sgrec_cli.config import ServeConfig
     from sgrec_cli.serve.app import create_app
 
-    rec = Recommender(served_run, "sft", device="cpu")
+    rec = Recommender(trained_run, "sft", device="cpu")
     answer = rec.answer
 
     def flaky(queries):
@@ -258,28 +239,28 @@ def call(url: str, path: str, body: bytes | str | dict | None = None) -> tuple[i
 
 
 @pytest.fixture(scope="module")
-def server(served_run):
-    proc, url = start_server(served_run, "--batch-wait-ms", "20")
+def server(trained_run):
+    proc, url = start_server(trained_run, "--batch-wait-ms", "20")
     yield url
     if proc.poll() is None:
         proc.kill()
         proc.wait()
 
 
-def test_server_answers_what_recommend_answers(served_run, server):
+def test_server_answers_what_recommend_answers(trained_run, server):
     cfg = RecommendConfig(k=5, device="cpu")
     for body, request in (({"history": ["1", 2, "3"], "k": 5}, "--history 1,2,3"),
                           ({"user": "u0", "k": 5}, "--user u0")):
         status, got = call(server, "/recommend", body)
         assert status == 200, got
-        res = runner.invoke(app, ["recommend", "--run", str(served_run), *request.split(),
+        res = runner.invoke(app, ["recommend", "--run", str(trained_run), *request.split(),
                                   "--k", "5", "--device", "cpu", "--json"])
         assert res.exit_code == 0, res.output
         assert got == json.loads(res.stdout)[0]
     # without exclusion, history items may come back, as in recommend
     status, got = call(server, "/recommend", {"history": ["1"], "k": 3,
                                               "exclude_history": False})
-    want = recommend(served_run, [parse_history("1")],
+    want = recommend(trained_run, [parse_history("1")],
                      RecommendConfig(k=3, exclude_history=False, device=cfg.device))[0]
     assert status == 200 and got == want
 
@@ -346,17 +327,17 @@ def test_keep_alive_requests_do_not_wait_for_delayed_acks(server):
     assert sorted(times)[len(times) // 2] < 0.03, times
 
 
-def test_health_ready_info(served_run, server):
+def test_health_ready_info(trained_run, server):
     assert call(server, "/health") == (200, {"status": "ok"})
     assert call(server, "/ready") == (200, {"status": "ready", "model": "sft"})
     status, info = call(server, "/info")
     assert status == 200 and info["model"] == "sft" and info["items"] == 40
-    assert info["run"] == str(served_run) and info["manifest"]["step"] == "sft"
+    assert info["run"] == str(trained_run) and info["manifest"]["step"] == "sft"
     assert info["settings"]["batch_wait_ms"] == 20.0
 
 
-def test_full_queue_answers_503_and_sigterm_stops_cleanly(served_run):
-    proc, url = start_server(served_run, "--max-queue", "1", "--batch-wait-ms", "1000")
+def test_full_queue_answers_503_and_sigterm_stops_cleanly(trained_run):
+    proc, url = start_server(trained_run, "--max-queue", "1", "--batch-wait-ms", "1000")
     try:
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(call, url, "/recommend", {"history": ["1"]})
@@ -379,11 +360,11 @@ def test_serve_refuses_a_run_without_the_model_and_a_busy_port(sid_run):
     assert res.exit_code == 2 and "--max-batch 0 must be an integer >= 1" in res.stderr
 
 
-def test_serve_refuses_a_port_in_use(served_run):
+def test_serve_refuses_a_port_in_use(trained_run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        res = runner.invoke(app, ["serve", "--run", str(served_run), "--port", str(port),
+        res = runner.invoke(app, ["serve", "--run", str(trained_run), "--port", str(port),
                                   "--device", "cpu"])
     assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.stderr, res.output

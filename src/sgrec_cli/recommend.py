@@ -175,8 +175,8 @@ class Recommender:
         plus ``widen(history length)``, the second search of a query whose first left fewer
         than k items."""
         extra = 0
-        if q.exclude_history:
-            extra = widen(len(q.history)) if wide else min(FIRST_WIDEN, widen(len(q.history)))
+        if q.exclude_history and q.history:
+            extra = widen(len(q.history)) if wide else FIRST_WIDEN
         return min(max(self.num_beams, q.k) + extra, self.n_items)
 
     def answer(self, queries: Sequence[Query]) -> list[dict]:

@@ -91,7 +91,6 @@ def create_app(rec: Recommender, cfg: ServeConfig) -> FastAPI:
         await batcher.stop()
 
     app = FastAPI(title="sgrec", version=__version__, lifespan=lifespan)
-    app.state.batcher = batcher
 
     @app.get("/health")
     async def health() -> dict:
