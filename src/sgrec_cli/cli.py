@@ -490,6 +490,25 @@ def judge(
         = _d(JudgeConfig, "heldout_fraction"),
     cache_dir: Annotated[Path | None, typer.Option(
         help="Answer cache [default: RUN/.judge-cache].")] = None,
+    judge_model: Annotated[str, typer.Option(
+        help="trained backend: sentence-transformers model id or folder to fine-tune.")]
+        = _d(JudgeConfig, "judge_model"),
+    train_positions: Annotated[int, typer.Option(
+        help="trained backend: examples per fit user (the last ones before the latest).")]
+        = _d(JudgeConfig, "train_positions"),
+    train_negatives: Annotated[int, typer.Option(
+        help="trained backend: hard negatives per example, from the SFT beams.")]
+        = _d(JudgeConfig, "train_negatives"),
+    query_history: Annotated[int, typer.Option(
+        help="trained backend: most recent purchases in a user's query text.")]
+        = _d(JudgeConfig, "query_history"),
+    train_epochs: Annotated[int, typer.Option(help="trained backend: fine-tuning epochs.")]
+        = _d(JudgeConfig, "train_epochs"),
+    train_batch_size: Annotated[int, typer.Option(
+        help="trained backend: rows per step (in-batch negatives).")]
+        = _d(JudgeConfig, "train_batch_size"),
+    train_lr: Annotated[float, typer.Option(help="trained backend: learning rate.")]
+        = _d(JudgeConfig, "train_lr"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = _d(JudgeConfig, "seed"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = _d(JudgeConfig, "device"),
     force: Annotated[bool, typer.Option(
@@ -503,6 +522,8 @@ def judge(
     one user.
 
     Example: sgrec judge --run runs/sci --backend embedding
+
+    Example: sgrec judge --run runs/sci --backend trained
 
     Example: sgrec judge --run runs/sci --backend llm --llm smollm2 --max-users 500
 
@@ -522,7 +543,11 @@ def judge(
                       api_model=api_model, concurrency=concurrency, timeout_s=timeout,
                       max_retries=max_retries, objective=objective,
                       heldout_fraction=heldout_fraction,
-                      cache_dir=str(cache_dir) if cache_dir else None, seed=seed, device=device)
+                      cache_dir=str(cache_dir) if cache_dir else None, judge_model=judge_model,
+                      train_positions=train_positions, train_negatives=train_negatives,
+                      query_history=query_history,
+                      train_epochs=train_epochs, train_batch_size=train_batch_size,
+                      train_lr=train_lr, seed=seed, device=device)
     summary = run_step(run, cfg, progress=progress, log=_say, force=force)
     agg = summary["aggregator"]
     if agg.get("small_sample"):
@@ -536,6 +561,11 @@ def judge(
               f"{a['missing_pairs']:,} pairs missing an aspect, {a['seconds']:.1f} s "
               + (f"({a['pairs_per_s']} pairs/s)" if a["pairs_per_s"] else "(all from cache)"),
               highlight=False, soft_wrap=True)
+    if "training" in summary:
+        t = summary["training"]
+        out.print(f"trained on {t['rows']:,} examples of {t['users']:,} fit users in "
+                  f"{t['seconds']:.0f} s ({t['steps']} steps, loss {t['train_loss']:.3f})",
+                  highlight=False, soft_wrap=True)
     table = Table(title=f"held-out pairwise AUC ({agg['heldout_users']:,} users, "
                         f"{agg['heldout_pairs']:,} pairs)")
     table.add_column("scorer")

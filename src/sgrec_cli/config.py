@@ -176,7 +176,8 @@ CANDIDATE_SOURCES = ("beams", "nn", "file")
 class JudgeConfig(_Config):
     """`sgrec judge`: RUN/sft (+ data, sids) -> RUN/judge (aspect evidence, aggregator, rewards).
 
-    backend          embedding (formulas over item embeddings), llm (local causal LM) or openai
+    backend          embedding (formulas over item embeddings), trained (a sentence-transformer
+                     fine-tuned on the fit users' feedback), llm (local causal LM) or openai
                      (an OpenAI-compatible server: vLLM, SGLang, TGI)
     candidates       beams (SFT generator, default), nn (FAISS neighbours) or file (JSONL)
     num_candidates   candidates judged per user (the user's next item is always added)
@@ -189,6 +190,11 @@ class JudgeConfig(_Config):
     prompt_history   most recent purchases shown in a prompt
     objective        aggregator objective: bt (Bradley-Terry) or group-rl (the paper's)
     cache_dir        answer cache for llm / openai (default RUN/.judge-cache)
+    judge_model      trained: the sentence-transformer to fine-tune (id or folder)
+    train_positions  trained: examples per fit user, the last ones before the latest
+    train_negatives  trained: hard negatives per example, from the SFT generator's beams
+    query_history    trained: most recent purchases in a user's query text
+    train_epochs, train_batch_size, train_lr   trained: the fine-tuning budget
     """
 
     backend: str = "embedding"
@@ -213,6 +219,13 @@ class JudgeConfig(_Config):
     seed: int = 0
     device: str = "auto"
     cache_dir: str | None = None
+    judge_model: str = DEFAULT_EMBEDDER
+    train_positions: int = 1
+    train_negatives: int = 1
+    query_history: int = 5
+    train_epochs: int = 1
+    train_batch_size: int = 32
+    train_lr: float = 5e-5
 
     def validate(self) -> None:
         check_choice("backend", self.backend, tuple(BACKENDS))
@@ -222,7 +235,10 @@ class JudgeConfig(_Config):
         check_choice("objective", self.objective, OBJECTIVES)
         check_device(self.device)
         check_ints(self, ("num_candidates", "num_beams", "llm_batch_size", "prompt_history",
-                          "concurrency", "steps"), 1)
+                          "concurrency", "steps", "train_positions", "train_negatives",
+                          "query_history", "train_epochs"), 1)
+        check_ints(self, ("train_batch_size",), 2)
+        check_num("train_lr", self.train_lr, of=self, low=0, low_open=True)
         check_ints(self, ("max_users", "max_retries", "seed"), 0)
         check_num("heldout_fraction", self.heldout_fraction, of=self, low=0, high=1, low_open=True,
                   high_open=True)

@@ -3,6 +3,8 @@ answers prompts, and its option check); `sgrec judge --backend`, the config's va
 judge step all read it.
 
 * ``embedding`` scores every pair with formulas over the item embeddings, all at once.
+* ``trained`` fine-tunes a sentence-transformer on the fit users' feedback first (the judge
+  step does: ``trains``), then scores pairs by formulas over the tuned embeddings.
 * ``llm`` and ``openai`` answer one prompt per (pair, aspect): their answers are cached and
   their prompts sent in chunks (``chunk_prompts``).
 """
@@ -20,8 +22,10 @@ from ..validate import require
 class BackendSpec:
     name: str
     help: str
-    make: Callable[[Any, Any, str], Any]  # (JudgeConfig, item embeddings, device) -> backend
+    # (JudgeConfig, item embeddings, device) -> backend; None: built by training (``trains``)
+    make: Callable[[Any, Any, str], Any] | None
     prompts: bool  # answers prompts (cached, chunked) rather than scoring pairs by formula
+    trains: bool = False  # learned by the judge step from the run's data (judge/trained.py)
     chunk_prompts: Callable[[Any], int] = lambda cfg: 1
     check: Callable[[Any], None] = lambda cfg: None  # backend-specific option checks
 
@@ -55,6 +59,8 @@ def _check_openai(cfg) -> None:
 
 BACKENDS = {b.name: b for b in (
     BackendSpec("embedding", "formulas over the item embeddings", _embedding, prompts=False),
+    BackendSpec("trained", "a sentence-transformer fine-tuned on the fit users' feedback",
+                None, prompts=False, trains=True),
     # a local model answers one prompt at a time (its batching is inside the backend)
     BackendSpec("llm", "a local transformers causal LM", _llm, prompts=True),
     BackendSpec("openai", "an OpenAI-compatible server (vLLM, SGLang, TGI)", _openai,
@@ -64,5 +70,9 @@ BACKENDS = {b.name: b for b in (
 
 
 def make_backend(cfg, emb, device: str):
-    """The backend ``cfg.backend`` names (validated by JudgeConfig)."""
-    return BACKENDS[cfg.backend].make(cfg, emb, device)
+    """The backend ``cfg.backend`` names (validated by JudgeConfig), when it needs no
+    training."""
+    spec = BACKENDS[cfg.backend]
+    if spec.make is None:
+        raise ValueError(f"the {spec.name} backend is trained by the judge step")
+    return spec.make(cfg, emb, device)

@@ -6,7 +6,10 @@ Files: ``contexts.jsonl`` (one judged user: history, next item, held-out flag, w
 ``aspects.npy`` (P, A) float32 with NaN for a missing answer, ``reward.npy`` (P,) s_hol (NaN
 when an aspect is missing), ``pair_user.npy`` / ``pair_item.npy`` (P,) user and item indices,
 ``aggregator.safetensors`` + ``aggregator.json``, ``summary.json`` (counts, held-out AUC table,
-throughput), ``manifest.json``.
+throughput), ``manifest.json``. The trained backend adds ``model/`` (the tuned
+sentence-transformer, safetensors, with ``sgrec_judge.json``: its base, inputs and training
+report), ``item_embeddings.npy`` (N, D) tuned item embeddings and ``train_examples.npy``
+(E, 2) the (user, position) of every training example it learned from.
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ from .candidates import (
 from .embedding import EmbeddingBackend
 from .embedding import evidence as closest_purchase
 from .prompts import FAILED, OK, UNREADABLE, make_prompt
+from .trained import (
+    TRAIN_EXAMPLES,
+    TrainedBackend,
+    TuneSpec,
+    doc_text,
+    encode,
+    fine_tune,
+    judge_training_examples,
+    training_rows,
+)
 
 STEP = "judge"
 
@@ -64,25 +77,38 @@ class StageA:
     backend: str = ""  # the backend's name (with its model: part of the cache keys)
 
 
-def embedding_scores(backend: EmbeddingBackend, ctx: Contexts, pair_ctx: np.ndarray,
-                     pair_item: np.ndarray, titles: list[str]) -> tuple[np.ndarray, list[str]]:
-    """(aspect scores (P, A), evidence naming the closest purchase) of every pair."""
+def formula_scores(score, ctx: Contexts, pair_ctx: np.ndarray, pair_item: np.ndarray,
+                   titles: list[str], queries: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, list[str]]:
+    """(aspect scores (P, A), evidence naming the closest purchase) of every pair, from a
+    backend's ``score(history, candidates[, query])`` (``queries``: one per context)."""
     scores = np.full((pair_item.size, len(ASPECTS)), np.nan, dtype=np.float32)
     evidence = [""] * pair_item.size
     bounds = np.searchsorted(pair_ctx, np.arange(len(ctx.users) + 1))
     for u, hist in enumerate(ctx.histories):
         lo, hi = bounds[u], bounds[u + 1]
-        s, near, cos = backend.score(hist, pair_item[lo:hi])
+        extra = {} if queries is None else {"query": queries[u]}
+        s, near, cos = score(hist, pair_item[lo:hi], **extra)
         scores[lo:hi] = s
         for j in range(hi - lo):
             evidence[lo + j] = closest_purchase(titles, hist, int(near[j]), float(cos[j]))
+            if queries is not None:
+                evidence[lo + j] += f"; learned next-pick fit {s[j, 1]:.2f}"
     return scores, evidence
 
 
-def embedding_stage(backend: EmbeddingBackend, ctx: Contexts, pair_ctx: np.ndarray,
-                    pair_item: np.ndarray, titles: list[str]) -> StageA:
+def embedding_scores(backend: EmbeddingBackend, ctx: Contexts, pair_ctx: np.ndarray,
+                     pair_item: np.ndarray, titles: list[str]) -> tuple[np.ndarray, list[str]]:
+    return formula_scores(backend.score, ctx, pair_ctx, pair_item, titles)
+
+
+def formula_stage(backend, ctx: Contexts, pair_ctx: np.ndarray, pair_item: np.ndarray,
+                  titles: list[str]) -> StageA:
+    """Stage A of a backend that scores pairs by formula (embedding, trained): every pair at
+    once, no cache."""
     started = time.perf_counter()
-    scores, evidence = embedding_scores(backend, ctx, pair_ctx, pair_item, titles)
+    queries = backend.queries(ctx.histories) if isinstance(backend, TrainedBackend) else None
+    scores, evidence = formula_scores(backend.score, ctx, pair_ctx, pair_item, titles, queries)
     seconds = time.perf_counter() - started
     counts = {"pairs": int(pair_item.size), "judged": int(pair_item.size), "cached": 0,
               "missing_pairs": 0}
@@ -201,11 +227,11 @@ def small_sample_note(*, heldout_users: int, heldout_pairs: int, fit_users: int,
 
 
 def stage_b(cfg: JudgeConfig, features: np.ndarray, pair_ctx: np.ndarray, is_target: np.ndarray,
-            scores: np.ndarray) -> tuple[Aggregator, np.ndarray, dict, list[dict]]:
-    """Fit the aggregator on the fit users' pairs; report held-out AUC of s_hol against the
-    other objective, a global weighting, uniform weights and every single aspect."""
+            scores: np.ndarray, heldout: np.ndarray) -> tuple[Aggregator, dict, list[dict]]:
+    """Fit the aggregator on the fit users' pairs (``heldout`` (U,): the users kept out);
+    report held-out AUC of s_hol against the other objective, a global weighting, uniform
+    weights and every single aspect."""
     n_users = features.shape[0]
-    heldout = heldout_mask(n_users, cfg.heldout_fraction, cfg.seed)
     pos, neg = feedback_pairs(pair_ctx, is_target)
     users = pair_ctx[neg]
     complete = ~(np.isnan(scores[pos]).any(1) | np.isnan(scores[neg]).any(1))
@@ -255,7 +281,7 @@ def stage_b(cfg: JudgeConfig, features: np.ndarray, pair_ctx: np.ndarray, is_tar
               "best_single_aspect_on_fit": best, "paired_bootstrap": tests,
               "mean_weights": {a: round(float(x), 4)
                                for a, x in zip(ASPECTS, weights.mean(0), strict=True)}}
-    return chosen, heldout, report, logs[cfg.objective]
+    return chosen, report, logs[cfg.objective]
 
 
 # --------------------------------------------------------------------------------------- step
@@ -315,15 +341,62 @@ def _keep_larger(run: Run, c: _Candidates, force: bool) -> None:
             run.path / STEP)
 
 
+@dataclass
+class Trained:
+    backend: TrainedBackend
+    examples: np.ndarray  # (E, 2) user, position of every training example it was trained on
+    report: dict
+
+
+def _train_judge(run: Run, cfg: JudgeConfig, ctx: Contexts, heldout: np.ndarray, *,
+                 items: list[dict], titles: list[str], device: str, log) -> Trained:
+    """Fine-tune the trained backend on the fit users' training examples before their latest
+    (judge/trained.py), hard negatives from the SFT generator's beams."""
+    from ..inference import top_items
+
+    fit_users = {ctx.users[u] for u in np.flatnonzero(~heldout)}
+    examples = judge_training_examples(run.data.split("train"), fit_users, cfg.train_positions)
+    t0 = time.perf_counter()
+    beams = top_items(run, "sft", [e.history for e in examples], cfg.num_candidates,
+                      num_beams=cfg.num_beams, device=device, exclude_history=True,
+                      fill=True)[0] if examples else []
+    beam_seconds = time.perf_counter() - t0
+    docs = [doc_text(it) for it in items]
+    rows = training_rows(examples, beams, titles=titles, docs=docs,
+                         negatives=cfg.train_negatives, query_history=cfg.query_history,
+                         seed=cfg.seed)
+    if len(rows["anchor"]) < cfg.train_batch_size:
+        raise BadInputError(
+            f"the trained judge has {len(rows['anchor'])} training rows (fit users' examples "
+            f"before their latest, with {cfg.train_negatives} beam negatives each) and needs at "
+            f"least --train-batch-size {cfg.train_batch_size}: judge more users, or lower "
+            "--train-batch-size / --train-negatives")
+    users = len({e.user for e in examples})
+    if log:
+        log(f"training the judge on {len(rows['anchor']):,} examples of {users:,} fit users "
+            f"({cfg.judge_model}, {cfg.train_epochs} epoch(s))")
+    model, report = fine_tune(TuneSpec(cfg.judge_model, cfg.train_epochs, cfg.train_batch_size,
+                                       cfg.train_lr, cfg.seed), rows, device, log=log)
+    t0 = time.perf_counter()
+    item_emb = encode(model, docs)
+    report.update({"examples": len(examples), "users": users, "fit_users": len(fit_users),
+                   "beam_seconds": round(beam_seconds, 2),
+                   "item_encode_seconds": round(time.perf_counter() - t0, 2)})
+    trained_on = np.asarray([(e.user, e.position) for e in examples],
+                            dtype=np.int64).reshape(-1, 2)
+    return Trained(TrainedBackend(model, item_emb, titles, cfg.query_history), trained_on,
+                   report)
+
+
 def _stage_a(run: Run, cfg: JudgeConfig, ctx: Contexts, c: _Candidates, *, emb: np.ndarray,
-             titles: list[str], device: str, progress: bool,
-             log) -> tuple[StageA, Path | None]:
+             titles: list[str], device: str, progress: bool, log,
+             trained: Trained | None = None) -> tuple[StageA, Path | None]:
     """Aspect scores of every pair from the configured backend (cached when it prompts);
     ``StageA.backend`` names the backend as its answers are cached."""
     spec = BACKENDS[cfg.backend]
-    backend = make_backend(cfg, emb, device)
+    backend = trained.backend if trained is not None else make_backend(cfg, emb, device)
     if not spec.prompts:
-        a = embedding_stage(backend, ctx, c.pair_ctx, c.pair_item, titles)
+        a = formula_stage(backend, ctx, c.pair_ctx, c.pair_item, titles)
         a.backend = backend.name
         return a, None
     cache_path = cache_file(Path(cfg.cache_dir) if cfg.cache_dir else run.path / ".judge-cache",
@@ -376,26 +449,36 @@ def run_step(run: Run | Path, cfg: JudgeConfig, *, progress: bool = True, log=No
     ctx = judge_contexts(data, cfg.max_users, cfg.seed)
     if not ctx.users:
         raise BadInputError("no training users to judge", data.folder / "train.jsonl")
-    if cfg.candidates == "beams":
+    trains = BACKENDS[cfg.backend].trains
+    if cfg.candidates == "beams" or trains:
         inputs.update(run.digests("sft"))
+    heldout = heldout_mask(len(ctx.users), cfg.heldout_fraction, cfg.seed)
     c = _candidates(run, cfg, ctx, emb, device, log)
     _keep_larger(run, c, force)
+    trained = _train_judge(run, cfg, ctx, heldout, items=items, titles=titles, device=device,
+                           log=log) if trains else None
     a, cache_path = _stage_a(run, cfg, ctx, c, emb=emb, titles=titles, device=device,
-                             progress=progress, log=log)
+                             progress=progress, log=log, trained=trained)
 
     t0 = time.perf_counter()
     features = user_features(ctx.histories, emb)
-    agg, heldout, report, agg_log = stage_b(cfg, features, c.pair_ctx, c.is_target, a.scores)
+    agg, report, agg_log = stage_b(cfg, features, c.pair_ctx, c.is_target, a.scores, heldout)
     weights = agg.weights(features)  # (U, A)
     reward = holistic(weights[c.pair_ctx], a.scores).astype(np.float32)
     summary = _summary(cfg, ctx, c, a, cache_path=cache_path, report=report,
                        stage_b_seconds=time.perf_counter() - t0)
+    if trained is not None:
+        summary["training"] = trained.report
 
     t0 = time.perf_counter()
     with staged_step(run.path, STEP) as tmp:
         _write_pairs(tmp, ctx, c, a, items=items, weights=weights, heldout=heldout,
                      reward=reward)
         _write_aggregator(tmp, agg, agg_log)
+        if trained is not None:
+            trained.backend.save(tmp, {"base": cfg.judge_model, **inputs,
+                                       "training": trained.report})
+            np.save(tmp / TRAIN_EXAMPLES, trained.examples)
         summary["seconds"]["write"] = round(time.perf_counter() - t0, 3)
         atomic_write_json(tmp / "summary.json", summary)
         write_manifest(tmp, step=STEP, config=cfg.to_dict(), seed=cfg.seed, started=started,

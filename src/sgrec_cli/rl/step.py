@@ -2,9 +2,11 @@
 ``--advantage biz`` needs no judge.
 
 The policy starts from the SFT generator; a frozen copy is the KL reference. Semantic rewards
-come from the judge: recomputed for any (history, item) from the item embeddings and the
-judge's aggregator when the judge used the embedding backend, otherwise looked up in the judge's
-table of (user, item) rewards (missing -> the group falls back to A_biz). Every ``eval_every``
+come from the judge: recomputed for any (history, item) from the item embeddings (embedding
+backend) or the tuned judge model (trained backend) and the judge's aggregator, otherwise
+looked up in the judge's table of (user, item) rewards (missing -> the group falls back to
+A_biz). A trained judge's own training examples get no semantic reward (it would restate their
+target); their groups use A_biz. Every ``eval_every``
 steps the policy is scored on validation users (all by default; NDCG@10, history excluded).
 The best state is kept in ``best/`` only if its per-user validation NDCG@10 beats the SFT
 start's by a paired bootstrap with p < ``select_alpha``; otherwise ``best/`` holds the SFT
@@ -86,29 +88,38 @@ def resume_dir(run: Path, step: str) -> Path:
 # ------------------------------------------------------------------------------ the rewards
 
 
-def semantic_reward(run: Run) -> tuple[SemanticFn, str]:
-    """(r_sem function, how it is computed) from a finished RUN/judge built on the run's SIDs."""
+def semantic_reward(run: Run, device: str = "cpu") -> tuple[SemanticFn, str, set | None]:
+    """(r_sem function, how it is computed, the (user, position) training examples the judge
+    was trained on, or None) from a finished RUN/judge built on the run's data and SIDs."""
     from safetensors.numpy import load_file
 
     from ..judge.aggregator import Aggregator, user_features
     from ..judge.embedding import EmbeddingBackend
+    from ..judge.trained import TRAIN_EXAMPLES, load_trained
 
     m = run.step("judge", needs=("data", "sids"))
     folder = m.path.parent
-    if m.config.get("backend") == "embedding":
+    backend = m.config.get("backend")
+    if backend in ("embedding", "trained"):
         emb = run.sids.embeddings()
         meta = json.loads((folder / "aggregator.json").read_text(encoding="utf-8"))
         state = {k: torch.from_numpy(v) for k, v in
                  load_file(str(folder / "aggregator.safetensors")).items()}
         agg = Aggregator.from_state_dict(state, meta["aspects"])
-        backend = EmbeddingBackend(emb)
+        trained_on = None
+        if backend == "embedding":
+            scorer = EmbeddingBackend(emb)
+        else:
+            titles = [str(it.get("title") or it.get("id")) for it in run.data.items()]
+            scorer = load_trained(folder, titles, int(m.config["query_history"]), device)
+            trained_on = {(int(u), int(p)) for u, p in np.load(folder / TRAIN_EXAMPLES)}
 
         def live(user, history, cand):
-            s, _, _ = backend.score(history, cand)  # (G, A)
+            s, _, _ = scorer.score(history, cand)  # (G, A)
             w = agg.weights(user_features([list(history)], emb))[0]  # (A,)
             return s @ w
 
-        return live, "embedding (recomputed per rollout)"
+        return live, f"{backend} judge (recomputed per rollout)", trained_on
     users, items, rewards = (np.load(folder / f) for f in
                              ("pair_user.npy", "pair_item.npy", "reward.npy"))
     table = {(int(u), int(i)): float(r) for u, i, r in zip(users, items, rewards, strict=True)}
@@ -116,7 +127,21 @@ def semantic_reward(run: Run) -> tuple[SemanticFn, str]:
     def lookup(user, history, cand):
         return np.asarray([table.get((int(user), int(i)), np.nan) for i in cand])
 
-    return lookup, f"judge table ({m.config.get('backend')}, {len(table):,} pairs)"
+    return lookup, f"judge table ({backend}, {len(table):,} pairs)", None
+
+
+def judge_trained_mask(train: Sequence, trained_on: set | None) -> np.ndarray:
+    """(len(train),) True for the training examples the judge was trained on (their semantic
+    reward would restate their target): (user, position among the user's examples)."""
+    out = np.zeros(len(train), dtype=bool)
+    if not trained_on:
+        return out
+    seen: dict[int, int] = {}
+    for i, e in enumerate(train):
+        pos = seen.get(e.user, 0)
+        seen[e.user] = pos + 1
+        out[i] = (e.user, pos) in trained_on
+    return out
 
 
 def item_values(items: list[dict]) -> np.ndarray:
@@ -190,6 +215,7 @@ class _Job:
     digests: dict[str, str]
     semantic: SemanticFn | None
     how: str
+    trained_on: set | None  # (user, position) examples the judge trained on: no r_sem there
     values: np.ndarray | None
     started: float
     say: Callable[[str], None]
@@ -215,14 +241,16 @@ def _run_step(run: Run, cfg: A2POConfig, tag: str | None, resume: bool, progress
     started = time.time()
     run.step("sft", needs=("data", "sids"))
     uses_judge = ADVANTAGES[cfg.advantage].uses_judge
-    semantic, how = semantic_reward(run) if uses_judge else (None, "none (business only)")
+    # the judge scores on the CPU (one short text per judged group when trained)
+    semantic, how, trained_on = (semantic_reward(run) if uses_judge
+                                 else (None, "none (business only)", None))
     values = item_values(run.data.items()) if cfg.business == "value" else None
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after {stop_after!r} must be >= 1")
     world = setup(cfg.device)
     job = _Job(run, step_name(tag), tag, cfg, world,
                run.digests("data", "sids", "sft", *(("judge",) if uses_judge else ())),
-               semantic, how, values, started,
+               semantic, how, trained_on, values, started,
                (log or quiet) if world.main else quiet)
     try:
         # the DDP-wrapped model lives only inside _train, so it is freed before the process
@@ -324,6 +352,10 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
     futures = (later_training_items(train, data.sequences()) if cfg.business == "future"
                else None)
     pool = training_pool(train, cfg.examples)
+    withheld = judge_trained_mask(train, job.trained_on)
+    if withheld.any():
+        job.say(f"a2po: no semantic reward on the {int(withheld[pool].sum()):,} of "
+                f"{len(pool):,} examples the judge was trained on")
     if cfg.batch_users > len(pool):
         raise ConfigError(f"--batch-users {cfg.batch_users} is more than the {len(pool):,} "
                           f"training examples groups are drawn from (--examples "
@@ -338,7 +370,7 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
         for s in range(first, cfg.steps + 1):
             t_step = time.perf_counter()
             pick = pool[rng.choice(len(pool), size=cfg.batch_users, replace=False)]
-            judged = judge_mask(cfg.batch_users, cfg.rho, rng)
+            judged = judge_mask(cfg.batch_users, cfg.rho, rng) & ~withheld[pick]
             batch = [(train[i].user, list(train[i].history), train[i].target)
                      for i in pick[mine]]
             later = None if futures is None else [futures[i] for i in pick[mine]]

@@ -151,7 +151,7 @@ def _looks_local(name: str) -> bool:
     )
 
 
-def _load_model(name: str, resolved: str, device: str):
+def load_model(name: str, resolved: str, device: str):
     """Load a SentenceTransformer; any failure becomes one SgrecError line."""
     hint = "pass a local sentence-transformers model folder as the embedder"
     local = _looks_local(resolved)
@@ -290,7 +290,7 @@ def embed_items(
     if arr is not None:
         info["cached"] = True
     else:
-        model = _load_model(embedder, resolved, device)
+        model = load_model(embedder, resolved, device)
         arr = _encode(model, texts, batch_size=batch_size, normalize=normalize,
                       progress=progress)
         if arr.shape[0] != len(texts) or not np.isfinite(arr).all():
