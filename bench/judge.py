@@ -92,23 +92,18 @@ def brief(summary: dict, wall: float) -> dict:
 def heldout_user_auc(run: Path) -> dict[int, float]:
     """Per held-out user of RUN/judge: the share of (next item, other candidate) pairs whose
     s_hol orders the next item first (ties count one half)."""
+    from sgrec_cli.judge.aggregator import pair_wins, user_auc
+
     held = {c["user"] for c in map(json.loads, (run / "judge" / "contexts.jsonl").open())
             if c["heldout"]}
-    pos: dict[int, float] = {}
-    neg: dict[int, list[float]] = {}
-    for p in map(json.loads, (run / "judge" / "pairs.jsonl").open()):
-        if p["user"] not in held or p["reward"] is None:
-            continue
-        if p["is_target"]:
-            pos[p["user"]] = p["reward"]
-        else:
-            neg.setdefault(p["user"], []).append(p["reward"])
-    out = {}
-    for u, r in pos.items():
-        if neg.get(u):
-            n = np.asarray(neg[u])
-            out[u] = float(((r > n) + 0.5 * (r == n)).mean())
-    return out
+    pairs = [p for p in map(json.loads, (run / "judge" / "pairs.jsonl").open())
+             if p["user"] in held and p["reward"] is not None]
+    pos = {p["user"]: p["reward"] for p in pairs if p["is_target"]}
+    neg = [p for p in pairs if not p["is_target"] and p["user"] in pos]
+    wins = pair_wins(np.asarray([pos[p["user"]] for p in neg]),
+                     np.asarray([p["reward"] for p in neg]))
+    users, auc = user_auc(np.asarray([p["user"] for p in neg]), wins)
+    return dict(zip(users.tolist(), auc.tolist(), strict=True))
 
 
 def trained_vs_embedding(trained: dict[int, float], embedding: dict[int, float]) -> dict:

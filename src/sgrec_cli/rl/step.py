@@ -88,7 +88,7 @@ def resume_dir(run: Path, step: str) -> Path:
 # ------------------------------------------------------------------------------ the rewards
 
 
-def semantic_reward(run: Run, device: str = "cpu") -> tuple[SemanticFn, str, set | None]:
+def semantic_reward(run: Run) -> tuple[SemanticFn, str, set | None]:
     """(r_sem function, how it is computed, the (user, position) training examples the judge
     was trained on, or None) from a finished RUN/judge built on the run's data and SIDs."""
     from safetensors.numpy import load_file
@@ -111,7 +111,8 @@ def semantic_reward(run: Run, device: str = "cpu") -> tuple[SemanticFn, str, set
             scorer = EmbeddingBackend(emb)
         else:
             titles = [str(it.get("title") or it.get("id")) for it in run.data.items()]
-            scorer = load_trained(folder, titles, int(m.config["query_history"]), device)
+            # on the CPU: one short query text per judged group
+            scorer = load_trained(folder, titles, int(m.config["query_history"]), "cpu")
             trained_on = {(int(u), int(p)) for u, p in np.load(folder / TRAIN_EXAMPLES)}
 
         def live(user, history, cand):
@@ -241,7 +242,6 @@ def _run_step(run: Run, cfg: A2POConfig, tag: str | None, resume: bool, progress
     started = time.time()
     run.step("sft", needs=("data", "sids"))
     uses_judge = ADVANTAGES[cfg.advantage].uses_judge
-    # the judge scores on the CPU (one short text per judged group when trained)
     semantic, how, trained_on = (semantic_reward(run) if uses_judge
                                  else (None, "none (business only)", None))
     values = item_values(run.data.items()) if cfg.business == "value" else None
