@@ -48,6 +48,8 @@ from generator_ablation import METRICS, split_result  # noqa: E402
 from generator_ablation import compare as compare_ranks  # noqa: E402
 
 _BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "4"]
+# four times the budget: half a pass over Beauty's 131,413 training examples
+_LONG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "64", "--eval-every", "16"]
 SETTINGS: dict[str, list[str]] = {
     # the ladder (the budget of every rung: the CLI defaults unless --train-args says otherwise)
     "biz": ["--advantage", "biz"],
@@ -61,17 +63,23 @@ SETTINGS: dict[str, list[str]] = {
               "50", "--lr", "1e-5"],
     "b1024-lr1e-5": [*_BIG, "--lr", "1e-5"],
     "b1024": [*_BIG, "--lr", "1e-4"],
+    "b1024-lr3e-5": [*_BIG, "--lr", "3e-5"],
     "b1024-latest": [*_BIG, "--lr", "1e-4", "--examples", "latest"],
     "b1024-nll": [*_BIG, "--lr", "1e-4", "--nll-weight", "1"],
     "b1024-pos": [*_BIG, "--lr", "1e-4", "--positive-only"],
     "b1024-prefix": [*_BIG, "--lr", "1e-4", "--business", "prefix"],
     "b1024-prefix-sibling": [*_BIG, "--lr", "1e-4", "--business", "prefix", "--sibling"],
+    "long": [*_LONG, "--lr", "1e-4"],
+    "long-nll": [*_LONG, "--lr", "1e-4", "--nll-weight", "1"],
+    "long-prefix": [*_LONG, "--lr", "1e-4", "--business", "prefix"],
+    "long-latest": [*_LONG, "--lr", "1e-4", "--examples", "latest"],
     "b1024-latest-nll-pos": [*_BIG, "--lr", "1e-4", "--examples", "latest", "--nll-weight", "1",
                              "--positive-only"],
 }
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
-        "recipe": ["today", "b1024-lr1e-5", "b1024", "b1024-latest", "b1024-nll", "b1024-pos",
-                   "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"]}
+        "recipe": ["today", "b1024-lr1e-5", "b1024-lr3e-5", "b1024", "b1024-latest", "b1024-nll",
+                   "b1024-pos", "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"],
+        "long": ["long", "long-nll", "long-prefix", "long-latest"]}
 LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz")}
 DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "mean_lambda", "mean_r_biz",
         "mean_r_sem", "kl", "clip_fraction", "nll")
