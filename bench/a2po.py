@@ -16,6 +16,8 @@ Sets (``--settings`` takes set or setting names, comma-separated):
   recipe  business-only GRPO recipes (issue: RL that climbs): today's (32 groups per step),
           1,024 groups per step, latest examples, the NLL anchor, positive-only, the prefix
           reward, with sibling advantages
+  long-recipe  64 steps x 1,024 groups: every prefix, the NLL anchor, the prefix reward,
+          latest examples
 
 Usage:
   python bench/a2po.py --run ~/r13/sci --settings recipe \
@@ -79,7 +81,7 @@ SETTINGS: dict[str, list[str]] = {
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "recipe": ["today", "b1024-lr1e-5", "b1024-lr3e-5", "b1024", "b1024-latest", "b1024-nll",
                    "b1024-pos", "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"],
-        "long": ["long", "long-nll", "long-prefix", "long-latest"]}
+        "long-recipe": ["long", "long-nll", "long-prefix", "long-latest"]}
 LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz")}
 DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "mean_lambda", "mean_r_biz",
         "mean_r_sem", "kl", "clip_fraction", "nll")
