@@ -83,8 +83,8 @@ SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
                    "b1024-pos", "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"],
         "long-recipe": ["long", "long-nll", "long-prefix", "long-latest"]}
 LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz")}
-DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "mean_lambda", "mean_r_biz",
-        "mean_r_sem", "kl", "clip_fraction", "nll")
+DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "positive_agreement", "mean_lambda",
+        "mean_r_biz", "mean_r_sem", "kl", "clip_fraction", "nll")
 COMPARED = ("ndcg@10", "recall@10", "recall@20")
 
 

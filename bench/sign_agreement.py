@@ -3,15 +3,23 @@
 Under the rank reward a group with a business signal has one positive (the next item) and G-1
 negatives, so A_biz > 0 for the next item and < 0 for the others; sign agreement is the share
 of the group's entries whose A_sem = r_sem - mean(r_sem) has the same sign (as logged by
-`sgrec train --a2po`). Model: semantic scores N(0, 1), the next item's shifted up by d. Prints
-the pairwise AUC (next item vs each negative) and the sign agreement for each shift.
+`sgrec train --a2po`); positive agreement is the same over the next item alone (A_sem > 0 for
+it). Model: semantic scores N(0, 1), the next item's shifted up by d. Prints the pairwise AUC
+(next item vs each negative), the sign agreement and the positive agreement for each shift.
 
-Usage: python bench/sign_agreement.py [--group-size 16] [--groups 200000]
+With --run RUN, the same three figures measured on the held-out users of RUN/judge (each
+user's group: the next item and the SFT beam candidates the judge scored), to set beside the
+simulation.
+
+Usage: python bench/sign_agreement.py [--group-size 16] [--groups 200000] [--run RUN]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -22,7 +30,29 @@ def simulate(shift: float, group_size: int, groups: int, rng: np.random.Generato
     a_sem = s - s.mean(axis=1, keepdims=True)
     agree = np.concatenate([a_sem[:, 0] > 0, (a_sem[:, 1:] < 0).ravel()]).mean()
     auc = (s[:, :1] > s[:, 1:]).mean()
-    return float(auc), float(agree)
+    return float(auc), float(agree), float((a_sem[:, 0] > 0).mean())
+
+
+def heldout(run: Path) -> tuple:
+    """(users, pairwise AUC, sign agreement, positive agreement) over RUN/judge's held-out users."""
+    held = {c["user"] for c in map(json.loads, (run / "judge" / "contexts.jsonl").open())
+            if c["heldout"]}
+    groups: dict[int, list] = defaultdict(list)
+    for p in map(json.loads, (run / "judge" / "pairs.jsonl").open()):
+        if p["user"] in held and p["reward"] is not None:
+            groups[p["user"]].append((p["is_target"], p["reward"]))
+    wins, agree, pos = [], [], []
+    for rows in groups.values():
+        target = [r for is_t, r in rows if is_t]
+        if not target:
+            continue
+        r = np.asarray([r for _, r in rows])
+        neg = np.asarray([r for is_t, r in rows if not is_t])
+        wins.append(((target[0] > neg) + 0.5 * (target[0] == neg)).ravel())
+        pos.append(target[0] > r.mean())
+        agree.extend([target[0] > r.mean(), *(neg < r.mean())])
+    return (len(pos), float(np.concatenate(wins).mean()), float(np.mean(agree)),
+            float(np.mean(pos)))
 
 
 def main() -> None:
@@ -30,11 +60,17 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--group-size", type=int, default=16)
     ap.add_argument("--groups", type=int, default=200_000)
+    ap.add_argument("--run", type=Path, help="also measure RUN/judge's held-out users")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    for shift in (0.0, 0.4, 1.0, 2.0, 5.0):
-        auc, agree = simulate(shift, args.group_size, args.groups, rng)
-        print(f"shift {shift:4.1f}: pairwise AUC {auc:.3f}, sign agreement {agree:.3f}")
+    for shift in (0.0, 0.2, 0.4, 1.0, 2.0, 5.0):
+        auc, agree, pos = simulate(shift, args.group_size, args.groups, rng)
+        print(f"shift {shift:4.1f}: pairwise AUC {auc:.3f}, sign agreement {agree:.3f}, "
+              f"positive agreement {pos:.3f}")
+    if args.run:
+        users, auc, agree, pos = heldout(args.run)
+        print(f"{args.run}/judge, {users} held-out users: pairwise AUC {auc:.3f}, "
+              f"sign agreement {agree:.3f}, positive agreement {pos:.3f}")
 
 
 if __name__ == "__main__":

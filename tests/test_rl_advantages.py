@@ -158,11 +158,26 @@ def test_golden_combine_a2po():
     # sign agreement: i0, i1, i3 agree, i2 does not -> 3/4;
     # mean lambda = (.774597 + .430331 + 0 + .774597) / 4 = .494881
     assert stats["sign_agreement"] == pytest.approx(0.75)
+    assert stats["positive_agreement"] == 1.0  # i0, the one A_biz > 0, has A_sem > 0
     assert stats["mean_lambda"] == pytest.approx(0.494881, abs=1e-5)
     assert stats["semantic_share"] == 1.0
     assert stats["biz_var_share"] == 1.0
     assert stats["mean_r_biz"] == pytest.approx(0.25)
     assert stats["mean_r_sem"] == pytest.approx(0.5)
+
+
+def test_positive_agreement_counts_only_positive_entries_of_semantic_groups():
+    # row 0: A_biz > 0 at i0, the judge puts i0 above its mean -> agrees
+    # row 1: A_biz > 0 at i0, the judge puts i0 below its mean -> disagrees
+    # row 2: not judged -> ignored; row 3: no business variance (A_biz = 0) -> no positive entry
+    r_biz = np.array([[1.0, 0, 0, 0], [1.0, 0, 0, 0], [1.0, 0, 0, 0], [0.0, 0, 0, 0]])
+    r_sem = np.array([[0.9, 0.1, 0.2, 0.3], [0.1, 0.9, 0.2, 0.3], [0.1, 0.9, 0.2, 0.3],
+                      [0.9, 0.1, 0.2, 0.3]])
+    _, stats = combine(r_biz, r_sem, "a2po", np.array([True, True, False, True]))
+    assert stats["positive_agreement"] == pytest.approx(0.5)
+    # sign agreement over all 8 entries of rows 0-1: row 0 agrees at i0 and at the three
+    # negatives below .375 (.1, .2, .3) -> 4; row 1 agrees at i2, i3 (.2, .3 < .375) -> 2; 6/8
+    assert stats["sign_agreement"] == pytest.approx(0.75)
 
 
 def test_combine_unjudged_and_missing_groups_fall_back_to_biz():
@@ -187,6 +202,7 @@ def test_combine_without_judge_and_undefined_stats():
         adv, stats = combine(R_BIZ, None, mode)
         assert adv[0] == pytest.approx(A_BIZ, rel=1e-5)
         assert stats["sign_agreement"] is None and stats["mean_lambda"] is None
+        assert stats["positive_agreement"] is None
         assert stats["mean_r_sem"] is None and stats["semantic_share"] == 0.0
 
 

@@ -245,6 +245,9 @@ def combine(
                        a gradient under ``biz`` and ``a2po``)
       sign_agreement   over entries of semantic groups with A_biz != 0: share with
                        sign A_sem = sign A_biz
+      positive_agreement   over entries of semantic groups with A_biz > 0 (under the rank
+                       reward: the next item): share with A_sem > 0, i.e. how often the judge
+                       puts the item the user chose above its group's semantic mean
       mean_lambda      mean gate value over the same entries (diagnostic in every mode)
       mean_r_biz, mean_r_sem   mean rewards (r_sem over semantic groups)
     """
@@ -277,10 +280,12 @@ def combine(
     active = sem[:, None] & (a_biz != 0)  # (B, G): where the gate can act at all
     n_active = int(active.sum())
     agree = np.sign(a_biz) == np.sign(a_sem)
+    positive = sem[:, None] & (a_biz > 0)  # (B, G)
     stats: dict[str, Any] = {
         "semantic_share": float(sem.mean()) if n_groups else None,
         "biz_var_share": float((r_biz.max(1) > r_biz.min(1)).mean()) if n_groups else None,
         "sign_agreement": float(agree[active].mean()) if n_active else None,
+        "positive_agreement": float((a_sem[positive] > 0).mean()) if positive.any() else None,
         "mean_lambda": float(lam[active].mean()) if n_active else None,
         "mean_r_biz": float(r_biz.mean()) if r_biz.size else None,
         "mean_r_sem": float(r_sem[sem].mean()) if sem.any() else None,
