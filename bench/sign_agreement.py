@@ -9,7 +9,8 @@ it). Model: semantic scores N(0, 1), the next item's shifted up by d. Prints the
 
 With --run RUN, the same three figures measured on the held-out users of RUN/judge (each
 user's group: the next item and the SFT beam candidates the judge scored), to set beside the
-simulation.
+simulation: over all groups, over those whose beams hold the next item (as every A2PO group
+with a business signal does) and over those the judge had to append it to.
 
 Usage: python bench/sign_agreement.py [--group-size 16] [--groups 200000] [--run RUN]
 """
@@ -33,26 +34,32 @@ def simulate(shift: float, group_size: int, groups: int, rng: np.random.Generato
     return float(auc), float(agree), float((a_sem[:, 0] > 0).mean())
 
 
-def heldout(run: Path) -> tuple:
-    """(users, pairwise AUC, sign agreement, positive agreement) over RUN/judge's held-out users."""
-    held = {c["user"] for c in map(json.loads, (run / "judge" / "contexts.jsonl").open())
-            if c["heldout"]}
+def heldout(run: Path) -> dict[str, tuple]:
+    """Over RUN/judge's held-out users: (users, pairwise AUC, sign agreement, positive
+    agreement) for all groups, for the groups whose beams hold the next item (the only ones
+    that carry a business gradient in A2PO) and for those where the judge appended it."""
+    judge = run / "judge"
+    n_cand = json.loads((judge / "manifest.json").read_text())["config"]["num_candidates"]
+    held = {c["user"] for c in map(json.loads, (judge / "contexts.jsonl").open()) if c["heldout"]}
     groups: dict[int, list] = defaultdict(list)
-    for p in map(json.loads, (run / "judge" / "pairs.jsonl").open()):
+    for p in map(json.loads, (judge / "pairs.jsonl").open()):
         if p["user"] in held and p["reward"] is not None:
             groups[p["user"]].append((p["is_target"], p["reward"]))
-    wins, agree, pos = [], [], []
+    kinds: dict[str, list] = {"all": [], "next item in the beams": [], "next item appended": []}
     for rows in groups.values():
-        target = [r for is_t, r in rows if is_t]
-        if not target:
+        where = [i for i, (is_t, _) in enumerate(rows) if is_t]
+        if not where:
             continue
-        r = np.asarray([r for _, r in rows])
+        # the judge appends the next item after the candidates when they lack it
+        appended = where[0] == len(rows) - 1 and len(rows) > n_cand
+        t, r = rows[where[0]][1], np.asarray([r for _, r in rows])
         neg = np.asarray([r for is_t, r in rows if not is_t])
-        wins.append(((target[0] > neg) + 0.5 * (target[0] == neg)).ravel())
-        pos.append(target[0] > r.mean())
-        agree.extend([target[0] > r.mean(), *(neg < r.mean())])
-    return (len(pos), float(np.concatenate(wins).mean()), float(np.mean(agree)),
-            float(np.mean(pos)))
+        row = ((t > neg) + 0.5 * (t == neg), [t > r.mean(), *(neg < r.mean())], t > r.mean())
+        kinds["all"].append(row)
+        kinds["next item appended" if appended else "next item in the beams"].append(row)
+    return {k: (len(v), float(np.concatenate([w for w, _, _ in v]).mean()),
+                float(np.mean([a for _, ag, _ in v for a in ag])),
+                float(np.mean([p for _, _, p in v]))) for k, v in kinds.items() if v}
 
 
 def main() -> None:
@@ -68,9 +75,9 @@ def main() -> None:
         print(f"shift {shift:4.1f}: pairwise AUC {auc:.3f}, sign agreement {agree:.3f}, "
               f"positive agreement {pos:.3f}")
     if args.run:
-        users, auc, agree, pos = heldout(args.run)
-        print(f"{args.run}/judge, {users} held-out users: pairwise AUC {auc:.3f}, "
-              f"sign agreement {agree:.3f}, positive agreement {pos:.3f}")
+        for kind, (users, auc, agree, pos) in heldout(args.run).items():
+            print(f"{args.run}/judge, {kind}, {users} held-out users: pairwise AUC {auc:.3f}, "
+                  f"sign agreement {agree:.3f}, positive agreement {pos:.3f}")
 
 
 if __name__ == "__main__":
