@@ -21,6 +21,8 @@ Usage:
   python bench/judge.py --run runs/sci --out bench/results/judge_scientific.json
   python bench/judge.py --run runs/sci --parts embedding,trained --out ...  (updates those
       sections of an existing JSON; the others are kept, ``runs`` records each invocation)
+  python bench/judge.py --run runs/sci-b --parts '' --against runs/sci --out ...  (only the
+      paired test of RUN/judge against another run's judge on the same held-out users)
 """
 
 from __future__ import annotations
@@ -89,33 +91,43 @@ def brief(summary: dict, wall: float) -> dict:
                                  for k, v in agg["paired_bootstrap"].items()}}
 
 
+def heldout_groups(run: Path) -> dict[int, list[tuple[bool, float]]]:
+    """Per held-out user of RUN/judge: its judged pairs in file order, (is next item, s_hol)."""
+    held = {c["user"] for c in map(json.loads, (run / "judge" / "contexts.jsonl").open())
+            if c["heldout"]}
+    groups: dict[int, list[tuple[bool, float]]] = {}
+    for p in map(json.loads, (run / "judge" / "pairs.jsonl").open()):
+        if p["user"] in held and p["reward"] is not None:
+            groups.setdefault(p["user"], []).append((p["is_target"], p["reward"]))
+    return groups
+
+
 def heldout_user_auc(run: Path) -> dict[int, float]:
     """Per held-out user of RUN/judge: the share of (next item, other candidate) pairs whose
     s_hol orders the next item first (ties count one half)."""
-    from sgrec_cli.judge.aggregator import pair_wins, user_auc
+    from sgrec_cli.judge.aggregator import pair_wins
 
-    held = {c["user"] for c in map(json.loads, (run / "judge" / "contexts.jsonl").open())
-            if c["heldout"]}
-    pairs = [p for p in map(json.loads, (run / "judge" / "pairs.jsonl").open())
-             if p["user"] in held and p["reward"] is not None]
-    pos = {p["user"]: p["reward"] for p in pairs if p["is_target"]}
-    neg = [p for p in pairs if not p["is_target"] and p["user"] in pos]
-    wins = pair_wins(np.asarray([pos[p["user"]] for p in neg]),
-                     np.asarray([p["reward"] for p in neg]))
-    users, auc = user_auc(np.asarray([p["user"] for p in neg]), wins)
-    return dict(zip(users.tolist(), auc.tolist(), strict=True))
+    out = {}
+    for user, rows in heldout_groups(run).items():
+        pos = [r for is_t, r in rows if is_t]
+        neg = np.asarray([r for is_t, r in rows if not is_t])
+        if pos and neg.size:
+            out[user] = float(pair_wins(np.full(neg.shape, pos[0]), neg).mean())
+    return out
 
 
-def trained_vs_embedding(trained: dict[int, float], embedding: dict[int, float]) -> dict:
+def paired_user_auc(a: dict[int, float], b: dict[int, float], name_a: str, name_b: str) -> dict:
+    """Paired bootstrap (10,000 resamples) of two judges' per-user AUC on the same users."""
     from sgrec_cli.eval.bootstrap import paired_bootstrap
 
-    if set(trained) != set(embedding):
-        raise SystemExit("the two judges were not tested on the same held-out users")
-    users = sorted(trained)
-    a, b = (np.asarray([d[u] for u in users]) for d in (trained, embedding))
-    t = paired_bootstrap(a, b, n_boot=10_000, seed=0)
-    return {"users": len(users), "trained_user_auc": round(float(a.mean()), 4),
-            "embedding_user_auc": round(float(b.mean()), 4),
+    if set(a) != set(b):
+        raise SystemExit(f"the {name_a} and {name_b} judges were not tested on the same "
+                         "held-out users")
+    users = sorted(a)
+    x, y = (np.asarray([d[u] for u in users]) for d in (a, b))
+    t = paired_bootstrap(x, y, n_boot=10_000, seed=0)
+    return {"users": len(users), f"{name_a}_user_auc": round(float(x.mean()), 4),
+            f"{name_b}_user_auc": round(float(y.mean()), 4),
             **{k: t[k] for k in ("diff", "ci_low", "ci_high", "p_value")}}
 
 
@@ -135,9 +147,12 @@ def main() -> None:
     ap.add_argument("--trained-args", default="",
                     help="extra `sgrec judge --backend trained` options, e.g. "
                          "'--train-epochs 2'")
+    ap.add_argument("--against", type=Path,
+                    help="another run whose RUN/judge was tested on the same held-out users: "
+                         "a paired bootstrap of RUN's per-user AUC against it ('against')")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "judge.json")
     args = ap.parse_args()
-    parts = set(args.parts.split(","))
+    parts = set(filter(None, args.parts.split(",")))
     if not parts <= set(PARTS) or ("trained" in parts and "embedding" not in parts):
         raise SystemExit(f"--parts: a subset of {PARTS}; trained needs embedding")
     run = str(args.run)
@@ -159,10 +174,14 @@ def main() -> None:
                               *args.trained_args.split())
         results["trained_all_users"] = {**brief(tr, wall), "training": tr["training"]}
         results["trained_vs_embedding"] = {
-            **trained_vs_embedding(heldout_user_auc(args.run), emb_users),
+            **paired_user_auc(heldout_user_auc(args.run), emb_users, "trained", "embedding"),
             "stage_a_pairs_per_s": {"trained": tr["stage_a"]["pairs_per_s"],
                                     "embedding": full["stage_a"]["pairs_per_s"]},
             "training_minutes": round(tr["training"]["seconds"] / 60, 1)}
+
+    if args.against:
+        results["against"] = {"run": str(args.against), **paired_user_auc(
+            heldout_user_auc(args.run), heldout_user_auc(args.against), "this", "other")}
 
     keep = args.run / ".judge-bench-keep"
     shutil.rmtree(keep, ignore_errors=True)

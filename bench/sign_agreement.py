@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +37,13 @@ def heldout(run: Path) -> dict[str, tuple]:
     """Over RUN/judge's held-out users: (users, pairwise AUC, sign agreement, positive
     agreement) for all groups, for the groups whose beams hold the next item (the only ones
     that carry a business gradient in A2PO) and for those where the judge appended it."""
-    judge = run / "judge"
-    n_cand = json.loads((judge / "manifest.json").read_text())["config"]["num_candidates"]
-    held = {c["user"] for c in map(json.loads, (judge / "contexts.jsonl").open()) if c["heldout"]}
-    groups: dict[int, list] = defaultdict(list)
-    for p in map(json.loads, (judge / "pairs.jsonl").open()):
-        if p["user"] in held and p["reward"] is not None:
-            groups[p["user"]].append((p["is_target"], p["reward"]))
+    from judge import heldout_groups  # bench/judge.py (puts src on the path)
+
+    from sgrec_cli.judge.aggregator import pair_wins
+
+    n_cand = json.loads((run / "judge" / "manifest.json").read_text())["config"]["num_candidates"]
     kinds: dict[str, list] = {"all": [], "next item in the beams": [], "next item appended": []}
-    for rows in groups.values():
+    for rows in heldout_groups(run).values():
         where = [i for i, (is_t, _) in enumerate(rows) if is_t]
         if not where:
             continue
@@ -54,7 +51,8 @@ def heldout(run: Path) -> dict[str, tuple]:
         appended = where[0] == len(rows) - 1 and len(rows) > n_cand
         t, r = rows[where[0]][1], np.asarray([r for _, r in rows])
         neg = np.asarray([r for is_t, r in rows if not is_t])
-        row = ((t > neg) + 0.5 * (t == neg), [t > r.mean(), *(neg < r.mean())], t > r.mean())
+        row = (pair_wins(np.full(neg.shape, t), neg), [t > r.mean(), *(neg < r.mean())],
+               t > r.mean())
         kinds["all"].append(row)
         kinds["next item appended" if appended else "next item in the beams"].append(row)
     return {k: (len(v), float(np.concatenate([w for w, _, _ in v]).mean()),
