@@ -19,11 +19,11 @@ Sets (``--settings`` takes set or setting names, comma-separated):
   long-recipe  64 steps x 1,024 groups: every prefix, the NLL anchor, the prefix reward,
           latest examples
 
-Usage:
-  python bench/a2po.py --run ~/r13/sci --settings recipe \
+Usage (RUN_SCI: a Scientific run with data, sids, sft and judge; see bench/README.md):
+  python bench/a2po.py --run RUN_SCI --settings recipe \
       --out bench/results/a2po_recipe_scientific.json
-  python bench/a2po.py --run runs/sci --settings ladder --train-args "--ppo-epochs 4" \
-      --prefix p4 --out bench/results/a2po_scientific_ppo4.json
+  python bench/a2po.py --run RUN_SCI --settings ladder --train-args "--ppo-epochs 4" \
+      --prefix p4 --out bench/results/a2po_ladder_ppo4.json
 
 --train-args go to every `sgrec train --a2po` call (after the setting's own flags, so they
 override them); --prefix names the run folders RUN/a2po-<prefix><setting> so several benches can
@@ -34,20 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from generator_ablation import METRICS, split_result  # noqa: E402
-from generator_ablation import compare as compare_ranks  # noqa: E402
+from common import RESULTS, read_json, sgrec_json, write_result
+from generator_ablation import METRICS, split_result
+from generator_ablation import compare as compare_ranks
 
 _BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "4"]
 # four times the budget: half a pass over Beauty's 131,413 training examples
@@ -88,16 +81,6 @@ DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "positive_agreement",
 COMPARED = ("ndcg@10", "recall@10", "recall@20")
 
 
-def sgrec_json(*args: str, threads: int | None = None) -> dict:
-    cmd = [sys.executable, "-m", "sgrec_cli.cli", *args, "--json"]
-    print("$ sgrec " + " ".join(args), file=sys.stderr, flush=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env)
-    return json.loads(res.stdout)
-
-
 def curve(rows: list[dict]) -> dict:
     """Start, peak (and its step) and last of the validation NDCG@10 curve."""
     pts = [(r["step"], r["valid_ndcg@10"]) for r in rows if "valid_ndcg@10" in r]
@@ -126,7 +109,7 @@ def train(run: Path, tag: str, flags: list[str], args) -> dict:
         sgrec_json("train", "--run", str(run), "--a2po", "--tag", tag, "--valid-users",
               str(args.valid_users), *flags, *shlex.split(args.train_args), *resume,
               "--no-progress", threads=args.threads)
-    summary = json.loads((folder / "summary.json").read_text("utf-8"))
+    summary = read_json(folder / "summary.json")
     rows = [json.loads(x) for x in (folder / "train_log.jsonl").open()]
     return {"flags": flags, "train_args": args.train_args, "curve": curve(rows),
             "selection": summary.get("selection"), "best": summary["best"],
@@ -150,7 +133,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--n-boot", type=int, default=10_000)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "a2po.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "a2po.json")
     args = ap.parse_args()
     names: list[str] = []
     for part in args.settings.split(","):
@@ -162,8 +145,6 @@ def main() -> None:
                 names.append(name)
     run = args.run
     results: dict = {"run": str(run), "settings": names,
-                     "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
-                                 "device": args.device},
                      "protocol": "leave-one-out, all users, history excluded, 20 beams (+ fill); "
                                  "states chosen on validation users (--valid-users)",
                      "runs": {}}
@@ -187,8 +168,7 @@ def main() -> None:
         results["runs"][name]["test_vs_sft"] = compare(ranks[name], ranks["sft"], args.n_boot)
     results["test_pairs"] = [{"a": a, "b": b, **compare(ranks[a], ranks[b], args.n_boot)}
                              for a, b in sorted(LADDER_PAIRS) if a in ranks and b in ranks]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, results, threads=args.threads, device=args.device)
     s = results["sft"]["test"]
     print(f"{'sft':24s} test N@10 {s['ndcg@10']:.4f} R@20 {s['recall@20']:.4f}")
     for name in names:

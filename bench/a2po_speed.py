@@ -8,9 +8,9 @@ validation only at the start and the end (on ``--valid-users``), which the timin
 Settings: beam, sample, beam-ppo4 (a2po, 32 groups per step: rollout and update variants) and
 biz-b32, biz-b1024 (business-only GRPO at 32 and 1,024 groups per step, chunks of 256).
 
-Usage:
-  python bench/a2po_speed.py --run runs/sci --out bench/results/a2po_speed.json
-  python bench/a2po_speed.py --run ~/r13/sci --settings biz-b32,biz-b1024 --groups 4096 \
+Usage (RUN: a run with data, sids, sft and judge; see bench/README.md):
+  python bench/a2po_speed.py --run RUN --out bench/results/a2po_speed.json
+  python bench/a2po_speed.py --run RUN --settings biz-b32,biz-b1024 --groups 4096 \
       --out bench/results/a2po_speed_batch.json
 """
 
@@ -20,9 +20,8 @@ import argparse
 import json
 from pathlib import Path
 
-from a2po import sgrec_json  # bench/a2po.py: `sgrec ... --json` in a subprocess
+from common import RESULTS, sgrec_json, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
 # name -> (flags, groups per step)
 SETTINGS = {"beam": ([], 32), "sample": (["--rollout", "sample"], 32),
             "beam-ppo4": (["--ppo-epochs", "4"], 32),
@@ -37,7 +36,7 @@ def main() -> None:
     ap.add_argument("--settings", default="beam,sample,beam-ppo4")
     ap.add_argument("--groups", type=int, default=960, help="groups trained per setting")
     ap.add_argument("--valid-users", default="200")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "a2po_speed.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "a2po_speed.json")
     args = ap.parse_args()
     names = args.settings.split(",")
     results: dict = {"groups": args.groups, "group_size": 16, "settings": {}}
@@ -60,9 +59,7 @@ def main() -> None:
     base = results["settings"][names[0]]["groups_per_s"]
     for row in results["settings"].values():
         row[f"ratio_to_{names[0]}"] = round(row["groups_per_s"] / base, 3)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(results, indent=2))
+    print(json.dumps(write_result(args.out, results), indent=2))
 
 
 if __name__ == "__main__":

@@ -1,64 +1,67 @@
 """Most-popular and SASRec on the leave-one-out test targets of a prepared run.
 
-Usage: python bench/baselines.py --run runs/sci [--out bench/results/baselines.json]
-(prepare the run first: sgrec prepare ../shared/data/amazon_scientific_2018 --run runs/sci)
+Through the `sgrec` CLI (the code path users run): `sgrec train --model sasrec` writes
+RUN/sasrec (skipped with --reuse when it is there), then `sgrec eval --model popular --model
+sasrec` scores both on the test targets of all users (full ranking, history items excluded).
+The JSON has both models' test metrics and seconds, and SASRec's config, best and last epochs
+and best validation row (from RUN/sasrec), and eval's paired bootstrap between the two.
+
+Usage (DATA: the folder of raw datasets, RUN: a run folder; see bench/README.md):
+  sgrec prepare DATA/amazon_scientific_2018 --run RUN
+  python bench/baselines.py --run RUN [--seed 0] [--out bench/results/baselines.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
+import shlex
 from pathlib import Path
 
-import numpy as np
+from common import RESULTS, done, read_json, sgrec_json, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from sgrec_cli.baselines.popularity import MostPopular  # noqa: E402
-from sgrec_cli.baselines.sasrec import SASRecConfig, recommend, train_sasrec  # noqa: E402
-from sgrec_cli.data.store import load_data  # noqa: E402
-from sgrec_cli.eval.metrics import per_user_metrics, ranks_of_targets, summarize  # noqa: E402
+# sgrec eval's entries that are not metrics of the ranking
+NOT_METRICS = ("seconds", "computed_from")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "baselines.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "baselines.json")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-args", default="",
+                    help="more `sgrec train --model sasrec` options, e.g. '--epochs 1'")
+    ap.add_argument("--reuse", action="store_true",
+                    help="use RUN/sasrec when it is there instead of training it again")
+    ap.add_argument("--n-boot", type=int, default=10_000, help="eval's bootstrap resamples")
     args = ap.parse_args()
-    data = load_data(args.run)
-    seqs, n = data.sequences(), len(data.items())
-    valid, test = data.split("valid"), data.split("test")
-    targets = np.array([e.target for e in test])
-    test_h = [e.history for e in test]
+    run = str(args.run)
+    if not (args.reuse and done(args.run, "sasrec")):
+        sgrec_json("train", "--run", run, "--model", "sasrec", "--seed", str(args.seed),
+                   *shlex.split(args.train_args))
+    ev = sgrec_json("eval", "--run", run, "--model", "popular", "--model", "sasrec",
+                    "--split", "test", "--n-boot", str(args.n_boot))
+    summary = read_json(args.run / "sasrec" / "summary.json")
+    manifest = read_json(args.run / "sasrec" / "manifest.json")
+    data = read_json(args.run / "data" / "manifest.json")
 
-    t0 = time.perf_counter()
-    pop = MostPopular().fit(data.split("train"), seqs, n_items=n)
-    pop_top = pop.recommend(test_h, 20, exclude_history=True)
-    pop_s = time.perf_counter() - t0
+    def test(model: str) -> dict:
+        return {k: v for k, v in ev["models"][model].items() if k not in NOT_METRICS}
 
-    t0 = time.perf_counter()
-    cfg = SASRecConfig(seed=args.seed, max_len=data.max_history)
-    model, hist = train_sasrec(seqs, n, [e.history for e in valid], [e.target for e in valid],
-                               cfg, log=lambda r: print(r, file=sys.stderr, flush=True))
-    sas_top = recommend(model, test_h, 20)
-    sas_s = time.perf_counter() - t0
-    best = max(hist, key=lambda r: r["ndcg@10"])
     report = {
-        "run": str(args.run), "dataset": data.manifest.dataset, "users": len(test),
+        "run": run, "dataset": data.get("dataset"), "users": ev["users"],
         "protocol": "leave-one-out test targets, full ranking, history items excluded",
-        "most_popular": {"test": summarize(per_user_metrics(ranks_of_targets(pop_top, targets))),
-                         "seconds": round(pop_s, 2)},
-        "sasrec": {"test": summarize(per_user_metrics(ranks_of_targets(sas_top, targets))),
-                   "config": cfg.__dict__, "best_epoch": best["epoch"],
-                   "epochs_run": hist[-1]["epoch"], "best_valid": best,
-                   "seconds": round(sas_s, 1)},
+        "most_popular": {"test": test("popular"),
+                         "seconds": ev["models"]["popular"]["seconds"]},
+        # seconds: training (RUN/sasrec) plus ranking the test users (eval)
+        "sasrec": {"test": test("sasrec"), "config": manifest["config"],
+                   "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
+                   "best_valid": summary["best_valid"],
+                   "seconds": round(summary["seconds"] + ev["models"]["sasrec"]["seconds"], 1)},
+        "comparisons": [c for c in ev["comparisons"]
+                        if {c["a"], c["b"]} == {"popular", "sasrec"}],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, report)
     for name in ("most_popular", "sasrec"):
         m = report[name]["test"]
         print(f"{name:13s} R@5 {m['recall@5']:.4f} N@5 {m['ndcg@5']:.4f} "

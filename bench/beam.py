@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
@@ -20,9 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import RESULTS, ROOT, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests"))  # the generate() oracle lives with the tests
 
 from hf_oracle import allowed_tokens, hf_generate_baseline  # noqa: E402
@@ -81,7 +79,7 @@ def agreement(ours, theirs) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "beam.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "beam.json")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave default)")
     ap.add_argument("--device", default="cpu")
@@ -114,9 +112,6 @@ def main() -> None:
     t_ours, res_ours = timed(ours, batches, args.repeat)
     t_hf, res_hf = timed(hf, batches, args.repeat)
     report = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "device": str(device), "threads": torch.get_num_threads(),
-                    "cpu": platform.processor() or platform.machine()},
         "setup": {"items": N_ITEMS, "codebook_sizes": SIZES, "users": N_USERS,
                   "history_items": HIST_LEN, "num_beams": NUM_BEAMS, "batch": BATCH,
                   "model": cfg.__dict__, "repeat": args.repeat},
@@ -126,9 +121,7 @@ def main() -> None:
         "speedup_vs_hf": t_hf / t_ours,
         "agreement": agreement(res_ours, res_hf),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(write_result(args.out, report, device=str(device)), indent=2))
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@ For every user of a split: teacher-forced accuracy of each level given the true 
 codes, and over the codes the catalogue allows), and whether the target's prefix is still among
 the beams after each level of the constrained beam search (sgrec_cli/generator/diagnose.py).
 
-Usage:
-  python bench/diagnose.py --run runs/sci --model sft --split valid \\
+Usage (RUN_SCI: a Scientific run with data, sids and sft; see bench/README.md):
+  python bench/diagnose.py --run RUN_SCI --model sft --split valid \\
       --out bench/results/diagnose_scientific.json
+
+--out appends one row to the JSON list in that file (each row with its own preamble).
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from common import preamble, read_json, write_json
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from sgrec_cli.generator.diagnose import diagnose, summarize_diagnosis
-    from sgrec_cli.inference import load_generator_step
+    from sgrec_cli.generator.store import load_generator_step
     from sgrec_cli.rundir import Run
 
     run = Run(args.run)
@@ -46,6 +46,7 @@ def main() -> None:
                       [e.target for e in examples], g.codes, max_history=g.max_history,
                       num_beams=args.num_beams, batch=args.batch)
     result = {
+        **preamble(device=args.device),
         "run": str(args.run), "model": args.model, "split": args.split,
         "num_beams": args.num_beams, "sids": run.sids.manifest.config,
         "model_manifest": run.manifest(args.model).digest,
@@ -54,8 +55,8 @@ def main() -> None:
     }
     print(json.dumps(result, indent=2))
     if args.out:
-        rows = json.loads(args.out.read_text()) if args.out.is_file() else []
-        args.out.write_text(json.dumps([*rows, result], indent=2) + "\n")
+        rows = read_json(args.out) if args.out.is_file() else []
+        write_json(args.out, [*rows, result])
 
 
 if __name__ == "__main__":

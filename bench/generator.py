@@ -4,34 +4,21 @@ Runs whatever of prepare -> build-sids -> train (generator) -> train --model sas
 in RUN (through the `sgrec` CLI, the code path users run), then `sgrec eval` on the test
 targets, and writes the table with the training budgets and the paired bootstrap tests.
 
-Usage:
-  python bench/generator.py --data ../shared/data/amazon_scientific_2018 --run runs/sci
-  python bench/generator.py --data ../shared/data/amazon_beauty_2014 --run runs/beauty \\
+Usage (DATA: the folder of raw datasets; RUN_SCI, RUN_BEAUTY: run folders; see bench/README.md):
+  python bench/generator.py --data DATA/amazon_scientific_2018 --run RUN_SCI \\
+      --out bench/results/generator_scientific.json
+  python bench/generator.py --data DATA/amazon_beauty_2014 --run RUN_BEAUTY \\
       --epochs 20 --out bench/results/generator_beauty.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import RESULTS, done, read_json, sgrec, write_result
+
 COLS = ("recall@5", "ndcg@5", "recall@10", "ndcg@10")
-
-
-def sgrec(*args: str) -> None:
-    cmd = [sys.executable, "-m", "sgrec_cli.cli", *args]
-    print("$ sgrec " + " ".join(args), file=sys.stderr, flush=True)
-    subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-
-
-def done(run: Path, step: str) -> bool:
-    return (run / step / "manifest.json").is_file()
 
 
 def main() -> None:
@@ -42,7 +29,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=50, help="generator epoch budget")
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generator.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "generator.json")
     args = ap.parse_args()
     run = str(args.run)
     if not done(args.run, "data"):
@@ -58,15 +45,13 @@ def main() -> None:
     sgrec("eval", "--run", run, "--model", "sft", "--model", "sasrec", "--model", "popular",
           "--device", args.device, "--json")
 
-    stats = json.loads((args.run / "eval" / "stats.json").read_text(encoding="utf-8"))
+    stats = read_json(args.run / "eval" / "stats.json")
     report = stats["splits"]["test"]  # with any earlier-evaluated models that still hold
-    sft = json.loads((args.run / "sft" / "summary.json").read_text(encoding="utf-8"))
-    sas = json.loads((args.run / "sasrec" / "summary.json").read_text(encoding="utf-8"))
-    sft_cfg = json.loads((args.run / "sft" / "manifest.json").read_text("utf-8"))["config"]
+    sft = read_json(args.run / "sft" / "summary.json")
+    sas = read_json(args.run / "sasrec" / "summary.json")
+    sft_cfg = read_json(args.run / "sft" / "manifest.json")["config"]
     out = {
         "data": str(args.data), "run": run, "users": report["users"],
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
-                    "device": args.device},
         "budget": {
             "sft": {"epochs_run": sft["epochs_run"], "best_epoch": sft["best_epoch"],
                     "train_seconds": sft["seconds"], "config": sft_cfg},
@@ -76,8 +61,7 @@ def main() -> None:
         "test": report["models"],
         "comparisons": report["comparisons"],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, out, device=args.device)
     print("| model | " + " | ".join(COLS) + " |")
     print("| --- |" + " ---: |" * len(COLS))
     for name, m in report["models"].items():

@@ -16,25 +16,21 @@ N@{5,10,20} and coverage@10, and paired bootstraps over test users (NDCG@10, Rec
 SASRec and against the baseline generator. A hybrid variant is also reported as its pure
 generator (``NAME@generator``).
 
-Usage (one thread per job when two run at once):
-  python bench/generator_ablation.py --base ~/r14/sci --variants items,items-text-hybrid \\
-      --out bench/results/generator_ablation_scientific.json
-  python bench/generator_ablation.py --base ~/r14/sci --variants items --threads 1 --no-report
+Usage (BASE_SCI: the Scientific base run, DATA: the folder of raw datasets; one thread per job
+when two run at once; see bench/README.md):
+  python bench/generator_ablation.py --base BASE_SCI --data DATA/amazon_scientific_2018 \\
+      --variants items,items-text-hybrid --out bench/results/generator_ablation_scientific.json
+  python bench/generator_ablation.py --base BASE_SCI --variants items --threads 1 --no-report
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from common import RESULTS, done, read_json, sgrec, write_result
 
 from sgrec_cli.artifacts import read_jsonl  # noqa: E402
 from sgrec_cli.eval.bootstrap import paired_bootstrap  # noqa: E402
@@ -86,23 +82,11 @@ METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10"
 COMPARED = ("ndcg@10", "recall@10")
 
 
-def sgrec(*args: str, threads: int | None = None) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    print("$ sgrec " + " ".join(args), file=sys.stderr, flush=True)
-    subprocess.run([sys.executable, "-m", "sgrec_cli.cli", *args], check=True, env=env)
-
-
-def done(run: Path, step: str) -> bool:
-    return (run / step / "manifest.json").is_file()
-
-
 def evaluated(run: Path, split: str, models: list[str]) -> bool:
     path = run / "eval" / "stats.json"
     if not path.is_file():
         return False
-    got = json.loads(path.read_text("utf-8"))["splits"].get(split, {}).get("models", {})
+    got = read_json(path)["splits"].get(split, {}).get("models", {})
     return all(m in got for m in models)
 
 
@@ -159,7 +143,7 @@ def variant_run(base: Path, name: str, args) -> Path:
 
 
 def split_result(run: Path, split: str, model: str) -> tuple[dict, dict[int, int]]:
-    stats = json.loads((run / "eval" / "stats.json").read_text("utf-8"))["splits"][split]
+    stats = read_json(run / "eval" / "stats.json")["splits"][split]
     m = stats["models"][model]
     ranks = {r["user"]: r["rank"] for r in read_jsonl(run / "eval" / f"{model}.{split}.jsonl")}
     return {k: m[k] for k in METRICS}, ranks
@@ -192,10 +176,10 @@ def entry(run: Path, model: str, label: str, refs: dict, n_boot: int, budget: di
 def budget_of(run: Path) -> dict:
     if not done(run, "sft"):
         return {}
-    summary = json.loads((run / "sft" / "summary.json").read_text("utf-8"))
+    summary = read_json(run / "sft" / "summary.json")
     log = read_jsonl(run / "sft" / "train_log.jsonl")
-    cfg = json.loads((run / "sft" / "manifest.json").read_text("utf-8"))["config"]
-    sids = json.loads((run / "sids" / "manifest.json").read_text("utf-8"))
+    cfg = read_json(run / "sft" / "manifest.json")["config"]
+    sids = read_json(run / "sids" / "manifest.json")
     return {"sids": {k: sids["config"].get(k) for k in ("method", "dedup", "collab_dim",
                                                         "collab_weight", "collab_source")},
             "generator": cfg["model"], "valid_users": summary["valid_users"],
@@ -231,10 +215,8 @@ def report(base: Path, names: list[str], args) -> dict:
             rows[-2]["test_vs"]["its generator"] = compare(
                 split_result(run, "test", "sft")[1], split_result(run, "test", "sft@generator")[1],
                 args.n_boot)
-    return {"data": json.loads((base / "data" / "manifest.json").read_text("utf-8"))
-            .get("dataset"), "base": str(base),
-            "machine": {"python": platform.python_version(), "cores": os.cpu_count(),
-                        "device": args.device},
+    return {"data": read_json(base / "data" / "manifest.json").get("dataset"),
+            "base": str(base),
             "protocol": "leave-one-out, all users, history excluded, 20 beams (+ fill); "
                         "checkpoints chosen on all validation users",
             "rows": rows}
@@ -259,7 +241,7 @@ def main() -> None:
     ap.add_argument("--against", default="",
                     help="comma-separated variants (already run) every row is also compared with")
     ap.add_argument("--out", type=Path,
-                    default=ROOT / "bench" / "results" / "generator_ablation.json")
+                    default=RESULTS / "generator_ablation.json")
     args = ap.parse_args()
     names = [v for v in args.variants.split(",") if v]
     args.against = [v for v in args.against.split(",") if v]
@@ -272,8 +254,7 @@ def main() -> None:
     if args.no_report:
         return
     out = report(args.base, names, args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, out, threads=args.threads, device=args.device)
     print("| variant | epochs (best) | s/epoch | test R@10 | test N@10 | vs SASRec N@10 (p) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in out["rows"]:

@@ -17,11 +17,12 @@ data, sids and sft (bench/generator.py makes them):
   4. openai backend against an instant loopback server: the client's own ceiling (pairs/s),
      not a model's speed.
 
-Usage:
-  python bench/judge.py --run runs/sci --out bench/results/judge_scientific.json
-  python bench/judge.py --run runs/sci --parts embedding,trained --out ...  (updates those
+Usage (RUN: a run with data, sids and sft; OTHER_RUN: a copy of RUN's data, sids and sft
+whose judge was trained otherwise; see bench/README.md):
+  python bench/judge.py --run RUN --out bench/results/judge_scientific.json
+  python bench/judge.py --run RUN --parts embedding,trained --out ...  (updates those
       sections of an existing JSON; the others are kept, ``runs`` records each invocation)
-  python bench/judge.py --run runs/sci-b --parts '' --against runs/sci --out ...  (only the
+  python bench/judge.py --run RUN --parts '' --against OTHER_RUN --out ...  (only the
       paired test of RUN/judge against another run's judge on the same held-out users)
 """
 
@@ -30,29 +31,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import shutil
-import subprocess
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from common import RESULTS, loopback_server, preamble, read_json, send_json, write_json
+from common import sgrec_json as _sgrec_json
 
 
 def sgrec_json(*args: str) -> tuple[dict, float]:
-    cmd = [sys.executable, "-m", "sgrec_cli.cli", *args, "--no-progress", "--json"]
-    print("$ sgrec " + " ".join(args), file=sys.stderr, flush=True)
+    """`sgrec ARGS --no-progress --json`: its output and the command's wall seconds."""
     t = time.perf_counter()
-    res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
-    return json.loads(res.stdout), round(time.perf_counter() - t, 2)
+    out = _sgrec_json(*args, "--no-progress")
+    return out, round(time.perf_counter() - t, 2)
 
 
 class InstantHandler(BaseHTTPRequestHandler):
@@ -65,17 +58,11 @@ class InstantHandler(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         top = [{"token": str(k), "logprob": math.log(p)}
                for k, p in ((4, 0.6), (5, 0.2), (3, 0.1), (2, 0.05), (1, 0.05))]
-        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant",
-                                                                "content": "4"},
-                                        "logprobs": {"content": [{"token": "4",
-                                                                  "logprob": top[0]["logprob"],
-                                                                  "top_logprobs": top}]}}]})
-        data = body.encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, 200, {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                   "content": "4"},
+                                           "logprobs": {"content": [{
+                                               "token": "4", "logprob": top[0]["logprob"],
+                                               "top_logprobs": top}]}}]})
 
 
 def brief(summary: dict, wall: float) -> dict:
@@ -150,20 +137,19 @@ def main() -> None:
     ap.add_argument("--against", type=Path,
                     help="another run whose RUN/judge was tested on the same held-out users: "
                          "a paired bootstrap of RUN's per-user AUC against it ('against')")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "judge.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "judge.json")
     args = ap.parse_args()
     parts = set(filter(None, args.parts.split(",")))
     if not parts <= set(PARTS) or ("trained" in parts and "embedding" not in parts):
         raise SystemExit(f"--parts: a subset of {PARTS}; trained needs embedding")
     run = str(args.run)
-    results: dict = (json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file()
-                     else {})
-    results["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "torch_threads": os.environ.get("OMP_NUM_THREADS", "default")}
-    results.setdefault("runs", []).append({"parts": sorted(parts), "command": " ".join(
-        ["python", *sys.argv]), "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
-            stdout=subprocess.PIPE).stdout.strip()})
+    # the preamble is this invocation's; ``runs`` lists every invocation that wrote the file
+    # (a file written before the preamble has machine.cpus / machine.torch_threads)
+    head = preamble()
+    results: dict = read_json(args.out) if args.out.is_file() else {}
+    results = {**head, **{k: v for k, v in results.items() if k not in head}}
+    results.setdefault("runs", []).append({"parts": sorted(parts), "command": head["command"],
+                                           "commit": head["commit"], "date": head["date"]})
 
     if "embedding" in parts:
         full, wall = sgrec_json("judge", "--run", run, "--backend", "embedding", "--force")
@@ -212,29 +198,24 @@ def main() -> None:
         shutil.rmtree(speed_cache, ignore_errors=True)
 
     if "openai" in parts:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), InstantHandler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
         api_cache = args.run / ".judge-cache-openai-bench"
         shutil.rmtree(api_cache, ignore_errors=True)
         try:
-            api, wall = sgrec_json("judge", "--run", run, "--backend", "openai", "--api-base",
-                                   f"http://127.0.0.1:{server.server_address[1]}/v1",
-                                   "--api-model", "instant", "--concurrency", "8",
-                                   "--max-users", "200", "--num-candidates",
-                                   str(args.llm_candidates), "--cache-dir", str(api_cache),
-                                   "--force")
+            with loopback_server(InstantHandler) as url:
+                api, wall = sgrec_json("judge", "--run", run, "--backend", "openai",
+                                       "--api-base", f"{url}/v1", "--api-model", "instant",
+                                       "--concurrency", "8", "--max-users", "200",
+                                       "--num-candidates", str(args.llm_candidates),
+                                       "--cache-dir", str(api_cache), "--force")
             results["openai_instant_server"] = brief(api, wall)
         finally:
-            server.shutdown()
             shutil.rmtree(api_cache, ignore_errors=True)
 
     # leave the full judge (the trained one when it ran) in RUN/judge, as `sgrec judge` would
     if keep.is_dir():
         shutil.rmtree(args.run / "judge", ignore_errors=True)
         keep.rename(args.run / "judge")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, results)
     print(json.dumps({k: v.get("auc", v.get("stage_a_speedup")) for k, v in results.items()
                       if isinstance(v, dict)}, indent=1))
 

@@ -1,21 +1,20 @@
 """sgrec benchmarks: each figure is a ratio against a baseline measured in the same run.
 
-Usage: python bench/run.py [--data ../shared/data] [--out bench/results/bench.json] [--repeat 3]
+Usage: python bench/run.py [--data DATA] [--out bench/results/bench.json] [--repeat 3]
+(DATA: the folder of raw datasets, by default ../shared/data beside the checkout, the layout
+`make bench` expects; a dataset it lacks is skipped)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from common import RESULTS, ROOT, write_result
 
 from sgrec_cli.config import BuildSidsConfig, PrepareConfig  # noqa: E402
 from sgrec_cli.data.io import load_json, read_text  # noqa: E402
@@ -96,18 +95,14 @@ def bench_sids(data: Path, datasets: list[str]) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "bench.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "bench.json")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sids-datasets", default="amazon_scientific_2018",
                     help="comma-separated dataset folders for the build-sids bench ('' skips)")
     args = ap.parse_args()
     rows = bench_prepare(args.data, args.repeat)
     rows += bench_sids(args.data, [d for d in args.sids_datasets.split(",") if d])
-    report = {"machine": {"python": platform.python_version(), "cpu": platform.processor(),
-                          "cores": __import__("os").cpu_count()},
-              "results": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, {"results": rows})
     for r in rows:
         print(f"{r['bench']:40s} {r['time_s']:8.3f} s  = {r['ratio_vs_baseline']:5.2f}x "
               f"baseline ({r['baseline']}, {r['baseline_s']:.3f} s)")

@@ -5,12 +5,14 @@ start and end.
 
 The server runs as its own process (`sgrec serve`) on 127.0.0.1 and is stopped with SIGTERM
 after each setting. Clients are asyncio tasks in this process, each on its own keep-alive
-HTTP/1.1 connection (a minimal client: httpx spent 5.6 ms of CPU per request, a third of this
-2-core machine at 110 requests/s, which the server then lacked), each sending its next
-request when the last is answered, for ``--seconds`` or ``--max-requests`` at most. Request
-histories are the training sequences of the run's users (source item ids, oldest first).
+HTTP/1.1 connection (a minimal client, bench/common.py's Conn: httpx spent 5.6 ms of CPU per
+request, a third of this 2-core machine at 110 requests/s, which the server then lacked), each
+sending its next request when the last is answered, for ``--seconds`` or ``--max-requests`` at
+most. Request histories are the training sequences of the run's users (source item ids, oldest
+first).
 
-Usage: python bench/serve.py --run runs/sci [--model sft] [--clients 1,8,32] [--seconds 20]
+Usage (RUN: a run with data, sids and sft; see bench/README.md):
+  python bench/serve.py --run RUN [--model sft] [--clients 1,8,32] [--seconds 20]
        [--soak 10000] [--out bench/results/serve_scientific.json]
 """
 
@@ -19,22 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import Conn, call, free_port, preamble, sgrec_command, sgrec_env, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from sgrec_cli.recommend import Recommender, Request  # noqa: E402
+from sgrec_cli.serve.recommend import Recommender, Request  # noqa: E402
 
 BATCHING_OFF = ["--max-batch", "1"]
 
@@ -80,12 +76,6 @@ def in_process(run: Path, model: str, hists: list[list[str]], seconds: float) ->
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -93,56 +83,13 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-class Conn:
-    """One keep-alive HTTP/1.1 connection: a request is one write, a response is read by its
-    Content-Length."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str):
-        self.reader, self.writer, self.host = reader, writer, host
-
-    @classmethod
-    async def open(cls, port: int) -> Conn:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer, f"127.0.0.1:{port}")
-
-    async def request(self, method: str, path: str, body: bytes | dict | None = None
-                      ) -> tuple[int, dict]:
-        data = b"" if body is None else body if isinstance(body, bytes) else json.dumps(
-            body).encode()
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
-        self.writer.write(head.encode() + data)
-        await self.writer.drain()
-        lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        status = int(lines[0].split()[1])
-        length = next(int(line.split(":", 1)[1]) for line in lines[1:]
-                      if line.lower().startswith("content-length:"))
-        return status, json.loads(await self.reader.readexactly(length))
-
-    async def close(self) -> None:
-        self.writer.close()
-        try:
-            await self.writer.wait_closed()
-        except OSError:
-            pass
-
-
-async def call(port: int, method: str, path: str, body=None) -> tuple[int, dict]:
-    conn = await Conn.open(port)
-    try:
-        return await conn.request(method, path, body)
-    finally:
-        await conn.close()
-
-
 class Server:
     def __init__(self, run: Path, model: str, extra: list[str]):
         self.port = free_port()
-        self.cmd = [sys.executable, "-m", "sgrec_cli.cli", "serve", "--run", str(run),
-                    "--model", model, "--port", str(self.port), "--device", "cpu", *extra]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        self.cmd = sgrec_command("serve", "--run", str(run), "--model", model, "--port",
+                                 str(self.port), "--device", "cpu", *extra)
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+                                     stderr=subprocess.PIPE, text=True, env=sgrec_env())
 
     async def ready(self, timeout: float = 300) -> None:
         deadline = time.time() + timeout
@@ -279,8 +226,7 @@ async def main_async(args) -> dict:
     run = Path(args.run)
     hists = histories(run, 2000, args.seed)
     bodies = [{"history": h, "k": 10} for h in hists]
-    out = {"run": str(run), "model": args.model,
-           "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
+    out = {**preamble(), "run": str(run), "model": args.model,
            "protocol": f"clients send the next request when the last is answered, for "
                        f"{args.seconds} s or {args.max_requests} requests; histories are "
                        "training sequences of the run's users; k 10, history excluded",
@@ -334,11 +280,9 @@ def main() -> None:
     args = ap.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     out = asyncio.run(main_async(args))
-    text = json.dumps(out, indent=2)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
-    print(text)
+        write_json(Path(args.out), out)
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -4,30 +4,28 @@ Same model (default GeneratorConfig), same training examples of a prepared run (
 default), same number of optimizer steps, in one process: the ratio is random-batch time /
 length-grouped time for the same examples seen.
 
-Usage: python bench/sft_batches.py --run runs/sci [--steps 40]
-       [--out bench/results/sft_batches.json]
+Usage (RUN_SCI: a Scientific run with data and sids; see bench/README.md):
+  python bench/sft_batches.py --run RUN_SCI [--steps 40] [--out bench/results/sft_batches.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from common import RESULTS, write_result
 
 from sgrec_cli.config import GeneratorConfig  # noqa: E402
-from sgrec_cli.data.store import load_data  # noqa: E402
 from sgrec_cli.generator.model import build_model  # noqa: E402
 from sgrec_cli.generator.sft import encode_examples, length_grouped_batches  # noqa: E402
 from sgrec_cli.generator.tokens import SidVocab  # noqa: E402
-from sgrec_cli.sids.store import load_sids  # noqa: E402
+from sgrec_cli.rundir import (
+    load_data,  # noqa: E402
+    load_sids,  # noqa: E402
+)
 
 
 def run_steps(vocab, batches, ids, mask, labels, lengths) -> tuple[float, int]:
@@ -51,7 +49,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "sft_batches.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "sft_batches.json")
     args = ap.parse_args()
     data, sids = load_data(args.run), load_sids(args.run)
     vocab = SidVocab(sids.codebook_sizes)
@@ -65,8 +63,6 @@ def main() -> None:
     t_plain, n_plain = run_steps(vocab, plain, ids, mask, labels, lengths)
     t_grouped, n_grouped = run_steps(vocab, grouped, ids, mask, labels, lengths)
     report = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
         "run": str(args.run), "steps": args.steps, "batch_size": args.batch_size,
         "random_batches": {"seconds": t_plain, "examples_per_s": n_plain / t_plain},
         "length_grouped": {"seconds": t_grouped, "examples_per_s": n_grouped / t_grouped},
@@ -76,9 +72,7 @@ def main() -> None:
             "length_grouped": float(torch.stack([lengths[b].max() for b in grouped]).float()
                                     .mean())},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(write_result(args.out, report), indent=2))
 
 
 if __name__ == "__main__":

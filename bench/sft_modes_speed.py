@@ -5,31 +5,27 @@ same examples in every mode) and constrained beam search (20 beams, top 10) for
 ``--valid-users`` validation users, as one SFT epoch does. Each is scaled to a full epoch
 (all batches, all validation users) and reported as a ratio to the first mode.
 
-Usage: python bench/sft_modes_speed.py --run runs/sci --modes tokens,items,items-text-hybrid
+Usage (RUN_SCI: a Scientific run with data and sids; see bench/README.md):
+  python bench/sft_modes_speed.py --run RUN_SCI --modes tokens,items,items-text-hybrid
        [--steps 30] [--valid-users 1000] [--out bench/results/sft_modes_speed.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from common import RESULTS, write_result
 
 from sgrec_cli.config import GeneratorConfig  # noqa: E402
+from sgrec_cli.generator.decode import predict_topk  # noqa: E402
 from sgrec_cli.generator.model import build_model  # noqa: E402
 from sgrec_cli.generator.sft import encode_examples, length_grouped_batches  # noqa: E402
 from sgrec_cli.generator.tokens import SidVocab  # noqa: E402
 from sgrec_cli.generator.trie import SidTrie  # noqa: E402
-from sgrec_cli.inference import predict_topk  # noqa: E402
 from sgrec_cli.rundir import Run  # noqa: E402
 
 MODES = {
@@ -94,7 +90,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--valid-users", type=int, default=1000)
     ap.add_argument("--out", type=Path,
-                    default=ROOT / "bench" / "results" / "sft_modes_speed.json")
+                    default=RESULTS / "sft_modes_speed.json")
     args = ap.parse_args()
     run = Run(args.run)
     rows = [measure(run, m, args) for m in args.modes.split(",")]
@@ -104,13 +100,10 @@ def main() -> None:
                                           / base["epoch_seconds_estimate"], 3)
         r["train_ratio_to_first"] = round(r["epoch_seconds_train_only"]
                                           / base["epoch_seconds_train_only"], 3)
-    report = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
-                          "threads": torch.get_num_threads()},
-              "run": str(args.run), "batch_size": args.batch_size,
-              "batches_per_epoch": math.ceil(len(run.data.split("train")) / args.batch_size),
-              "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_result(args.out, {
+        "run": str(args.run), "batch_size": args.batch_size,
+        "batches_per_epoch": math.ceil(len(run.data.split("train")) / args.batch_size),
+        "rows": rows})
     for r in rows:
         print(f"{r['mode']}: {r['epoch_seconds_estimate']} s/epoch "
               f"(x{r['epoch_ratio_to_first']}; training only x{r['train_ratio_to_first']})")

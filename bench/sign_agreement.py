@@ -37,7 +37,7 @@ def heldout(run: Path) -> dict[str, tuple]:
     """Over RUN/judge's held-out users: (users, pairwise AUC, sign agreement, positive
     agreement) for all groups, for the groups whose beams hold the next item (the only ones
     that carry a business gradient in A2PO) and for those where the judge appended it."""
-    from judge import heldout_groups  # bench/judge.py (puts src on the path)
+    from judge import heldout_groups  # bench/judge.py (its bench/common.py puts src on the path)
 
     from sgrec_cli.judge.aggregator import pair_wins
 

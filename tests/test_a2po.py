@@ -165,7 +165,7 @@ def test_smooth_skips_missing_values():
 
 
 def _api_cfg(**kw):
-    from sgrec_cli.rl.a2po import A2POConfig
+    from sgrec_cli.rl.config import A2POConfig
 
     base = dict(steps=6, batch_users=4, group_size=8, rho=1.0, eval_every=2, valid_users=0,
                 device="cpu", lr=1e-3, ppo_epochs=2, rollout="sample")
@@ -185,23 +185,23 @@ def test_a2po_resume_equals_an_uninterrupted_run(sid_run):
     from sgrec_cli.rl.step import run_step as run_a2po
 
     _trained(sid_run)
-    full = run_a2po(sid_run, _api_cfg(), tag="full", progress=False)
+    full = run_a2po(sid_run, _api_cfg(tag="full"), progress=False)
     assert full["finished"]
     before = (sid_run / "a2po-full" / "manifest.json").read_bytes()
 
-    part = run_a2po(sid_run, _api_cfg(), tag="full", progress=False, stop_after=3)
+    part = run_a2po(sid_run, _api_cfg(tag="full"), progress=False, stop_after=3)
     assert part == {"finished": False, "step": 3, "checkpoint": str(resume_dir(sid_run,
                                                                                "a2po-full"))}
     assert (sid_run / "a2po-full" / "manifest.json").read_bytes() == before
     with pytest.raises(ConfigError, match=r"options \['lr'\] differ"):
-        run_a2po(sid_run, _api_cfg(lr=1e-4), tag="full", resume=True, progress=False)
-    done = run_a2po(sid_run, _api_cfg(), tag="full", resume=True, progress=False)
+        run_a2po(sid_run, _api_cfg(lr=1e-4, tag="full"), resume=True, progress=False)
+    done = run_a2po(sid_run, _api_cfg(tag="full"), resume=True, progress=False)
     assert done["finished"] and done["best"] == full["best"]
     assert not resume_dir(sid_run, "a2po-full").exists()
     first = [json.loads(x) for x in (sid_run / "a2po-full" / "train_log.jsonl").open()]
     assert [r["step"] for r in first] == list(range(7))
     full_run = sid_run / "a2po-again"
-    run_a2po(sid_run, _api_cfg(), tag="again", progress=False)
+    run_a2po(sid_run, _api_cfg(tag="again"), progress=False)
     again = [json.loads(x) for x in (full_run / "train_log.jsonl").open()]
     assert _untimed(first) == _untimed(again)
     a, _, _ = load_generator(sid_run / "a2po-full" / "best")
@@ -212,12 +212,12 @@ def test_a2po_resume_equals_an_uninterrupted_run(sid_run):
     assert any(r.get("kl") for r in first[2:])
 
     # a checkpoint made from another judge is refused
-    run_a2po(sid_run, _api_cfg(), tag="stale", progress=False, stop_after=1)
+    run_a2po(sid_run, _api_cfg(tag="stale"), progress=False, stop_after=1)
     res = runner.invoke(app, ["judge", "--run", str(sid_run), "--candidates", "nn",
                               "--num-candidates", "5", "--no-progress"])
     assert res.exit_code == 0, res.output
     with pytest.raises(ArtifactError, match="other judge artifacts"):
-        run_a2po(sid_run, _api_cfg(), tag="stale", resume=True, progress=False)
+        run_a2po(sid_run, _api_cfg(tag="stale"), resume=True, progress=False)
 
 
 def test_a2po_rollout_group_size_and_business_options_take_effect(tmp_path, one_thread):
@@ -332,7 +332,7 @@ def test_a2po_resume_from_a_torn_checkpoint_is_one_error_line(sid_run):
     from sgrec_cli.rl.step import run_step as run_a2po
 
     _trained(sid_run)
-    run_a2po(sid_run, _api_cfg(), tag="torn", progress=False, stop_after=1)
+    run_a2po(sid_run, _api_cfg(tag="torn"), progress=False, stop_after=1)
     (resume_dir(sid_run, "a2po-torn") / "optimizer.safetensors").write_bytes(b"garbage")
     args = ["--steps", "6", "--rollout", "sample", "--ppo-epochs", "2", "--lr", "1e-3"]
     res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--tag", "torn", "--resume", *args])

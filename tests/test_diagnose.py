@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from sgrec_cli.generator.beam import constrained_beam_search
+from sgrec_cli.generator.config import GeneratorConfig
 from sgrec_cli.generator.diagnose import diagnose, summarize_diagnosis, target_nodes
-from sgrec_cli.generator.model import GeneratorConfig, build_model
+from sgrec_cli.generator.model import build_model
 from sgrec_cli.generator.tokens import SidVocab
 from sgrec_cli.generator.trie import SidTrie
 

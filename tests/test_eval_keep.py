@@ -103,7 +103,7 @@ def test_models_evaluated_one_at_a_time_are_all_kept_and_compared(sid_run):
                                         "popular.valid.jsonl"}
     assert "sasrec/manifest.json" in manifest["inputs"]
     text = _cli("eval", "--run", str(sid_run), "--model", "popular", *BOOT)
-    assert "popular − sasrec NDCG@10" in text and "sasrec (earlier)" in text
+    assert "popular − sasrec NDCG@10" in text and "sasrec *" in text
     assert "kept from earlier evals" in text and "sasrec (test)" in text
     _cli("report", "--run", str(sid_run))
     assert (sid_run / "report" / "eval.png").read_bytes()[:4] == b"\x89PNG"
@@ -124,7 +124,7 @@ def test_retrained_model_is_dropped_then_evaluated_again(sid_run):
     assert _stats(sid_run)["last_eval"]["dropped"] == rep["dropped"]
     _sasrec(sid_run, seed=2)
     text = _cli("eval", "--run", str(sid_run), "--model", "sasrec", *BOOT)
-    assert "popular (earlier)" in text and "popular − sasrec" in text and "dropped" not in text
+    assert "popular *" in text and "popular − sasrec" in text and "dropped" not in text
     # a model folder that is gone drops its result too
     import shutil
 

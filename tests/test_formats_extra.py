@@ -16,8 +16,8 @@ from sgrec_cli.data.formats import amazon, generic, movielens
 from sgrec_cli.data.raw import RawItem
 from sgrec_cli.data.step import detect_format
 from sgrec_cli.data.step import run_step as prepare
-from sgrec_cli.data.store import load_data
 from sgrec_cli.errors import BadInputError
+from sgrec_cli.rundir import load_data
 
 
 def _write(path: Path, lines: list[str], encoding: str = "utf-8") -> Path:

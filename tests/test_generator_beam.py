@@ -8,7 +8,8 @@ import torch
 
 from hf_oracle import hf_generate_baseline
 from sgrec_cli.generator.beam import constrained_beam_search
-from sgrec_cli.generator.model import GeneratorConfig, build_model, load_generator, save_generator
+from sgrec_cli.generator.config import GeneratorConfig
+from sgrec_cli.generator.model import build_model, load_generator, save_generator
 from sgrec_cli.generator.tokens import DECODER_START, SidVocab
 from sgrec_cli.generator.trie import SidTrie
 

@@ -18,17 +18,18 @@ from sgrec_cli.cli import app
 from sgrec_cli.errors import ConfigError
 from sgrec_cli.eval.metrics import ndcg_gains, ranks_of_targets
 from sgrec_cli.generator.beam import constrained_beam_search
-from sgrec_cli.generator.hybrid import hybrid_scores, hybrid_search, sid_log_probs
-from sgrec_cli.generator.model import GeneratorConfig, build_model, load_generator, save_generator
-from sgrec_cli.generator.tokens import DECODER_START, SidVocab
-from sgrec_cli.generator.trie import SidTrie
-from sgrec_cli.inference import (
+from sgrec_cli.generator.config import GeneratorConfig
+from sgrec_cli.generator.decode import (
     HYBRID_WEIGHT_GRID,
     choose_weight,
     drop_seen,
     hybrid_weight_curve,
     predict_topk,
 )
+from sgrec_cli.generator.hybrid import hybrid_scores, hybrid_search, sid_log_probs
+from sgrec_cli.generator.model import build_model, load_generator, save_generator
+from sgrec_cli.generator.tokens import DECODER_START, SidVocab
+from sgrec_cli.generator.trie import SidTrie
 
 SIZES = [6, 6, 6]
 N_ITEMS = 120

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from conftest import toy_items, write_letter
 from sgrec_cli.cli import app
-from sgrec_cli.inference import load_generator_step, predict_topk
+from sgrec_cli.generator.decode import predict_topk
+from sgrec_cli.generator.store import load_generator_step
 from sgrec_cli.rundir import Run
 
 runner = CliRunner()

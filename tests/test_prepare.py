@@ -11,11 +11,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from sgrec_cli import cli
 from sgrec_cli.artifacts import load_manifest
 from sgrec_cli.cli import app
 from sgrec_cli.config import PrepareConfig
 from sgrec_cli.data.step import run_step as prepare
-from sgrec_cli.data.store import load_data
+from sgrec_cli.options import describe
+from sgrec_cli.rundir import load_data
 
 runner = CliRunner()
 
@@ -117,12 +119,6 @@ def _walk(cmd, path=()):
 # "judge show" -> its command; from the app itself, so a new command is covered automatically
 COMMANDS = {" ".join(path): cmd for path, cmd in _walk(typer.main.get_command(app)) if path}
 
-# Known gaps, reported as strict xfails: once one is fixed its test XPASSes, which fails the
-# run, and the entry must be removed here. (Both gaps found by these tests are fixed: `judge
-# --help` shows its examples, `judge show --user` is required.)
-MISSING_EXAMPLE_TODAY: set[str] = set()
-MISSING_DEFAULT_TODAY: set[tuple[str, str]] = set()
-
 
 @functools.cache
 def _help(command: str) -> str:
@@ -148,48 +144,42 @@ def _option_help(command: str, option: str) -> str:
     return " ".join(" ".join(lines).split())
 
 
-def _strict_xfail(values, missing, reason):
-    """pytest params, those in ``missing`` marked xfail(strict=True)."""
-    out = []
-    for v in values:
-        args = v if isinstance(v, tuple) else (v,)
-        marks = [pytest.mark.xfail(strict=True, reason=reason)] if v in missing else []
-        out.append(pytest.param(*args, marks=marks, id=" ".join(args)))
-    return out
-
-
-@pytest.mark.parametrize("command", _strict_xfail(
-    sorted(COMMANDS), MISSING_EXAMPLE_TODAY, "no example in its help yet"))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_help_has_an_example(command):
     text = " ".join(_help(command).split())
     assert f"Example: sgrec {command} " in text, f"`sgrec {command} --help` has no example"
 
 
-def _long(param) -> str:
-    return next(o for o in param.opts if o.startswith("--"))
+# every option generated from a step config: (command, flag, {mode: default})
+SPECS = {"prepare": cli.PREPARE, "build-sids": cli.SIDS, "train": cli.TRAIN, "judge": cli.JUDGE,
+         "eval": cli.EVAL, "recommend": cli.RECOMMEND, "serve": cli.SERVE}
+CONFIG_OPTIONS = [(command, by_mode[next(iter(by_mode))].flag,
+                   {m: d.default for m, d in by_mode.items()})
+                  for command, spec in SPECS.items()
+                  for by_mode in spec.owners().values() if next(iter(by_mode.values())).cli]
 
 
-OPTIONS_WITH_DEFAULT = [  # non-flag, not required options: each says what it does by default
-    (command, _long(p)) for command, cmd in COMMANDS.items() for p in cmd.params
-    if p.param_type_name == "option" and not p.is_flag and not p.hidden and not p.required]
-
-
-@pytest.mark.parametrize(("command", "option"), _strict_xfail(
-    OPTIONS_WITH_DEFAULT, MISSING_DEFAULT_TODAY, "default not shown in its help yet"))
-def test_every_option_help_shows_its_default(command, option):
-    default = next(p.default for p in COMMANDS[command].params
-                   if p.param_type_name == "option" and _long(p) == option)
+@pytest.mark.parametrize(("command", "option", "defaults"), CONFIG_OPTIONS,
+                         ids=[f"{c} {o}" for c, o, _ in CONFIG_OPTIONS])
+def test_every_option_help_shows_its_own_default(command, option, defaults):
+    """The help shows the config's own default (each mode's where they differ); an option
+    whose default is None says in words what happens then."""
     text = _option_help(command, option)
-    # None: nothing is passed, and the help says what happens then ("[default: none]", or the
-    # default of each model for `train`'s shared options)
-    shown = "[default: " if default is None else f"[default: {default}]"
-    assert shown in text, f"sgrec {command} {option}: {text!r}"
+    shown = {describe(v) for v in defaults.values() if v is not None}
+    if not shown:
+        m = re.search(r"\[default: ([^\]]+)\]", text)
+        assert m and m.group(1).lower() not in ("none", "null"), text
+    elif len(shown) == 1:
+        assert f"[default: {shown.pop()}]" in text, text
+    else:
+        for mode, value in defaults.items():
+            assert f"{mode} {describe(value)}" in text, text
 
 
 def test_commands_are_found_and_version():
     assert {"prepare", "build-sids", "train", "judge", "judge show", "eval", "recommend",
-            "report", "info"} <= set(COMMANDS)
-    assert len(OPTIONS_WITH_DEFAULT) > 50
+            "serve", "report", "info"} == set(COMMANDS)
+    assert len(CONFIG_OPTIONS) > 100
     assert runner.invoke(app, ["--version"]).stdout.startswith("sgrec ")
 
 

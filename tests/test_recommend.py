@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sgrec_cli.cli import app
-from sgrec_cli.inference import drop_seen
+from sgrec_cli.generator.decode import drop_seen
 
 runner = CliRunner()
 

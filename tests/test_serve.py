@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 
 from sgrec_cli.cli import app
 from sgrec_cli.config import RecommendConfig
-from sgrec_cli.recommend import Recommender, parse_history, recommend, widen
 from sgrec_cli.serve.batcher import Batcher, QueueFull
+from sgrec_cli.serve.recommend import Recommender, parse_history, recommend, widen
 
 runner = CliRunner()
 

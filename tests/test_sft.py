@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 from sgrec_cli.config import GeneratorConfig, SFTConfig
 from sgrec_cli.data.split import split_all
 from sgrec_cli.errors import ArtifactError, ConfigError
+from sgrec_cli.generator.decode import predict_topk
 from sgrec_cli.generator.model import load_generator
 from sgrec_cli.generator.sft import encode_examples, length_grouped_batches, train_sft
 from sgrec_cli.generator.tokens import SidVocab
 from sgrec_cli.generator.trie import SidTrie
-from sgrec_cli.inference import predict_topk
 
 N_ITEMS = 60
 SIZES = [4, 4, 4]

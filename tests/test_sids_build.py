@@ -15,10 +15,10 @@ from sgrec_cli.cli import app
 from sgrec_cli.config import BuildSidsConfig, PrepareConfig
 from sgrec_cli.data.step import run_step as prepare
 from sgrec_cli.errors import ArtifactError, ConfigError
+from sgrec_cli.rundir import load_sids
 from sgrec_cli.sids.kmeans import kmeans
 from sgrec_cli.sids.rqkmeans import residual_kmeans
 from sgrec_cli.sids.step import run_step as build_sids
-from sgrec_cli.sids.store import load_sids
 
 runner = CliRunner()
 ADJ = ["red", "steel", "glass", "nitrile", "digital", "brass", "rubber", "plastic"]
@@ -49,7 +49,7 @@ def tiny_run(tmp_path: Path) -> Path:
 
 
 def small_cfg(cache_dir: Path, **kw) -> BuildSidsConfig:
-    base = dict(levels=3, codebook_size=16, epochs=20, batch_size=32, eval_every=5, patience=4,
+    base = dict(levels=3, codebook_size=16, steps=80, batch_size=32, eval_every=10, patience=4,
                 hidden=(64, 32), latent_dim=16, cache_dir=str(cache_dir), device="cpu")
     base.update(kw)
     return BuildSidsConfig(**base)
@@ -189,10 +189,10 @@ def test_cli_json_and_info(tiny_run, cache_dir):
 
 @pytest.mark.slow
 def test_scientific_rqvae_end_to_end(scientific, tmp_path):
-    """Real data: titles only (to keep the CPU embedding short in CI), a reduced epoch budget."""
+    """Real data: titles only (to keep the CPU embedding short in CI), a reduced step budget."""
     run = tmp_path / "sci"
     prepare(run, PrepareConfig(source=str(scientific)))
-    stats = build_sids(run, BuildSidsConfig(template="{title}", epochs=60, cache_dir=str(tmp_path),
+    stats = build_sids(run, BuildSidsConfig(template="{title}", steps=540, cache_dir=str(tmp_path),
                                        device="cpu"), progress=False)
     assert stats["items"] == 4344 and stats["final_collisions"] == 0
     assert stats["level_usage"][0]["used"] >= 0.9 * 256

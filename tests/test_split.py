@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sgrec_cli.config import PrepareConfig
 from sgrec_cli.data.split import Example, leave_one_out
 from sgrec_cli.data.step import run_step as prepare
-from sgrec_cli.data.store import load_data
+from sgrec_cli.rundir import load_data
 
 
 def test_golden_split_of_six_items():

@@ -323,3 +323,10 @@ def list_steps(run: Path) -> list[str]:
     present = {p.name for p in run.iterdir() if p.is_dir() and not p.name.startswith(".")}
     ordered = [s for s in _PRODUCERS if s in present]
     return ordered + sorted(present - set(ordered))
+
+
+def not_a_file(path: Path) -> Path:
+    """``path``, refused when it names a file (``--run`` must be a folder, existing or not)."""
+    if path.exists() and not path.is_dir():
+        raise ArtifactError("is a file, not a run directory; give --run a folder", path)
+    return path

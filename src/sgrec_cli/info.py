@@ -46,7 +46,36 @@ def run_info(run: Path) -> dict[str, Any]:
         if breaks:
             entry["error"] = "; ".join(breaks)
         steps.append(entry)
-    return {"run": str(run), "in_use_by": holders(run), "steps": steps}
+    return {"run": str(run), "in_use_by": holders(run), "steps": steps,
+            "resumable": resumable(run)}
+
+
+def resumable(run: Path) -> list[dict[str, Any]]:
+    """Interrupted trainings whose checkpoint `train --resume` continues: the generator's
+    (RUN/.sft.resume) and A2PO's (RUN/.a2po[-TAG].resume), unless they ran to the end."""
+    found = []
+    for folder in sorted(Path(run).glob(".*.resume")):
+        step = folder.name[1:-len(".resume")]
+        state_file = folder / ("checkpoint" if step == "sft" else "") / "state.json"
+        try:
+            state = json.loads(state_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        cfg = state.get("config", {})
+        if step == "sft":
+            if state.get("stopped") or state.get("epoch", 0) >= cfg.get("epochs", 0):
+                continue
+            done, command = f"epoch {state.get('epoch')} of {cfg.get('epochs')}", "train"
+        elif step.startswith("a2po"):
+            tag = cfg.get("tag")
+            done = f"step {state.get('step')} of {cfg.get('steps')}"
+            command = "train --a2po" + (f" --tag {tag}" if tag else "")
+        else:
+            continue
+        found.append({"step": step, "done": done, "checkpoint": str(folder),
+                      "command": f"sgrec {command} --run {run} --resume (with the same "
+                                 "options)"})
+    return found
 
 
 def _stats(folder: Path, name: str = "stats.json") -> dict[str, Any]:
@@ -57,81 +86,3 @@ def _stats(folder: Path, name: str = "stats.json") -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return {}
-
-
-def key_stats(step: str, stats: dict[str, Any]) -> list[tuple[str, str]]:
-    """The few figures worth a line in the human-readable view of each step."""
-    if step == "data" and stats:
-        rows = [(k, f"{stats[k]:,}") for k in ("users", "items", "interactions") if k in stats]
-        sl = stats.get("sequence_length", {})
-        if sl:
-            rows.append(("sequence length", f"mean {sl['mean']}, median {sl['median']}, "
-                                            f"min {sl['min']}, max {sl['max']}"))
-        sp = stats.get("split", {})
-        if sp:
-            rows.append(("split", f"{sp['train_examples']:,} train / {sp['valid_examples']:,} "
-                                  f"valid / {sp['test_examples']:,} test examples, "
-                                  f"max history {sp['max_history']}"))
-        if stats.get("dropped"):
-            rows.append(("dropped", ", ".join(f"{k}={v:,}" for k, v in stats["dropped"].items())))
-        return rows
-    if step == "sids" and stats:
-        return sid_rows(stats)
-    if step == "judge" and stats:
-        agg = stats["aggregator"]
-        auc = ", ".join(f"{k} {v:.3f}" for k, v in agg["auc"].items())
-        users = stats.get("users_with_candidates", stats["users"])
-        return [("judged", f"{users:,} users, {stats['pairs']:,} pairs "
-                           f"({stats['candidates']} candidates) with {stats['backend']}"),
-                ("missing", f"{stats['stage_a']['missing_pairs']:,} pairs lack an aspect"),
-                ("held-out AUC", auc)] + (
-                [("small sample", agg["small_sample"])] if agg.get("small_sample") else [])
-    if step == "eval" and stats:
-        return eval_rows(stats)
-    if not stats:
-        return []
-    from . import render
-
-    if step == "sft":
-        return render.sft_summary(stats)
-    if step == "sasrec":
-        return render.sasrec_summary(stats)
-    if step.startswith("a2po"):
-        return render.a2po_summary(stats)
-    return [(k, json.dumps(v)) for k, v in stats.items() if not isinstance(v, (dict, list))]
-
-
-def eval_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
-    """One line per split: every model's NDCG@10 and Recall@10."""
-    from .eval.step import stats_splits
-
-    return [(f"{split} ({s['users']:,} users)", "; ".join(
-        f"{m} N@10 {r['ndcg@10']:.4f} R@10 {r['recall@10']:.4f}" for m, r in s["models"].items()))
-        for split, s in stats_splits(stats).items()]
-
-
-def sid_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
-    prefixes = ", ".join(f"{r:.1%}" for r in s["raw_prefix_collision_rates"])
-    rows = [
-        ("method", f"{s['method']}, {s['levels']} x {s['codebook_size']} codes, "
-                   f"dedup {s['dedup']} -> SID length {s['final_sid_length']}"),
-        ("items", f"{s['items']:,}"),
-        ("raw collision rate", f"{s['raw_collision_rate']:.2%} of items share their SID "
-                               f"(prefixes: {prefixes})"),
-        ("final collisions", f"{s['final_collisions']} ({s['items_moved_by_dedup']} items moved)"),
-        ("codebook use", "; ".join(f"L{u['level']} {u['used']}/{s['codebook_size']} "
-                                   f"H={u['entropy_bits']:.2f} bits" for u in s["level_usage"])),
-        ("reconstruction", f"relative error {s['relative_reconstruction_error']:.3f}, "
-                           f"MSE {s['reconstruction_mse']:.4f}"),
-    ]
-    coh = s.get("semantic_coherence_level1_leaf_category")
-    if coh and coh.get("lift") is not None:
-        rows.append(("semantic coherence", f"same level-1 code -> same leaf category "
-                     f"{coh['p_same_label_same_code']:.1%} vs random "
-                     f"{coh['p_same_label_random']:.2%}"
-                     f" ({coh['lift']:.1f}x)"))
-    sec = s.get("seconds", {})
-    if sec:
-        rows.append(("time", f"embed {sec['embed']} s (cached: {sec['embeddings_cached']}), "
-                             f"quantize {sec['quantize']} s"))
-    return rows

@@ -8,10 +8,14 @@ every ``SGREC_PROGRESS_EVERY`` seconds (default 30) and one at the end, so a log
         bar.advance()            # one unit done
         bar.note("epoch 3 ...")  # the latest status, shown beside the bar / in the next line
         bar.print("a message")   # a line above the bar (or a plain line)
+
+``emit(line)`` writes a line to stderr from anywhere: above the live bar while one is showing
+(so log lines and training rows never land on the bar's own line), plainly otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -26,6 +30,15 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+_live_bars: list[Progress] = []  # the bars showing now, innermost last
+_stderr = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def emit(message: str) -> None:
+    """A line (rich markup allowed) on stderr, above the live progress bar if one is showing."""
+    console = _live_bars[-1].console if _live_bars else _stderr
+    console.print(message, highlight=False, soft_wrap=True)
 
 
 def _every_s() -> float:
@@ -68,11 +81,13 @@ class StepProgress:
             self._task = self._bar.add_task(self.description, total=self.total,
                                             completed=self.completed, info="")
             self._bar.start()
+            _live_bars.append(self._bar)
         return self
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.stop()
+            _live_bars.remove(self._bar)
         elif self.enabled and exc[0] is None:
             self._line(final=True)
 
@@ -120,3 +135,17 @@ def quiet(_message: str) -> None:
 def progress_bar(enabled: bool, description: str, total: int | None = None,
                  completed: int = 0, log: Callable[[str], None] | None = None) -> StepProgress:
     return StepProgress(enabled, description, total, completed=completed, log=log)
+
+
+@contextlib.contextmanager
+def hf_bars_off():
+    """transformers' own progress bars (loading and writing weights) off for a while."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()

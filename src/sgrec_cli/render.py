@@ -3,6 +3,7 @@ log files carry the machine-readable form). No logic beyond formatting lives her
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -179,3 +180,198 @@ def comparison_line(c: dict, alpha: float = 0.05) -> str:
         f"no significant difference at {c.get('alpha', alpha):g}"
     return (f"{c['a']} − {c['b']} {metric} {c['diff']:+.4f} "
             f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] p={c['p_value']:.4f}: {verdict}")
+
+
+# ---------------------------------------------------------------- a step's key figures
+
+
+def key_stats(step: str, stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """The few figures worth a line in the human-readable view of each step."""
+    if step == "data" and stats:
+        rows = [(k, f"{stats[k]:,}") for k in ("users", "items", "interactions") if k in stats]
+        sl = stats.get("sequence_length", {})
+        if sl:
+            rows.append(("sequence length", f"mean {sl['mean']}, median {sl['median']}, "
+                                            f"min {sl['min']}, max {sl['max']}"))
+        sp = stats.get("split", {})
+        if sp:
+            rows.append(("split", f"{sp['train_examples']:,} train / {sp['valid_examples']:,} "
+                                  f"valid / {sp['test_examples']:,} test examples, "
+                                  f"max history {sp['max_history']}"))
+        if stats.get("dropped"):
+            rows.append(("dropped", ", ".join(f"{k}={v:,}" for k, v in stats["dropped"].items())))
+        return rows
+    if step == "sids" and stats:
+        return sid_rows(stats)
+    if step == "judge" and stats:
+        agg = stats["aggregator"]
+        auc = ", ".join(f"{k} {v:.3f}" for k, v in agg["auc"].items())
+        users = stats.get("users_with_candidates", stats["users"])
+        return [("judged", f"{users:,} users, {stats['pairs']:,} pairs "
+                           f"({stats['candidates']} candidates) with {stats['backend']}"),
+                ("missing", f"{stats['stage_a']['missing_pairs']:,} pairs lack an aspect"),
+                ("held-out AUC", auc)] + (
+                [("small sample", agg["small_sample"])] if agg.get("small_sample") else [])
+    if step == "eval" and stats:
+        return eval_rows(stats)
+    if not stats:
+        return []
+    if step == "sft":
+        return sft_summary(stats)
+    if step == "sasrec":
+        return sasrec_summary(stats)
+    if step.startswith("a2po"):
+        return a2po_summary(stats)
+    return [(k, json.dumps(v)) for k, v in stats.items() if not isinstance(v, (dict, list))]
+
+
+def eval_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
+    """One line per split: every model's NDCG@10 and Recall@10."""
+    from .eval.step import stats_splits
+
+    return [(f"{split} ({s['users']:,} users)", "; ".join(
+        f"{m} N@10 {r['ndcg@10']:.4f} R@10 {r['recall@10']:.4f}" for m, r in s["models"].items()))
+        for split, s in stats_splits(stats).items()]
+
+
+def sid_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    prefixes = ", ".join(f"{r:.1%}" for r in s["raw_prefix_collision_rates"])
+    rows = [
+        ("method", f"{s['method']}, {s['levels']} x {s['codebook_size']} codes, "
+                   f"dedup {s['dedup']} -> SID length {s['final_sid_length']}"),
+        ("items", f"{s['items']:,}"),
+        ("raw collision rate", f"{s['raw_collision_rate']:.2%} of items share their SID "
+                               f"(prefixes: {prefixes})"),
+        ("final collisions", f"{s['final_collisions']} ({s['items_moved_by_dedup']} items moved)"),
+        ("codebook use", "; ".join(f"L{u['level']} {u['used']}/{s['codebook_size']} "
+                                   f"H={u['entropy_bits']:.2f} bits" for u in s["level_usage"])),
+        ("reconstruction", f"relative error {s['relative_reconstruction_error']:.3f}, "
+                           f"MSE {s['reconstruction_mse']:.4f}"),
+    ]
+    coh = s.get("semantic_coherence_level1_leaf_category")
+    if coh and coh.get("lift") is not None:
+        rows.append(("semantic coherence", f"same level-1 code -> same leaf category "
+                     f"{coh['p_same_label_same_code']:.1%} vs random "
+                     f"{coh['p_same_label_random']:.2%}"
+                     f" ({coh['lift']:.1f}x)"))
+    sec = s.get("seconds", {})
+    if sec:
+        rows.append(("time", f"embed {sec['embed']} s (cached: {sec['embeddings_cached']}), "
+                             f"quantize {sec['quantize']} s"))
+    return rows
+
+
+# ------------------------------------------------------------------ whole command outputs
+# Each returns what a command prints, in order: rich renderables or plain lines (no markup).
+
+
+def eval_report(report: dict) -> list[Any]:
+    """`sgrec eval`: the metrics table, then one line per comparison and per kept/dropped
+    earlier result. A model evaluated by an earlier call is marked with "*" (a note below the
+    table says so) rather than a label that wraps the column."""
+    table = Table(title=f"{report['split']} ({report['users']:,} users)")
+    cols = ["recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20"]  # all K in --json
+    table.add_column("model", no_wrap=True)
+    for c in cols:
+        table.add_column(c.replace("recall", "R").replace("ndcg", "N"), justify="right")
+    table.add_column("inv/dup", justify="right")
+    table.add_column("cov@10", justify="right")
+    earlier = False
+    for name, m in report["models"].items():
+        mark = "" if name in report["evaluated"] else " *"
+        earlier = earlier or bool(mark)
+        table.add_row(name + mark, *(f"{m[c]:.4f}" for c in cols),
+                      f"{m['invalid_rate'] + m['duplicate_rate']:.3f}", f"{m['coverage@10']:.3f}")
+    lines: list[Any] = [table]
+    if earlier:
+        lines.append("* evaluated by an earlier `sgrec eval` (its model and data unchanged)")
+    lines += [comparison_line(c) for c in report["comparisons"]]
+    if report["kept"]:
+        lines.append("kept from earlier evals (model and data unchanged): " + ", ".join(
+            f"{k['model']} ({k['split']})" for k in report["kept"]))
+    lines += [f"{d['model']} ({d['split']}): dropped, {d['reason']}" for d in report["dropped"]]
+    return lines
+
+
+def judge_summary(summary: dict) -> list[Any]:
+    """`sgrec judge`: what was judged, the training (trained backend), the held-out AUC table
+    and its paired tests."""
+    a, agg = summary["stage_a"], summary["aggregator"]
+    lines: list[Any] = [
+        f"judged {summary['users_with_candidates']:,} users, {summary['pairs']:,} pairs with "
+        f"{summary['backend']}: {a['judged']:,} judged, {a['cached']:,} from cache, "
+        f"{a['missing_pairs']:,} pairs missing an aspect, {a['seconds']:.1f} s "
+        + (f"({a['pairs_per_s']} pairs/s)" if a["pairs_per_s"] else "(all from cache)")]
+    if "training" in summary:
+        t = summary["training"]
+        lines.append(f"trained on {t['rows']:,} examples of {t['users']:,} fit users in "
+                     f"{t['seconds']:.0f} s ({t['steps']} steps, loss {t['train_loss']:.3f})")
+    table = Table(title=f"held-out pairwise AUC ({agg['heldout_users']:,} users, "
+                        f"{agg['heldout_pairs']:,} pairs)")
+    table.add_column("scorer")
+    table.add_column("AUC", justify="right")
+    for name, value in agg["auc"].items():
+        table.add_row(name, f"{value:.4f}")
+    lines.append(table)
+    for name, t in agg["paired_bootstrap"].items():
+        a_name, b_name = name.split(" vs ")
+        lines.append(comparison_line({"a": a_name, "b": b_name, "metric": "AUC", **t}))
+    return lines
+
+
+def judge_user(res: dict) -> list[Any]:
+    """`sgrec judge show`: the user's weights and recent purchases, one table row of numbers
+    per candidate (never squeezed: the title gives way on a narrow terminal), then each
+    candidate's evidence on a line of its own."""
+    weights = ", ".join(f"{a} {w:.2f}" for a, w in res["weights"].items())
+    lines: list[Any] = [
+        f"user {res['user_id']} ({res['backend']}; {'held out' if res['heldout'] else 'fit'}):"
+        f" weights w(x) = {weights}",
+        "recent purchases: " + " | ".join(clip(h["title"], 40) for h in res["history"][-5:])]
+    table = Table()
+    for col in ("#", "item", *res["weights"], "s_hol"):
+        table.add_column(col, justify="left" if col == "item" else "right", no_wrap=True,
+                         min_width=len(col))
+    table.add_column("title", no_wrap=True, overflow="ellipsis", min_width=10)
+    evidence = []
+    for n, p in enumerate(res["candidates"], start=1):
+        mark = " *" if p["is_target"] else ""
+        table.add_row(str(n), p["item_id"] + mark,
+                      *("-" if v is None else f"{v:.2f}" for v in p["scores"].values()),
+                      "-" if p["reward"] is None else f"{p['reward']:.3f}", clip(p["title"], 60))
+        evidence.append(f"  {n:>2}. {p['evidence']}")
+    return [*lines, table, "* = the item the user chose next", "evidence:", *evidence]
+
+
+def recommendations(res: dict, n: int, cfg: Any) -> Table:
+    """`sgrec recommend`: one user's list."""
+    who = res["user"] if res["user"] is not None else f"history {n}"
+    table = Table(title=f"{who} ({res['history']} items) -> top {cfg.k} by {cfg.model}")
+    for col in ("#", "item", "title", "SID", "score"):
+        table.add_column(col, justify="right" if col in ("#", "score") else "left")
+    for r in res["items"]:
+        sid = "-".join(map(str, r["sid"])) if r["sid"] is not None else ""
+        table.add_row(str(r["rank"]), r["id"], clip(r["title"], 60), sid, f"{r['score']:.3f}")
+    return table
+
+
+def run_info_lines(res: dict, run: Any) -> list[str]:
+    """`sgrec info`: who holds the run, each step's state and key figures, and interrupted
+    trainings that --resume continues."""
+    lines = [f"in use by {who}" for who in res["in_use_by"]]
+    if not res["steps"] and not res.get("resumable"):
+        return [*lines, f"{run}: no steps yet (start with `sgrec prepare SOURCE --run {run}`)"]
+    for s in res["steps"]:
+        if s["status"] == "invalid":
+            lines.append(f"{s['step']}  invalid: {s['error']}")
+            continue
+        ds = s.get("dataset", {})
+        lines.append(f"{s['step']}  {s['status']}  dataset {ds.get('name')!r} "
+                     f"({str(ds.get('fingerprint', ''))[:12]})  {s['created_at']}  "
+                     f"{s['wall_time_s']} s  sgrec {s['sgrec_version']}")
+        if s["status"] == "stale":
+            lines.append(f"    stale: {s['error']}")
+        lines += [f"    {k}: {v}" for k, v in key_stats(s["step"], s["stats"])]
+    for r in res.get("resumable", []):
+        lines.append(f"{r['step']}  interrupted: {r['done']}; continue with `{r['command']}`")
+    return lines

@@ -12,7 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .artifacts import Manifest, load_manifest, producer, require_same_dataset
+from .artifacts import Manifest, load_manifest, not_a_file, producer, require_same_dataset
 from .errors import ArtifactError
 
 if TYPE_CHECKING:
@@ -111,13 +111,6 @@ class Run:
         return {f"{s}/manifest.json": self.manifest(s).digest for s in steps}
 
 
-def not_a_file(path: Path) -> Path:
-    """``path``, refused when it names a file (``--run`` must be a folder, existing or not)."""
-    if path.exists() and not path.is_dir():
-        raise ArtifactError("is a file, not a run directory; give --run a folder", path)
-    return path
-
-
 def _rebuilt(step: str, need: str) -> str:
     return (f"built from another {need}/ folder than the run now holds ({need} was rebuilt "
             f"since); run `sgrec {producer(step)}` again")
@@ -126,3 +119,13 @@ def _rebuilt(step: str, need: str) -> str:
 def as_run(run: Run | Path | str) -> Run:
     """Accept a Run or a path (the Python API takes either)."""
     return run if isinstance(run, Run) else Run(run)
+
+
+def load_data(run: Run | Path | str) -> PreparedData:
+    """Open RUN/data for a later step, refusing a missing, unfinished or edited folder."""
+    return as_run(run).data
+
+
+def load_sids(run: Run | Path | str) -> SemanticIds:
+    """Open RUN/sids for a later step; refuse SIDs built from other data or edited files."""
+    return as_run(run).sids

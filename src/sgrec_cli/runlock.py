@@ -27,9 +27,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from .artifacts import recover_leftovers
+from .artifacts import not_a_file, recover_leftovers
 from .errors import RunBusyError
-from .rundir import not_a_file
 
 LOCK = ".lock"
 _held: dict[Path, int] = {}  # run folders this process holds -> nesting depth

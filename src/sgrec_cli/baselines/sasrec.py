@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import SASRecConfig
 from ..eval.metrics import ndcg_at_k, ranks_of_targets, recall_at_k
+from .config import SASRecConfig
 
-__all__ = ["SASRec", "SASRecConfig", "recommend", "train_sasrec"]
+__all__ = ["SASRec", "recommend", "train_sasrec"]
 
 
 class SASRec(nn.Module):

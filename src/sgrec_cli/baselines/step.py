@@ -10,9 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..artifacts import atomic_write_json, staged_step, write_manifest
-from ..config import SASRecConfig
 from ..rundir import Run, as_run
 from ..runlock import writes_run
+from .config import SASRecConfig
 from .sasrec import train_sasrec
 
 STEP = "sasrec"

@@ -14,10 +14,10 @@ from ..artifacts import (
     staged_step,
     write_manifest,
 )
-from ..config import PrepareConfig
 from ..errors import ArtifactError, BadInputError, SgrecError
 from ..runlock import writes_run
 from .canonical import canonicalize, dataset_stats
+from .config import PrepareConfig
 from .formats import READERS, detect, reader
 from .raw import RawDataset
 from .split import split_all
@@ -50,6 +50,24 @@ class PrepareResult:
     stats: dict
     manifest: dict
     unchanged: bool
+    warnings: list[str]
+
+
+MIN_USERS = 20  # fewer validation/test users make every metric a coin toss
+
+
+def data_warnings(stats: dict) -> list[str]:
+    """What later steps will refuse or cannot measure well, said at `prepare` already."""
+    out = []
+    users, split = stats.get("users", 0), stats.get("split", {})
+    if split.get("train_examples", 0) == 0:
+        out.append("no training examples: every user has only a test, a validation and one "
+                   "history item; `sgrec train` needs users with 4 or more interactions")
+    if users < MIN_USERS:
+        out.append(f"only {users} user{'s' if users != 1 else ''}: validation and test "
+                   f"metrics over fewer than {MIN_USERS} users say little (one user's hit "
+                   "moves NDCG@10 by several points)")
+    return out
 
 
 @writes_run
@@ -80,7 +98,8 @@ def run_step(run: Path, cfg: PrepareConfig, *, force: bool = False) -> PrepareRe
         unchanged = False
     if unchanged:
         manifest = load_manifest(run, STEP, verify=False).data
-    return PrepareResult(folder=run / STEP, stats=stats, manifest=manifest, unchanged=unchanged)
+    return PrepareResult(folder=run / STEP, stats=stats, manifest=manifest, unchanged=unchanged,
+                         warnings=data_warnings(stats))
 
 
 def _same_files(folder: Path, new: Path) -> bool:

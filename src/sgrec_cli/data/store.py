@@ -76,10 +76,3 @@ class PreparedData:
         return [Example(r["user"], tuple(r["history"]), r["target"])
                 for r in read_jsonl(self.folder / f"{name}.jsonl")]
 
-
-def load_data(run) -> PreparedData:
-    """Open ``RUN/data`` for a later step, refusing a missing, unfinished or edited folder
-    (``run``: a path or a ``rundir.Run``, which keeps it for the rest of the command)."""
-    from ..rundir import as_run
-
-    return as_run(run).data

@@ -32,14 +32,15 @@ from ..artifacts import (
     write_jsonl,
     write_manifest,
 )
-from ..config import EVAL_K_MAX as K_MAX
-from ..config import EvalConfig
 from ..data.store import PreparedData
 from ..errors import SgrecError
-from ..inference import model_step, top_items
+from ..models import top_items
+from ..names import model_step
 from ..rundir import Run, as_run
 from ..runlock import writes_run
 from .bootstrap import paired_bootstrap, small_sample
+from .config import EVAL_K_MAX as K_MAX
+from .config import EvalConfig
 from .metrics import (
     coverage,
     invalid_and_duplicate_rate,

@@ -10,6 +10,8 @@ is simply the sum of its token log-probs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers import T5ForConditionalGeneration
 
@@ -76,57 +78,76 @@ def constrained_beam_search(
     model.eval()
     device = input_ids.device
     trie = trie.to(device)
-    batch, nb = input_ids.shape[0], num_beams
     if hidden is None:  # ``hidden``: the encoder states, when the caller has them already
         hidden = model.encode(input_ids, attention_mask)
     dec = BeamDecoder(model)
     dec.start(hidden, attention_mask)  # (B, S, D): read by every beam of a user, never copied
 
     # Level 0 starts from one live row per user: every beam begins with the same empty prefix.
+    batch = input_ids.shape[0]
     tokens = torch.full((batch, 1), DECODER_START, dtype=torch.long, device=device)
-    scores = torch.zeros((batch, 1), device=device)  # (B, n_live)
-    node = torch.zeros((batch, 1), dtype=torch.long, device=device)  # trie node per beam
+    zeros = torch.zeros((batch, 1), device=device)
+    beams = _Beams(zeros, torch.zeros((batch, 1), dtype=torch.long, device=device),
+                   *((zeros, zeros) if sample is not None else (None, None)))
     parent = None
-    if sample is not None:
-        phi = torch.zeros_like(scores)  # tempered log-prob of each live prefix
-        key = torch.zeros_like(scores)  # its Gumbel key (the root's may be any constant)
     for level in range(vocab.num_levels):
-        k = vocab.codebook_sizes[level]
         logits = dec.step(tokens, parent)
-        lp = level_log_probs(logits, vocab, level)  # (B, n_live, K)
-        child = trie.child[level][node.clamp(min=0)]  # (B, n_live, K)
-        valid = (child >= 0) & (node >= 0)[:, :, None]
-        cand = torch.where(valid, scores[:, :, None] + lp, NEG_INF).flatten(1)  # (B, n_live*K)
-        rank_by = cand
-        if sample is not None:
-            lp_t = lp if temperature == 1.0 else level_log_probs(logits / temperature, vocab,
-                                                                  level)
-            phi_c = torch.where(valid, phi[:, :, None] + lp_t, NEG_INF)  # (B, n_live, K)
-            key_c = _gumbel_children(phi_c, key, sample)
-            phi, rank_by = phi_c.flatten(1), key_c.flatten(1)
-        if cand.shape[1] < nb:  # fewer candidates than beams: pad with dead ones
-            pad = cand.new_full((batch, nb - cand.shape[1]), NEG_INF)
-            cand, rank_by = torch.cat([cand, pad], 1), torch.cat([rank_by, pad], 1)
-            if sample is not None:
-                phi = torch.cat([phi, pad], 1)
-        top, flat = rank_by.topk(nb, dim=1)  # (B, nb) over live beams x codes
-        scores = cand.gather(1, flat)
-        if sample is not None:
-            key, phi = top, phi.gather(1, flat)
-        flat = flat.clamp(max=child.shape[1] * k - 1)
-        parent, code = flat // k, flat % k
-        node = torch.where(torch.isfinite(scores), child.flatten(1).gather(1, flat), -1)
-        # a dead beam feeds PAD; its score stays -inf
-        tokens = torch.where(node >= 0, code + vocab.offsets[level], PAD)
+        beams, parent, tokens = _extend(beams, logits, trie, vocab, level, num_beams, sample,
+                                        temperature)
         if trace is not None:
-            trace.append(node.clone())
+            trace.append(beams.node.clone())
 
+    node = beams.node
     items = torch.where(node >= 0, trie.leaf_item[node.clamp(min=0)], -1)
-    items, scores = items[:, :k_out], scores[:, :k_out]
+    items, scores = items[:, :k_out], beams.scores[:, :k_out]
     if sample is not None:  # the sample, ordered like a beam: by the model's log-probability
         scores, order = scores.sort(dim=1, descending=True)
         items = items.gather(1, order)
     return items, scores
+
+
+@dataclass
+class _Beams:
+    """The live hypotheses of every user, (B, n) each: score (sum of log-probs), trie node (-1:
+    dead) and, when sampling, the tempered log-prob ``phi`` and the Gumbel ``key``."""
+
+    scores: torch.Tensor
+    node: torch.Tensor
+    phi: torch.Tensor | None = None
+    key: torch.Tensor | None = None
+
+
+def _extend(beams: _Beams, logits: torch.Tensor, trie: SidTrie, vocab: SidVocab, level: int,
+            nb: int, sample: torch.Generator | None, temperature: float
+            ) -> tuple[_Beams, torch.Tensor, torch.Tensor]:
+    """One level: every live beam x every valid code, the best ``nb`` kept (by score, or by
+    Gumbel key when sampling). Returns (the new beams, each one's parent row (B, nb), the
+    tokens the decoder reads next (B, nb))."""
+    k = vocab.codebook_sizes[level]
+    batch = beams.scores.shape[0]
+    lp = level_log_probs(logits, vocab, level)  # (B, n_live, K)
+    child = trie.child[level][beams.node.clamp(min=0)]  # (B, n_live, K)
+    valid = (child >= 0) & (beams.node >= 0)[:, :, None]
+    cand = torch.where(valid, beams.scores[:, :, None] + lp, NEG_INF).flatten(1)  # (B, n*K)
+    rank_by, phi = cand, None
+    if sample is not None:
+        lp_t = lp if temperature == 1.0 else level_log_probs(logits / temperature, vocab, level)
+        phi_c = torch.where(valid, beams.phi[:, :, None] + lp_t, NEG_INF)  # (B, n_live, K)
+        phi, rank_by = phi_c.flatten(1), _gumbel_children(phi_c, beams.key, sample).flatten(1)
+    if cand.shape[1] < nb:  # fewer candidates than beams: pad with dead ones
+        pad = cand.new_full((batch, nb - cand.shape[1]), NEG_INF)
+        cand, rank_by = torch.cat([cand, pad], 1), torch.cat([rank_by, pad], 1)
+        if phi is not None:
+            phi = torch.cat([phi, pad], 1)
+    top, flat = rank_by.topk(nb, dim=1)  # (B, nb) over live beams x codes
+    scores = cand.gather(1, flat)
+    key, phi = (top, phi.gather(1, flat)) if phi is not None else (None, None)
+    flat = flat.clamp(max=child.shape[1] * k - 1)
+    parent, code = flat // k, flat % k
+    node = torch.where(torch.isfinite(scores), child.flatten(1).gather(1, flat), -1)
+    # a dead beam feeds PAD; its score stays -inf
+    tokens = torch.where(node >= 0, code + vocab.offsets[level], PAD)
+    return _Beams(scores, node, phi, key), parent, tokens
 
 
 def _gumbel_children(phi: torch.Tensor, key: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -35,11 +35,11 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 
-from ..config import GeneratorConfig
 from ..errors import ArtifactError, ConfigError
+from .config import GeneratorConfig
 from .tokens import DECODER_START, EOS, PAD, SidVocab
 
-__all__ = ["GeneratorConfig", "SidGenerator", "build_model", "save_generator", "load_generator"]
+__all__ = ["SidGenerator", "build_model", "save_generator", "load_generator"]
 
 WEIGHTS = "model.safetensors"
 CONFIG = "generator.json"

@@ -39,17 +39,18 @@ from ..checkpoint import (
     write_folder_atomically,
     write_log,
 )
-from ..config import SFT_EVAL_K as EVAL_K
-from ..config import GeneratorConfig, PrepareConfig, SFTConfig, default
+from ..data.config import PrepareConfig
 from ..data.split import Example
 from ..distributed import World, barrier
 from ..distributed import setup as setup_world
 from ..errors import ConfigError
 from ..eval.metrics import per_user_metrics, ranks_of_targets, summarize
-from ..inference import choose_weight, hybrid_weight_curve, predict_unseen
 from ..progress import progress_bar, quiet
 from ..sampling import seeded_subset
-from ..validate import is_int
+from ..validate import field_default, is_int
+from .config import SFT_EVAL_K as EVAL_K
+from .config import GeneratorConfig, SFTConfig
+from .decode import choose_weight, hybrid_weight_curve, predict_unseen
 from .model import LEGACY_DEFAULTS, build_model, load_generator, save_generator
 from .tokens import SidVocab
 from .trie import SidTrie
@@ -57,11 +58,10 @@ from .trie import SidTrie
 LOG = "train_log.jsonl"
 BEST = "best"
 CHECKPOINT = "checkpoint"
-DEFAULT_MAX_HISTORY = default(PrepareConfig, "max_history")
-# config fields that may change between an interrupted run and its resumption without changing
-# what is computed (epochs may be raised to extend a finished run, at the cost of exactness)
-# tune_hybrid_weight acts after the last epoch (and a checkpoint made before it existed resumes)
-_RESUMABLE_CHANGES = {"epochs", "patience", "device", "tune_hybrid_weight"}
+DEFAULT_MAX_HISTORY = field_default(PrepareConfig, "max_history")
+# config fields that may change between an interrupted run and its resumption (epochs may be
+# raised to extend a finished run, at the cost of exactness: the resume says so)
+_RESUMABLE_CHANGES = {"epochs", "patience", "device"}
 
 
 # --------------------------------------------------------------------------------------- data
@@ -254,8 +254,14 @@ def _start(t: _Trainer, out_dir: Path, resume: bool, say,
         # new budget, so the result is no longer that of one uninterrupted run)
         state["stopped"] = state["stale"] >= t.cfg.patience
         rows = _read_log(log_path, state["epoch"])
-        say(f"resuming after epoch {state['epoch']} (best NDCG@{EVAL_K} "
-            f"{state['best_score']} at epoch {state['best_epoch']})")
+        best = "none yet" if state["best_score"] is None else f"{state['best_score']:.4f}"
+        say(f"resuming after epoch {state['epoch']} (best valid NDCG@{EVAL_K} {best} at epoch "
+            f"{state['best_epoch']})")
+        was = saved.get("config", {}).get("epochs")
+        if was is not None and was != t.cfg.epochs:
+            say(f"warning: --epochs {t.cfg.epochs} differs from the interrupted run's {was}: "
+                "the learning-rate schedule now decays over the new budget, so the result is "
+                "not that of one uninterrupted run")
     else:
         if t.world.main:
             for stale_dir in (ckpt, out_dir / BEST):
@@ -338,7 +344,7 @@ def _save(t: _Trainer, state: dict, out_dir: Path) -> None:
 
 def _tune_hybrid_weight(t: _Trainer, out_dir: Path) -> dict:
     """Choose the hybrid weight of the best epoch's model on the validation users and save it
-    into OUT/best (``SFTConfig.tune_hybrid_weight``); the curve, for the summary."""
+    into OUT/best (unless ``SFTConfig.hybrid_weight`` fixes it); the curve, for the summary."""
     best, gen_cfg, _ = load_generator(out_dir / BEST, t.device)
     curve = hybrid_weight_curve(best, t.vocab, t.trie, [ex.history for ex in t.valid],
                                 [ex.target for ex in t.valid], t.codes, t.cfg.num_beams,
@@ -398,28 +404,8 @@ def train_sft(
     t = _setup(train_examples, valid_examples, codes, codebook_sizes, cfg, world, max_history,
                text)
     state, rows = _start(t, out_dir, resume, say, inputs or {})
-    run_here = 0
-    with progress_bar(progress and world.main, "sft",
-                      total=t.steps_per_epoch * (cfg.epochs - state["epoch"]),
-                      log=say) as bar:
-        while not state["stopped"] and state["epoch"] < cfg.epochs:
-            if stop_after is not None and run_here >= stop_after:
-                break
-            t0 = time.time()
-            loss = _train_epoch(t, bar.advance)
-            row, metrics = _validate(t, state["epoch"] + 1, loss, t0)
-            rows.append(row)
-            if world.main:
-                write_log(out_dir / LOG, rows)
-                if on_epoch:
-                    on_epoch(row)
-            bar.note(f"epoch {row['epoch']} loss {loss:.3f} "
-                     f"valid NDCG@{EVAL_K} {row[f'valid_ndcg@{EVAL_K}']:.4f}")
-            _keep_best(t, state, row, metrics, out_dir, bar.print if world.main else quiet)
-            if world.main:
-                _save(t, state, out_dir)
-            barrier(world)
-            run_here += 1
+    run_here = _epochs(t, state, rows, out_dir, say=say, on_epoch=on_epoch,
+                       stop_after=stop_after, progress=progress)
     finished = bool(state["stopped"]) or state["epoch"] >= cfg.epochs
     modes = {k: getattr(cfg.model, k) for k in ("input", "text", "ids", "score", "hybrid_weight")}
     tuned = None
@@ -444,3 +430,33 @@ def train_sft(
         "modes": modes,
         **({"hybrid_weight": tuned} if tuned else {}),
     }
+
+
+def _epochs(t: _Trainer, state: dict, rows: list[dict], out_dir: Path, *, say, on_epoch,
+            stop_after: int | None, progress: bool) -> int:
+    """Train and validate epoch after epoch until early stopping, the budget or ``stop_after``
+    epochs in this call; the number of epochs run here."""
+    world, cfg = t.world, t.cfg
+    run_here = 0
+    with progress_bar(progress and world.main, "sft",
+                      total=t.steps_per_epoch * (cfg.epochs - state["epoch"]),
+                      log=say) as bar:
+        while not state["stopped"] and state["epoch"] < cfg.epochs:
+            if stop_after is not None and run_here >= stop_after:
+                break
+            t0 = time.time()
+            loss = _train_epoch(t, bar.advance)
+            row, metrics = _validate(t, state["epoch"] + 1, loss, t0)
+            rows.append(row)
+            if world.main:
+                write_log(out_dir / LOG, rows)
+                if on_epoch:
+                    on_epoch(row)
+            bar.note(f"epoch {row['epoch']} loss {loss:.3f} "
+                     f"valid NDCG@{EVAL_K} {row[f'valid_ndcg@{EVAL_K}']:.4f}")
+            _keep_best(t, state, row, metrics, out_dir, bar.print if world.main else quiet)
+            if world.main:
+                _save(t, state, out_dir)
+            barrier(world)
+            run_here += 1
+    return run_here

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..artifacts import atomic_write_json, staged_step, write_manifest
-from ..config import SFTConfig
 from ..rundir import Run, as_run
 from ..runlock import writes_run
+from .config import SFTConfig
 from .sft import BEST, LOG, train_sft
 
 STEP = "sft"

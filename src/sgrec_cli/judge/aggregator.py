@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..rl.advantages import standardise
+from ..maths import standardise
 from ..validate import check_ints, check_num, require
 from . import OBJECTIVES
 

@@ -15,13 +15,16 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..data.io import iter_lines
-from ..data.store import PreparedData
 from ..errors import BadInputError
 from ..sampling import seeded_subset
+
+if TYPE_CHECKING:
+    from ..data.store import PreparedData
 
 
 @dataclass
@@ -48,17 +51,6 @@ def _sequences(data: PreparedData) -> list[dict]:
     from ..artifacts import read_jsonl
 
     return read_jsonl(data.folder / "sequences.jsonl")
-
-
-def beam_candidates(run, ctx: Contexts, k: int, num_beams: int,
-                    device: str) -> list[list[int]]:
-    """The SFT generator's top-k unseen items (constrained beam search, as RL will sample);
-    ``run``: a ``rundir.Run``."""
-    from ..inference import top_items
-
-    items, _ = top_items(run, "sft", ctx.histories, k, num_beams=num_beams, device=device,
-                         exclude_history=True, fill=True)
-    return [[int(i) for i in row if i >= 0] for row in items]
 
 
 def nn_candidates(emb: np.ndarray, ctx: Contexts, k: int) -> list[list[int]]:

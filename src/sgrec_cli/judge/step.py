@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from ..artifacts import atomic_write_json, read_jsonl, staged_step, write_jsonl, write_manifest
-from ..config import JudgeConfig
 from ..device import resolve_device
 from ..errors import ArtifactError, BadInputError
 from ..eval.bootstrap import MIN_TEST_USERS, paired_bootstrap
@@ -44,12 +43,12 @@ from .backends import BACKENDS, make_backend
 from .cache import AnswerCache, cache_file
 from .candidates import (
     Contexts,
-    beam_candidates,
     file_candidates,
     judge_contexts,
     nn_candidates,
     with_targets,
 )
+from .config import JudgeConfig
 from .embedding import EmbeddingBackend
 from .embedding import evidence as closest_purchase
 from .prompts import FAILED, OK, UNREADABLE, make_prompt
@@ -302,7 +301,7 @@ def _candidates(run: Run, cfg: JudgeConfig, ctx: Contexts, emb: np.ndarray, devi
     t0 = time.perf_counter()
     file_report = None
     if cfg.candidates == "beams":
-        cands = beam_candidates(run, ctx, cfg.num_candidates, cfg.num_beams, device)
+        cands = _beams(run, cfg, ctx.histories, device)
     elif cfg.candidates == "nn":
         cands = nn_candidates(emb, ctx, cfg.num_candidates)
     else:
@@ -314,6 +313,16 @@ def _candidates(run: Run, cfg: JudgeConfig, ctx: Contexts, emb: np.ndarray, devi
     pair_ctx, pair_item, is_target = with_targets(cands, ctx.targets)
     hits = int(sum(t in c for t, c in zip(ctx.targets, cands, strict=True)))
     return _Candidates(pair_ctx, pair_item, is_target, hits, seconds, file_report)
+
+
+def _beams(run: Run, cfg: JudgeConfig, histories, device: str) -> list[list[int]]:
+    """The SFT generator's top unseen items of each history (constrained beam search, as RL
+    will sample them)."""
+    from ..models import top_items
+
+    items, _ = top_items(run, "sft", histories, cfg.num_candidates, num_beams=cfg.num_beams,
+                         device=device, exclude_history=True, fill=True)
+    return [[int(i) for i in row if i >= 0] for row in items]
 
 
 def _users_with_candidates(c: _Candidates) -> int:
@@ -352,14 +361,10 @@ def _train_judge(run: Run, cfg: JudgeConfig, ctx: Contexts, heldout: np.ndarray,
                  items: list[dict], titles: list[str], device: str, log) -> Trained:
     """Fine-tune the trained backend on the fit users' training examples before their latest
     (judge/trained.py), hard negatives from the SFT generator's beams."""
-    from ..inference import top_items
-
     fit_users = {ctx.users[u] for u in np.flatnonzero(~heldout)}
     examples = judge_training_examples(run.data.split("train"), fit_users, cfg.train_positions)
     t0 = time.perf_counter()
-    beams = top_items(run, "sft", [e.history for e in examples], cfg.num_candidates,
-                      num_beams=cfg.num_beams, device=device, exclude_history=True,
-                      fill=True)[0] if examples else []
+    beams = _beams(run, cfg, [e.history for e in examples], device) if examples else []
     beam_seconds = time.perf_counter() - t0
     docs = [doc_text(it) for it in items]
     rows = training_rows(examples, beams, titles=titles, docs=docs,

@@ -31,7 +31,6 @@ Everything lies in [0, 1]; the aggregator (Stage B) weighs them as for the other
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
+from ..progress import hf_bars_off
 from ..sids.embed import item_text, load_model, resolve_embedder
 from .embedding import aspect_scores
 
@@ -172,20 +172,6 @@ def fine_tune(spec: TuneSpec, rows: dict[str, list[str]], device: str, *,
     report = {"rows": n, "steps": int(out.global_step), "train_loss": round(out.training_loss, 4),
               "loss_curve": losses, "seconds": round(time.perf_counter() - started, 2)}
     return model, report
-
-
-@contextlib.contextmanager
-def hf_bars_off():
-    """transformers' own progress bars (loading and writing weights) off for a while."""
-    from transformers.utils import logging as hf_logging
-
-    was = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            hf_logging.enable_progress_bar()
 
 
 def encode(model, texts: Sequence[str], batch_size: int = 128) -> np.ndarray:

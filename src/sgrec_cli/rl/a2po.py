@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import A2POConfig
 from ..generator.beam import constrained_beam_search, level_log_probs
 from ..generator.tokens import SidVocab
 from ..generator.trie import SidTrie
@@ -47,8 +46,9 @@ from .advantages import (
 )
 from .advantages import clipped_surrogate as surrogate
 from .advantages import k3_kl as kl_k3
+from .config import A2POConfig
 
-__all__ = ["A2POConfig", "Policy", "a2po_step", "business_rewards", "later_training_items",
+__all__ = ["Policy", "a2po_step", "business_rewards", "later_training_items",
            "rollout_groups", "sequence_log_probs"]
 
 

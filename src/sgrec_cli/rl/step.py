@@ -30,8 +30,6 @@ share of the validation users; the main process writes the files.
 from __future__ import annotations
 
 import copy
-import json
-import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -50,35 +48,22 @@ from ..checkpoint import (
     rng_tensors,
     save_training_state,
 )
-from ..config import A2POConfig
 from ..errors import ConfigError
 from ..eval.bootstrap import paired_bootstrap
 from ..eval.metrics import per_user_metrics, ranks_of_targets
+from ..generator.decode import LoadedGenerator, generator_top_items
 from ..generator.model import load_generator, save_generator
 from ..generator.trie import SidTrie
-from ..inference import LoadedGenerator, generator_top_items
 from ..progress import progress_bar, quiet
 from ..rundir import Run, as_run
 from ..runlock import locked
 from ..sampling import seeded_subset
 from .a2po import Policy, PolicyScorer, SemanticFn, a2po_step, later_training_items
 from .advantages import ADVANTAGES, judge_mask
+from .config import A2POConfig
 
 # options that may differ on --resume without changing what is computed (steps: extend a run)
 _RESUMABLE_CHANGES = {"steps", "device"}
-
-
-_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-def step_name(tag: str | None) -> str:
-    """RUN/a2po, or RUN/a2po-TAG for a tag of letters, digits, '_', '.' and '-'."""
-    if tag is None:
-        return "a2po"
-    if not _TAG.fullmatch(tag) or len(tag) > 64:
-        raise ConfigError(f"--tag {tag!r} must be letters, digits, '_', '.' or '-' (starting "
-                          "with a letter or digit, at most 64), e.g. --tag biz")
-    return f"a2po-{tag}"
 
 
 def resume_dir(run: Path, step: str) -> Path:
@@ -86,49 +71,6 @@ def resume_dir(run: Path, step: str) -> Path:
 
 
 # ------------------------------------------------------------------------------ the rewards
-
-
-def semantic_reward(run: Run) -> tuple[SemanticFn, str, set | None]:
-    """(r_sem function, how it is computed, the (user, position) training examples the judge
-    was trained on, or None) from a finished RUN/judge built on the run's data and SIDs."""
-    from safetensors.numpy import load_file
-
-    from ..judge.aggregator import Aggregator, user_features
-    from ..judge.embedding import EmbeddingBackend
-    from ..judge.trained import TRAIN_EXAMPLES, load_trained
-
-    m = run.step("judge", needs=("data", "sids"))
-    folder = m.path.parent
-    backend = m.config.get("backend")
-    if backend in ("embedding", "trained"):
-        emb = run.sids.embeddings()
-        meta = json.loads((folder / "aggregator.json").read_text(encoding="utf-8"))
-        state = {k: torch.from_numpy(v) for k, v in
-                 load_file(str(folder / "aggregator.safetensors")).items()}
-        agg = Aggregator.from_state_dict(state, meta["aspects"])
-        trained_on = None
-        if backend == "embedding":
-            scorer = EmbeddingBackend(emb)
-        else:
-            titles = [str(it.get("title") or it.get("id")) for it in run.data.items()]
-            # on the CPU: one short query text per judged group
-            scorer = load_trained(folder, titles, int(m.config["query_history"]), "cpu")
-            trained_on = {(int(u), int(p)) for u, p in np.load(folder / TRAIN_EXAMPLES)}
-
-        def live(user, history, cand):
-            s, _, _ = scorer.score(history, cand)  # (G, A)
-            w = agg.weights(user_features([list(history)], emb))[0]  # (A,)
-            return s @ w
-
-        return live, f"{backend} judge (recomputed per rollout)", trained_on
-    users, items, rewards = (np.load(folder / f) for f in
-                             ("pair_user.npy", "pair_item.npy", "reward.npy"))
-    table = {(int(u), int(i)): float(r) for u, i, r in zip(users, items, rewards, strict=True)}
-
-    def lookup(user, history, cand):
-        return np.asarray([table.get((int(user), int(i)), np.nan) for i in cand])
-
-    return lookup, f"judge table ({backend}, {len(table):,} pairs)", None
 
 
 def judge_trained_mask(train: Sequence, trained_on: set | None) -> np.ndarray:
@@ -210,7 +152,6 @@ class _Job:
 
     run: Run
     step: str
-    tag: str | None
     cfg: A2POConfig
     world: Any
     digests: dict[str, str]
@@ -222,33 +163,37 @@ class _Job:
     say: Callable[[str], None]
 
 
-def run_step(run: Run | Path, cfg: A2POConfig, *, tag: str | None = None,
-             resume: bool = False, progress: bool = True, log=None,
-             on_row: Callable[[dict], None] | None = None,
+def run_step(run: Run | Path, cfg: A2POConfig, *, resume: bool = False,
+             progress: bool = True, log=None, on_row: Callable[[dict], None] | None = None,
              stop_after: int | None = None) -> dict:
-    """Fine-tune RUN/sft into RUN/a2po[-tag]; returns the summary. ``on_row`` receives each
-    validation's log row (the CLI prints it). ``stop_after`` ends this call after that many
-    steps with a checkpoint to --resume (time-sliced jobs; the tests). Jobs with distinct tags
-    may train at once on one run (runlock: the run shared, the tag's own folder alone)."""
+    """Fine-tune RUN/sft into RUN/a2po[-TAG] (``cfg.tag``); returns the summary. ``on_row``
+    receives each validation's log row (the CLI prints it). ``stop_after`` ends this call after
+    that many steps with a checkpoint to --resume (time-sliced jobs; the tests). Jobs with
+    distinct tags may train at once on one run (runlock: the run shared, the tag's own folder
+    alone)."""
     run = as_run(run)
-    with locked(run.path, own=step_name(tag)):
-        return _run_step(run, cfg, tag, resume, progress, log, on_row, stop_after)
+    with locked(run.path, own=cfg.step):
+        return _run_step(run, cfg, resume, progress, log, on_row, stop_after)
 
 
-def _run_step(run: Run, cfg: A2POConfig, tag: str | None, resume: bool, progress: bool, log,
+def _run_step(run: Run, cfg: A2POConfig, resume: bool, progress: bool, log,
               on_row: Callable[[dict], None] | None, stop_after: int | None) -> dict:
     from ..distributed import setup, teardown
+    from ..judge.store import semantic_reward
 
     started = time.time()
     run.step("sft", needs=("data", "sids"))
     uses_judge = ADVANTAGES[cfg.advantage].uses_judge
-    semantic, how, trained_on = (semantic_reward(run) if uses_judge
-                                 else (None, "none (business only)", None))
+    if uses_judge:
+        r = semantic_reward(run)
+        semantic, how, trained_on = r.fn, r.how, r.trained_on
+    else:
+        semantic, how, trained_on = None, "none (business only)", None
     values = item_values(run.data.items()) if cfg.business == "value" else None
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after {stop_after!r} must be >= 1")
     world = setup(cfg.device)
-    job = _Job(run, step_name(tag), tag, cfg, world,
+    job = _Job(run, cfg.step, cfg, world,
                run.digests("data", "sids", "sft", *(("judge",) if uses_judge else ())),
                semantic, how, trained_on, values, started,
                (log or quiet) if world.main else quiet)
@@ -433,7 +378,7 @@ def _write(job: _Job, p: Policy, gen_cfg, rows: list[dict], summary: dict) -> No
         save_generator(p.model, gen_cfg, tmp / "best")
         write_jsonl(tmp / "train_log.jsonl", rows)
         atomic_write_json(tmp / "summary.json", summary)
-        write_manifest(tmp, step=job.step, config={**cfg.to_dict(), "tag": job.tag},
+        write_manifest(tmp, step=job.step, config=cfg.to_dict(),
                        seed=cfg.seed, started=job.started, inputs=job.digests,
                        dataset=job.run.data.manifest.dataset,
                        extra={"max_history": p.max_history})

@@ -27,10 +27,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictInt, StrictStr, ValidationError
 
 from .. import __version__
-from ..config import ServeConfig
 from ..errors import BadInputError
-from ..recommend import Query, Recommender, Request
 from .batcher import Batcher, QueueFull
+from .config import ServeConfig
+from .recommend import Query, Recommender, Request
 
 __all__ = ["RecommendBody", "create_app", "to_query", "one_line"]
 

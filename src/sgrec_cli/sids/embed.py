@@ -164,7 +164,10 @@ def load_model(name: str, resolved: str, device: str):
     try:
         from sentence_transformers import SentenceTransformer
 
-        return SentenceTransformer(resolved, device=device)
+        from ..progress import hf_bars_off
+
+        with hf_bars_off():  # no weight-loading bars in a step's log
+            return SentenceTransformer(resolved, device=device)
     except SgrecError:
         raise
     except Exception as e:  # hub / network / file-format errors from several libraries

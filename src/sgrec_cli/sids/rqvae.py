@@ -11,6 +11,7 @@ restart), which is what keeps the first level from collapsing onto a few codes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -127,21 +128,58 @@ class RQVAETrainResult:
     reconstruction: np.ndarray  # (N, D_in)
     last_residual_in: np.ndarray  # (N, d): what the last level quantised (for reassign)
     history: list[dict]
-    best_epoch: int
+    best_step: int
+    steps_run: int
+    batch_size: int  # the batch used (at most an eighth of the catalogue)
+
+
+MIN_STEPS_PER_PASS = 8
+
+
+def pass_batch(n_items: int, batch_size: int) -> int:
+    """The batch size used: ``batch_size``, but small enough that a pass over the catalogue
+    takes at least 8 steps (a 200-item catalogue would otherwise get one step per pass)."""
+    return max(1, min(batch_size, math.ceil(n_items / MIN_STEPS_PER_PASS)))
+
+
+@dataclass
+class _Best:
+    key: tuple[int, float] | None = None
+    state: dict | None = None
+    step: int = 0
+    stale: int = 0
+
+
+def _evaluate(model: RQVAE, x: torch.Tensor, x_np: np.ndarray, step: int, loss: float,
+              restarted: int, best: _Best, target: float) -> dict:
+    """A log row of the current state; it becomes ``best`` when it beats it (selection_key)."""
+    codes, recon, _ = model.encode_all(x)
+    rel = float(((x_np - recon) ** 2).sum() / ((x_np - x_np.mean(0)) ** 2).sum())
+    row = {"step": step, "loss": loss, "collision_rate": collision_rate(codes),
+           "relative_reconstruction_error": rel, "restarted_codes": restarted,
+           "level1_used": int(len(np.unique(codes[:, 0])))}
+    key = selection_key(row["collision_rate"], rel, target)
+    if best.key is None or key < best.key:
+        best.key, best.step, best.stale = key, step, 0
+        best.state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
+    else:
+        best.stale += 1
+    return row
 
 
 def train_rqvae(x_np: np.ndarray, *, levels: int, k: int, hidden: list[int], latent_dim: int,
-                epochs: int, batch_size: int, lr: float, beta: float, seed: int,
-                target_collision_rate: float = 0.15, eval_every: int = 5, patience: int = 8,
-                device: str = "cpu",
-                faiss_gpu: bool = False,
-                on_epoch: Callable[[int, dict | None], None] | None = None) -> RQVAETrainResult:
-    """Train, evaluating every ``eval_every`` epochs, and keep the best evaluated state.
+                steps: int, batch_size: int, lr: float, beta: float, seed: int,
+                target_collision_rate: float = 0.15, eval_every: int = 50, patience: int = 8,
+                device: str = "cpu", faiss_gpu: bool = False,
+                on_step: Callable[[int, dict | None], None] | None = None) -> RQVAETrainResult:
+    """Train for ``steps`` optimisation steps, evaluating every ``eval_every`` steps, and keep
+    the best evaluated state.
 
     Best = the lowest reconstruction error among states whose raw collision rate is at most
     ``target_collision_rate``; while no state meets it, the lowest collision rate. (Collisions
     rise as the latent grows more faithful to near-duplicate items, so both are watched.)
-    Training stops after ``patience`` evaluations without a better state.
+    Training stops after ``patience`` evaluations without a better state. Dead codes are
+    restarted after each pass over the catalogue (``pass_batch`` sets the batch size).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -149,39 +187,34 @@ def train_rqvae(x_np: np.ndarray, *, levels: int, k: int, hidden: list[int], lat
     model = RQVAE(x.shape[1], hidden, latent_dim, levels, k, beta=beta).to(device)
     init_codebooks(model, x, seed=seed, gpu=faiss_gpu)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    n, batch = len(x), pass_batch(len(x), batch_size)
     history: list[dict] = []
-    best: tuple[float, float] | None = None
-    best_state, best_epoch, stale = None, 0, 0
-    n = len(x)
-    for epoch in range(1, epochs + 1):
+    best = _Best()
+    step, total, seen, restarted = 0, 0.0, 0, 0
+    while step < steps and best.stale < patience:
         perm = torch.randperm(n, generator=gen).to(device)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            loss, _, _ = model(x[perm[i:i + batch_size]])
+        for i in range(0, n, batch):
+            loss, _, _ = model(x[perm[i:i + batch]])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * min(batch_size, n - i)
-        codes, recon, residuals = model.encode_all(x)
-        restarted = restart_dead_codes(model, residuals, codes, gen) if epoch < epochs else 0
-        row = None
-        if epoch % eval_every == 0 or epoch == epochs:
-            rel = float(((x_np - recon) ** 2).sum() / ((x_np - x_np.mean(0)) ** 2).sum())
-            row = {"epoch": epoch, "loss": total / n, "collision_rate": collision_rate(codes),
-                   "relative_reconstruction_error": rel, "restarted_codes": restarted,
-                   "level1_used": int(len(np.unique(codes[:, 0])))}
-            history.append(row)
-            key = selection_key(row["collision_rate"], rel, target_collision_rate)
-            if best is None or key < best:
-                best, best_epoch, stale = key, epoch, 0
-                best_state = {k_: v.detach().clone() for k_, v in model.state_dict().items()}
-            else:
-                stale += 1
-        if on_epoch:
-            on_epoch(epoch, row)
-        if stale >= patience:
-            break
-    assert best_state is not None
-    model.load_state_dict(best_state)
+            step += 1
+            total += loss.item() * min(batch, n - i)
+            seen += min(batch, n - i)
+            row = None
+            if step % eval_every == 0 or step == steps:
+                row = _evaluate(model, x, x_np, step, total / seen, restarted, best,
+                                target_collision_rate)
+                history.append(row)
+                total, seen, restarted = 0.0, 0, 0
+            if on_step:
+                on_step(step, row)
+            if step >= steps or best.stale >= patience:
+                break
+        else:  # a whole pass: move unused codes onto random residuals
+            codes, _, residuals = model.encode_all(x)
+            restarted += restart_dead_codes(model, residuals, codes, gen)
+    assert best.state is not None
+    model.load_state_dict(best.state)
     codes, recon, residuals = model.encode_all(x)
-    return RQVAETrainResult(model, codes, recon, residuals[-1], history, best_epoch)
+    return RQVAETrainResult(model, codes, recon, residuals[-1], history, best.step, step, batch)

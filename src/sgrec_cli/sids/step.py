@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import atomic_write_json, staged_step, write_jsonl, write_manifest
-from ..config import BuildSidsConfig
 from ..device import resolve_device
 from ..errors import ConfigError
 from ..progress import progress_bar
@@ -26,6 +25,7 @@ from ..runlock import writes_run
 from . import dedup as dd
 from . import stats as st
 from .collab import collaborative_vectors, table_vectors
+from .config import MAX_CODEBOOK, BuildSidsConfig
 from .embed import default_cache_dir, embed_items
 from .kmeans import faiss_gpu_available, sq_distances
 from .rqkmeans import residual_kmeans
@@ -54,26 +54,52 @@ def quantize(x: np.ndarray, cfg: BuildSidsConfig, device: str, progress: bool) -
 
     from .rqvae import train_rqvae
 
-    with progress_bar(progress, "RQ-VAE epochs", total=cfg.epochs) as bar:
+    with progress_bar(progress, "RQ-VAE steps", total=cfg.steps) as bar:
 
-        def on_epoch(epoch: int, row: dict | None) -> None:
+        def on_step(step: int, row: dict | None) -> None:
             if row:
                 bar.note(f"collisions {row['collision_rate']:.3f}  "
                          f"rel.err {row['relative_reconstruction_error']:.3f}")
-            bar.update(epoch)
+            bar.update(step)
 
         res = train_rqvae(
             x, levels=cfg.levels, k=cfg.codebook_size, hidden=list(cfg.hidden),
-            latent_dim=cfg.latent_dim, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+            latent_dim=cfg.latent_dim, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
             beta=cfg.beta, seed=cfg.seed, target_collision_rate=cfg.target_collision_rate,
             eval_every=cfg.eval_every, patience=cfg.patience, device=device, faiss_gpu=gpu,
-            on_epoch=on_epoch)
+            on_step=on_step)
     last_book = res.model.codebooks[-1].detach().cpu().numpy()
     tensors = {k: v.detach().cpu().contiguous() for k, v in res.model.state_dict().items()}
     return Quantized(res.codes, res.reconstruction, sq_distances(res.last_residual_in, last_book),
                      tensors, res.history,
-                     {"best_epoch": res.best_epoch, "epochs_run": res.history[-1]["epoch"],
-                      "faiss_gpu": gpu})
+                     {"best_step": res.best_step, "steps_run": res.steps_run,
+                      "batch_size_used": res.batch_size, "faiss_gpu": gpu})
+
+
+def auto_codebook_size(n_items: int) -> int:
+    """K for a catalogue of ``n_items``: the power of two at or above n/16 (about 16 items per
+    first-level code), at most 256 (the default of catalogues of 4,096 items and more) and at
+    least 4."""
+    k = 4
+    while k < MAX_CODEBOOK and k * 16 < n_items:
+        k *= 2
+    return k
+
+
+def resolve_codebook(cfg: BuildSidsConfig, n_items: int, log) -> BuildSidsConfig:
+    """``cfg`` with its codebook size set: the given one (refused when the catalogue is smaller)
+    or the one chosen from the catalogue size (said in one line when it is not the default)."""
+    if cfg.codebook_size is not None:
+        if cfg.codebook_size > n_items:
+            raise ConfigError(f"--codebook-size {cfg.codebook_size} exceeds the {n_items} items; "
+                              f"use a codebook size <= {n_items}, or leave it out to have one "
+                              "chosen from the catalogue size")
+        return cfg
+    k = auto_codebook_size(n_items)
+    if k != MAX_CODEBOOK and log:
+        log(f"codebook size {k} per level for {n_items:,} items (chosen from the catalogue "
+            "size; --codebook-size sets it)")
+    return replace(cfg, codebook_size=k)
 
 
 def leaf_categories(items: list[dict]) -> list[str | None]:
@@ -106,15 +132,14 @@ def sid_stats(x: np.ndarray, q: Quantized, final: np.ndarray, items: list[dict],
 
 
 @writes_run
-def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
-    """Embed, quantise, de-duplicate and write RUN/sids; return the stats."""
+def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True, log=None) -> dict:
+    """Embed, quantise, de-duplicate and write RUN/sids; return the stats. The manifest records
+    the codebook size used (chosen from the catalogue size when ``cfg`` leaves it out)."""
     started = time.time()
     run = as_run(run)
     data = run.data
     items = data.items()
-    if len(items) < cfg.codebook_size:
-        raise ConfigError(f"--codebook-size {cfg.codebook_size} exceeds the {len(items)} items; "
-                          f"use a codebook size <= {len(items)}")
+    cfg = resolve_codebook(cfg, len(items), log)
     # the SASRec table is checked before the (possibly long) embedding
     sasrec = cfg.collab_source == "sasrec"
     table = table_vectors(sasrec_item_table(run), cfg.collab_dim) if sasrec else None
@@ -176,6 +201,6 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True) -> dict:
 def sasrec_item_table(run) -> np.ndarray:
     """(N, H) item rows of RUN/sasrec's embedding table (its padding row dropped), refused
     unless that model was trained on the run's current data."""
-    from ..inference import load_sasrec
+    from ..baselines.store import load_sasrec
 
     return load_sasrec(run).item.weight[1:].detach().numpy()

@@ -31,10 +31,3 @@ def open_sids(m: Manifest) -> SemanticIds:
     sizes = json.loads((folder / "sids.json").read_text(encoding="utf-8"))["codebook_sizes"]
     return SemanticIds(manifest=m, codes=codes, codebook_sizes=sizes)
 
-
-def load_sids(run) -> SemanticIds:
-    """Open RUN/sids for a later step; refuse SIDs built from other data or edited files
-    (``run``: a path or a ``rundir.Run``)."""
-    from ..rundir import as_run
-
-    return as_run(run).sids

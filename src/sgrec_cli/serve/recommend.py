@@ -1,5 +1,5 @@
 """`sgrec recommend`: parse who to recommend for (histories, dataset users, a file of users),
-ask a model loaded once (``Recommender``, through ``inference.load_top_items``) and return
+ask a model loaded once (``Recommender``, through ``models.load_top_items``) and return
 readable records (id, title, SID, score). ``sgrec serve`` answers through the same class."""
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.store import PreparedData
+from ..errors import BadInputError
+from ..rundir import Run, as_run
 from .config import RecommendConfig
-from .data.store import PreparedData
-from .errors import BadInputError
-from .rundir import Run, as_run
 
-__all__ = ["FIRST_WIDEN", "RecommendConfig", "Request", "Query", "Recommender", "parse_history",
+__all__ = ["FIRST_WIDEN", "Request", "Query", "Recommender", "parse_history",
            "read_requests", "user_requests", "recommend", "widen"]
 
 
@@ -41,7 +41,7 @@ def parse_history(text: str, where: str = "--history") -> Request:
 def read_requests(path: Path) -> list[Request]:
     """A file of users: JSON lines ``{"user": "u1", "history": ["12", "7"]}`` (``user``
     optional), or plain lines ``12,7,30`` (one history per line). Blank lines are skipped."""
-    from .data.io import read_text, require_file
+    from ..data.io import read_text, require_file
 
     path = require_file(Path(path), "the file of users")
     lines = read_text(path).splitlines()  # invalid UTF-8: one error naming its line
@@ -77,7 +77,7 @@ def user_requests(data: PreparedData, users: Sequence[str]) -> list[Request]:
 
 
 def _user_sequences(data: PreparedData) -> dict[str, list[int]]:
-    from .artifacts import read_jsonl
+    from ..artifacts import read_jsonl
 
     return {str(row["user"]): row["items"] for row in read_jsonl(data.folder / "sequences.jsonl")}
 
@@ -127,8 +127,8 @@ class Recommender:
 
     def __init__(self, run: Run | Path, model: str = "sft", *, num_beams: int = 20,
                  device: str = "auto"):
-        from .device import resolve_device
-        from .inference import load_top_items
+        from ..device import resolve_device
+        from ..models import load_top_items
 
         self.run = as_run(run)
         self.model = model
@@ -146,7 +146,7 @@ class Recommender:
 
     def manifest_summary(self) -> dict:
         """Which artifact answers: the model's step manifest (the data's for popular)."""
-        from .inference import model_step
+        from ..names import model_step
 
         m = self.run.manifest(model_step(self.model) or "data")
         return {"step": m.step, "created_at": m.data.get("created_at"),
@@ -226,7 +226,7 @@ def recommend(run: Run | Path, requests: Sequence[Request], cfg: RecommendConfig
 
 def _codes_or_none(run: Run) -> np.ndarray | None:
     """Item SIDs when the run has them (a SASRec / popularity run may not)."""
-    from .errors import ArtifactError
+    from ..errors import ArtifactError
 
     try:
         return run.sids.codes

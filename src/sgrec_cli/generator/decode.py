@@ -1,61 +1,22 @@
-"""Top-K items from any trained model of a run: the one place models are loaded for inference
-and asked for recommendations (`sgrec eval`, `sgrec recommend`, the judge's beam candidates and
-A2PO's validation all come here). Nothing here trains.
+"""Decoding a trained generator: top-K items by trie-constrained beam search (pure generator or
+hybrid scoring), history exclusion, and the hybrid weight's validation curve. Nothing here
+reads a run directory (``store.py`` loads a run's generator) or trains.
 
-Histories are item indices (oldest first). Every model excludes the user's own history items
-from its list when ``exclude_history`` is set (the evaluation protocol: the datasets here have no
-repeat purchases, so a history item can never be the target).
+Histories are item indices (oldest first). ``exclude_history`` leaves the user's own history
+items out (the evaluation protocol: the datasets here have no repeat purchases, so a history
+item can never be the target).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .rundir import Run
-
-MODELS = ("sft", "a2po", "sasrec", "popular")
-MODEL_HELP = ("sft, a2po, a2po-TAG (from train --a2po --tag TAG), sasrec or popular; a "
-              "generator may name its scoring: sft@generator, sft@hybrid")
-SCORINGS = ("generator", "hybrid")  # a generator's scoring modes (config.SCORE_MODES)
-
-
-def split_model(name: str) -> tuple[str, str | None]:
-    """``sft@hybrid`` -> ("sft", "hybrid"); a name without ``@`` scores as its model was
-    trained to (None)."""
-    base, at, score = name.partition("@")
-    return base, (score if at else None)
-
-
-def _is_generator(base: str) -> bool:
-    return base in ("sft", "a2po") or (base.startswith("a2po-") and len(base) > len("a2po-"))
-
-
-def known_model(name: str) -> bool:
-    """The built-in models, A2PO runs saved under a tag (``a2po-<tag>``), and a generator with
-    its scoring named (``sft@generator``: the pure generator of a hybrid model)."""
-    base, score = split_model(name)
-    if score is not None:
-        return _is_generator(base) and score in SCORINGS
-    return base in MODELS or _is_generator(base)
-
-
-def check_model(name: str) -> None:
-    if not known_model(name):
-        raise ConfigError(f"--model {name!r} is not known; use {MODEL_HELP}")
-
-
-def model_step(name: str) -> str | None:
-    """The run folder a model is loaded from (None: popular is fit from the data)."""
-    base, _ = split_model(name)
-    return None if base == "popular" else base
-
-
-# ---------------------------------------------------------------------------------- loaders
+from ..errors import ConfigError
+from ..names import SCORINGS
 
 
 @dataclass(frozen=True)
@@ -67,41 +28,6 @@ class LoadedGenerator:
     trie: Any  # SidTrie of the run's SIDs
     codes: np.ndarray  # (N, L) item SIDs, row i = item index i
     max_history: int  # history items the model reads (RUN/data's max history)
-
-
-def load_generator_step(run: Run, step: str = "sft", device: str = "auto") -> LoadedGenerator:
-    """RUN/<step>/best, checked against the run's data and SIDs."""
-    from .device import resolve_device
-    from .generator.model import load_generator
-    from .generator.trie import SidTrie
-
-    m = run.step(step, needs=("data", "sids"))
-    model, _cfg, vocab = load_generator(m.path.parent / "best", device=resolve_device(device))
-    codes = run.sids.codes
-    return LoadedGenerator(model, vocab, SidTrie.from_codes(codes, vocab.codebook_sizes), codes,
-                           run.data.max_history)
-
-
-def load_sasrec(run: Run):
-    """RUN/sasrec, checked against the run's data."""
-    import json
-
-    from safetensors.torch import load_file
-
-    from .baselines.sasrec import SASRec
-    from .config import SASRecConfig
-
-    m = run.step("sasrec", needs=("data",))
-    folder = m.path.parent
-    meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    n_items = meta.pop("n_items")
-    model = SASRec(n_items, SASRecConfig(**meta))
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    model.eval()
-    return model
-
-
-# -------------------------------------------------------------------------------- decoding
 
 
 def score_mode(model, score: str | None) -> str:
@@ -131,8 +57,8 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
     """
     import torch
 
-    from .generator.beam import constrained_beam_search
-    from .generator.hybrid import hybrid_search
+    from .beam import constrained_beam_search
+    from .hybrid import hybrid_search
 
     score = score_mode(model, score)
     device = next(model.parameters()).device
@@ -184,8 +110,8 @@ def hybrid_weight_curve(model, vocab, trie, histories: Sequence[Sequence[int]],
     weight, so they are computed once (generator/hybrid.py)."""
     import torch
 
-    from .eval.metrics import ndcg_gains, ranks_of_targets
-    from .generator.hybrid import hybrid_candidates, rank_candidates
+    from ..eval.metrics import ndcg_gains, ranks_of_targets
+    from .hybrid import hybrid_candidates, rank_candidates
 
     score_mode(model, "hybrid")  # refuses a model without a dense head
     device = next(model.parameters()).device
@@ -262,57 +188,3 @@ def generator_top_items(gen: LoadedGenerator, histories: Sequence[Sequence[int]]
                                  num_beams=beams, max_history=gen.max_history, with_scores=True,
                                  score=score)
     return items[:, :k], scores[:, :k]
-
-
-TopItems = Callable[..., tuple[np.ndarray, np.ndarray]]
-
-
-def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
-    """Load ``model`` once and return ``top(histories, k, *, num_beams=20,
-    exclude_history=True, fill=False) -> (items (U, k) int64, scores (U, k) float32)``, best
-    first: what ``top_items`` answers, for callers that ask many times (``sgrec serve``).
-
-    Scores: the SID log-probability (generators; the hybrid score with hybrid scoring), the
-    logit (sasrec), the training count (popular). ``fill``: see ``generator_top_items``.
-    """
-    check_model(model)
-    model, score = split_model(model)
-    if model == "popular":
-        from .baselines.popularity import MostPopular
-
-        data = run.data
-        pop = MostPopular().fit(data.split("train"), data.sequences(),
-                                n_items=len(data.items()))
-
-        def top_popular(histories, k, *, num_beams=20, exclude_history=True, fill=False):
-            items = pop.recommend(histories, k, exclude_history=exclude_history)
-            scores = np.where(items >= 0, pop.counts[items.clip(min=0)], -np.inf)
-            return items, scores.astype(np.float32)
-
-        return top_popular
-    if model == "sasrec":
-        from .baselines.sasrec import recommend
-
-        sasrec = load_sasrec(run)
-
-        def top_sasrec(histories, k, *, num_beams=20, exclude_history=True, fill=False):
-            return recommend(sasrec, histories, k, exclude_history=exclude_history,
-                             with_scores=True)
-
-        return top_sasrec
-    gen = load_generator_step(run, model, device)
-
-    def top_generator(histories, k, *, num_beams=20, exclude_history=True, fill=False):
-        return generator_top_items(gen, histories, k, num_beams,
-                                   exclude_history=exclude_history, fill=fill, score=score)
-
-    return top_generator
-
-
-def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, *,
-              num_beams: int = 20, device: str = "auto", exclude_history: bool = True,
-              fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(items (U, k) int64, scores (U, k) float32) of one model, best first (see
-    ``load_top_items``)."""
-    return load_top_items(run, model, device)(histories, k, num_beams=num_beams,
-                                              exclude_history=exclude_history, fill=fill)

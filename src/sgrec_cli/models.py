@@ -1,0 +1,69 @@
+"""Top-K items from any trained model of a run, by its name (``names.py``): the one place
+models are loaded for inference and asked for recommendations (`sgrec eval`, `sgrec
+recommend` / `serve`, the judge's beam candidates). Nothing here trains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .names import check_model, split_model
+from .rundir import Run
+
+TopItems = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+
+def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
+    """Load ``model`` once and return ``top(histories, k, *, num_beams=20,
+    exclude_history=True, fill=False) -> (items (U, k) int64, scores (U, k) float32)``, best
+    first: what ``top_items`` answers, for callers that ask many times (``sgrec serve``).
+
+    Scores: the SID log-probability (generators; the hybrid score with hybrid scoring), the
+    logit (sasrec), the training count (popular). ``fill``: see ``generator_top_items``.
+    """
+    check_model(model)
+    model, score = split_model(model)
+    if model == "popular":
+        from .baselines.popularity import MostPopular
+
+        data = run.data
+        pop = MostPopular().fit(data.split("train"), data.sequences(),
+                                n_items=len(data.items()))
+
+        def top_popular(histories, k, *, num_beams=20, exclude_history=True, fill=False):
+            items = pop.recommend(histories, k, exclude_history=exclude_history)
+            scores = np.where(items >= 0, pop.counts[items.clip(min=0)], -np.inf)
+            return items, scores.astype(np.float32)
+
+        return top_popular
+    if model == "sasrec":
+        from .baselines.sasrec import recommend
+        from .baselines.store import load_sasrec
+
+        sasrec = load_sasrec(run)
+
+        def top_sasrec(histories, k, *, num_beams=20, exclude_history=True, fill=False):
+            return recommend(sasrec, histories, k, exclude_history=exclude_history,
+                             with_scores=True)
+
+        return top_sasrec
+    from .generator.decode import generator_top_items
+    from .generator.store import load_generator_step
+
+    gen = load_generator_step(run, model, device)
+
+    def top_generator(histories, k, *, num_beams=20, exclude_history=True, fill=False):
+        return generator_top_items(gen, histories, k, num_beams,
+                                   exclude_history=exclude_history, fill=fill, score=score)
+
+    return top_generator
+
+
+def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, *,
+              num_beams: int = 20, device: str = "auto", exclude_history: bool = True,
+              fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(items (U, k) int64, scores (U, k) float32) of one model, best first (see
+    ``load_top_items``)."""
+    return load_top_items(run, model, device)(histories, k, num_beams=num_beams,
+                                              exclude_history=exclude_history, fill=fill)
