@@ -18,7 +18,7 @@ DEMO_A2PO_STEPS ?= 50
 # the source id of the dataset's first user, for the demo's `judge show` and `recommend`
 FIRST_USER = $(PY) -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["user"])' $(RUN)/data/sequences.jsonl
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install test test-fast demo bench lint docs clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,15 @@ demo: install
 	# the same request over HTTP: start `sgrec serve`, ask it once, stop it with SIGTERM
 	$(PY) examples/serve_client.py --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	$(SGREC) info --run $(RUN)
+	# the config file that reproduces the generator: `sgrec train --run R --config FILE` reruns it
+	$(SGREC) info --run $(RUN) --config sft
+	# your own data: the README's CSV shop (200 items, 300 customers) with the defaults
+	$(SGREC) prepare examples/shop --run $(RUN)-shop-csv
+	$(SGREC) build-sids --run $(RUN)-shop-csv
+	$(SGREC) train --run $(RUN)-shop-csv
+	$(SGREC) train --run $(RUN)-shop-csv --model sasrec
+	$(SGREC) eval --run $(RUN)-shop-csv --model sft --model sasrec --model popular
+	$(SGREC) recommend --run $(RUN)-shop-csv --user c0001 --k 5
 	# the same small shop as CSV and as RecBole atomic files: byte-identical split files
 	$(SGREC) prepare examples/my_shop --run $(RUN)-shop
 	$(SGREC) prepare examples/my_shop_recbole --run $(RUN)-shop-recbole
@@ -62,7 +71,11 @@ bench: install
 	$(PY) bench/beam.py --threads 1
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples docs
+
+# docs/commands.md from every command's --help (tests/test_docs.py fails when it is stale)
+docs: install
+	$(PY) docs/make_commands.py
 
 clean:
 	rm -rf runs .pytest_cache

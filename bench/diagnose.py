@@ -1,4 +1,4 @@
-"""Where a trained generator loses the target (issue 14, item 3), per SID level.
+"""Where a trained generator loses the target, per SID level.
 
 For every user of a split: teacher-forced accuracy of each level given the true prefix (over all
 codes, and over the codes the catalogue allows), and whether the target's prefix is still among

@@ -1,9 +1,9 @@
 """Generator ablation: each variant trained from one command, all written to one JSON.
 
 The base run holds data/, sids/, SASRec, most-popular and the baseline generator (``sft`` in
-BASE): the defaults before issue 14, text-only SIDs and SID-token inputs (a BASE built by this
-bench gets them through explicit flags; one it finds is used as it is). The new default is the
-``collab-items`` variant. Every variant gets its own run
+BASE): the defaults before the item-input change, text-only SIDs and SID-token inputs (a
+BASE built by this bench gets them through explicit flags; one it finds is used as it is).
+The new default is the ``collab-items`` variant. Every variant gets its own run
 folder BASE.variants/NAME that starts from copies of BASE's data/ and sids/ (or builds its own
 SIDs when the variant names build-sids options), is trained through the `sgrec` CLI (the code
 path users run; an interrupted variant resumes exactly) and evaluated with `sgrec eval` on the
@@ -36,7 +36,8 @@ from sgrec_cli.artifacts import read_jsonl  # noqa: E402
 from sgrec_cli.eval.bootstrap import paired_bootstrap  # noqa: E402
 from sgrec_cli.eval.metrics import per_user_metrics  # noqa: E402
 
-# BASE's SIDs and generator: the defaults before issue 14 (text-only SIDs, SID-token inputs)
+# BASE's SIDs and generator: the defaults before the item-input change (text-only SIDs,
+# SID-token inputs)
 OLD_DEFAULT_SIDS = ["--collab-dim", "0"]
 OLD_DEFAULT_TRAIN = ["--input", "tokens"]
 # name -> (train flags, build-sids flags or None for BASE's SIDs)

@@ -71,11 +71,11 @@ def make_sequence(rng: random.Random, n_cats: int) -> list[int]:
     pos = {c: rng.randint(0, 8) for c in cats}
     seq: list[int] = []
     while len(seq) < length:
-        if rng.random() < 0.12:  # a popular impulse buy: the first items of any category
+        if rng.random() < 0.25:  # a popular impulse buy: the first items of any category
             item = rng.randrange(n_cats) * ITEMS_PER_CATEGORY + rng.randint(0, 2)
         else:
             c = rng.choice(cats)
-            pos[c] = min(ITEMS_PER_CATEGORY - 1, pos[c] + rng.choice([1, 1, 1, 2, 3]))
+            pos[c] = min(ITEMS_PER_CATEGORY - 1, pos[c] + rng.choice([1, 1, 2, 2, 3, 4]))
             item = c * ITEMS_PER_CATEGORY + pos[c]
         if item not in seq:
             seq.append(item)

@@ -60,6 +60,17 @@ def toy_letter(tmp_path: Path) -> Path:
     return write_letter(tmp_path / "toy", inter, toy_items(8))
 
 
+def sid_catalog(sizes: list[int], n_items: int, rng: np.random.Generator):
+    """(codes (N, L) int64, vocabulary, trie): ``n_items`` items with distinct SIDs drawn at
+    random over the ``sizes`` codebooks: the catalogue the generator tests decode over."""
+    from sgrec_cli.generator.tokens import SidVocab
+    from sgrec_cli.generator.trie import SidTrie
+
+    flat = rng.choice(int(np.prod(sizes)), n_items, replace=False)
+    codes = np.stack(np.unravel_index(flat, sizes), axis=1).astype(np.int64)  # mixed radix
+    return codes, SidVocab(sizes), SidTrie.from_codes(codes, sizes)
+
+
 @pytest.fixture
 def one_thread():
     before = torch.get_num_threads()

@@ -66,8 +66,9 @@ def _log(folder):
 
 def test_a2po_all_advantage_modes_train_log_and_evaluate(sid_run):
     """Every advantage mode on the same seeded run (same users, same judge, same options): the
-    logs differ exactly where DESIGN §7's maths says the modes differ, so a mode that does not
-    reach the advantage computation fails here (the summary naming it is not enough)."""
+    logs differ exactly where the maths of docs/design.md §7 says the modes differ, so a mode
+    that does not reach the advantage computation fails here (the summary naming it is not
+    enough)."""
     _trained(sid_run)
     modes = ("a2po", "biz", "reward-sum", "adv-sum")
     B, G = 4, 8  # --batch-users, --group-size of A2PO

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import sid_catalog
 from sgrec_cli.generator.beam import constrained_beam_search
 from sgrec_cli.generator.config import GeneratorConfig
 from sgrec_cli.generator.diagnose import diagnose, summarize_diagnosis, target_nodes
 from sgrec_cli.generator.model import build_model
-from sgrec_cli.generator.tokens import SidVocab
-from sgrec_cli.generator.trie import SidTrie
 
 SIZES = [4, 4, 4]
 N_ITEMS = 40
@@ -22,9 +21,7 @@ def case():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)
-    flat = rng.choice(int(np.prod(SIZES)), N_ITEMS, replace=False)
-    codes = np.stack([flat // 16, (flat // 4) % 4, flat % 4], axis=1)
-    vocab, trie = SidVocab(SIZES), SidTrie.from_codes(codes, SIZES)
+    codes, vocab, trie = sid_catalog(SIZES, N_ITEMS, rng)
     torch.manual_seed(0)
     cfg = GeneratorConfig(d_model=32, num_layers=1, num_heads=4, d_ff=64, input="tokens")
     model = build_model(cfg, vocab).eval()

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import sid_catalog
 from hf_oracle import hf_generate_baseline
 from sgrec_cli.generator.beam import constrained_beam_search
 from sgrec_cli.generator.config import GeneratorConfig
 from sgrec_cli.generator.model import build_model, load_generator, save_generator
-from sgrec_cli.generator.tokens import DECODER_START, SidVocab
+from sgrec_cli.generator.tokens import DECODER_START
 from sgrec_cli.generator.trie import SidTrie
 
 SIZES = [8, 8, 8]
@@ -25,10 +26,7 @@ def setup():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
-    flat = rng.choice(int(np.prod(SIZES)), N_ITEMS, replace=False)  # unique SIDs
-    codes = np.stack([flat // 64, (flat // 8) % 8, flat % 8], axis=1)  # (N, 3)
-    vocab = SidVocab(SIZES)
-    trie = SidTrie.from_codes(codes, SIZES)
+    codes, vocab, trie = sid_catalog(SIZES, N_ITEMS, rng)
     cfg = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64, input="tokens")
     torch.manual_seed(0)
     model = build_model(cfg, vocab).eval()

@@ -1,4 +1,4 @@
-"""Generator input and scoring modes (issue 14): item-level (pooled SID) inputs with text
+"""Generator input and scoring modes: item-level (pooled SID) inputs with text
 features, the dense head and hybrid scoring; save/load, golden maths, validity, and eval /
 recommend reading the modes from the model's own config."""
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import make_sid_run
+from conftest import make_sid_run, sid_catalog
 from sgrec_cli.artifacts import sha256_file
 from sgrec_cli.cli import app
 from sgrec_cli.errors import ConfigError
@@ -28,8 +28,7 @@ from sgrec_cli.generator.decode import (
 )
 from sgrec_cli.generator.hybrid import hybrid_scores, hybrid_search, sid_log_probs
 from sgrec_cli.generator.model import build_model, load_generator, save_generator
-from sgrec_cli.generator.tokens import DECODER_START, SidVocab
-from sgrec_cli.generator.trie import SidTrie
+from sgrec_cli.generator.tokens import DECODER_START
 
 SIZES = [6, 6, 6]
 N_ITEMS = 120
@@ -41,12 +40,9 @@ def setup():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     rng = np.random.default_rng(1)
-    flat = rng.choice(int(np.prod(SIZES)), N_ITEMS, replace=False)
-    codes = np.stack([flat // 36, (flat // 6) % 6, flat % 6], axis=1)
+    codes, vocab, trie = sid_catalog(SIZES, N_ITEMS, rng)
     text = rng.normal(size=(N_ITEMS, 16)).astype(np.float32)
     text /= np.linalg.norm(text, axis=1, keepdims=True)
-    vocab = SidVocab(SIZES)
-    trie = SidTrie.from_codes(codes, SIZES)
     cfg = GeneratorConfig(d_model=32, num_layers=2, num_heads=4, d_ff=64, input="items",
                           text=True, ids=True, score="hybrid", hybrid_weight=0.3)
     torch.manual_seed(0)

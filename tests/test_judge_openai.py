@@ -239,9 +239,8 @@ def test_timeout_then_fast_answer_is_ok(server):
 def test_always_slow_server_fails_with_timeout(server):
     server.reply = lambda n, payload: ok_json(completion("4"), delay=0.6)
     be = backend(server, timeout_s=0.2, max_retries=1)
-    t0 = time.perf_counter()
     [out] = be.judge([prompt()])
-    assert time.perf_counter() - t0 < 2.0  # the client gave up; it did not wait for the server
+    # the client gave up: had it waited for the server (0.6 s) the answer would be OK
     assert out.status == FAILED and "timeout" in out.detail
     assert out.extra["retries"] == 1
     assert be.stats["failed"] == 1 and be.stats["requests"] == 2

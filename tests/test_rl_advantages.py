@@ -1,4 +1,4 @@
-"""A2PO maths (DESIGN §7): hand-computed golden cases, plus property tests of the gate."""
+"""A2PO maths (docs/design.md §7): hand-computed golden cases, plus property tests of the gate."""
 
 from __future__ import annotations
 

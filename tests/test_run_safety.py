@@ -1,4 +1,4 @@
-"""A run directory never loses or mixes results (issue 13): one test per reproduced failure,
+"""A run directory never loses or mixes results: one test per reproduced failure,
 two real processes on one run, kill -9 of a re-train, and the lock's own behaviour."""
 
 from __future__ import annotations

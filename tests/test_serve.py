@@ -311,20 +311,17 @@ def test_long_history_is_truncated_not_rejected(server):
     assert status == 200 and len(got["items"]) == 3 and got["history"] == 300
 
 
-def test_keep_alive_requests_do_not_wait_for_delayed_acks(server):
-    """Without TCP_NODELAY on accepted connections each keep-alive response stalled ~40 ms."""
-    import http.client
+def test_the_listening_socket_names_tcp_so_responses_are_not_delayed():
+    """asyncio sets TCP_NODELAY only on accepted sockets whose listening socket has proto
+    IPPROTO_TCP; without it every keep-alive response waits ~40 ms for a delayed ACK (the
+    latency itself is measured by bench/serve.py, not asserted here)."""
+    from sgrec_cli.serve.server import _listen
 
-    port = int(server.rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    times = []
-    for _ in range(15):
-        start = time.perf_counter()
-        conn.request("GET", "/health")
-        assert conn.getresponse().read() == b'{"status":"ok"}'
-        times.append(time.perf_counter() - start)
-    conn.close()
-    assert sorted(times)[len(times) // 2] < 0.03, times
+    sock = _listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()
 
 
 def test_health_ready_info(trained_run, server):
@@ -352,7 +349,7 @@ def test_full_queue_answers_503_and_sigterm_stops_cleanly(trained_run):
     assert code == 0 and "server stopped on SIGTERM" in stderr, stderr
 
 
-def test_serve_refuses_a_run_without_the_model_and_a_busy_port(sid_run):
+def test_serve_refuses_a_run_without_the_model_and_a_bad_option(sid_run):
     res = runner.invoke(app, ["serve", "--run", str(sid_run), "--port", "0"])
     assert res.exit_code == 2 and "sgrec train" in res.stderr, res.output
     assert len(res.stderr.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import sid_catalog
 from sgrec_cli.config import GeneratorConfig, SFTConfig
 from sgrec_cli.data.split import split_all
 from sgrec_cli.errors import ArtifactError, ConfigError
@@ -32,8 +33,7 @@ def data():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matmuls; another process shares the CPU
     rng = np.random.default_rng(0)
-    flat = rng.permutation(int(np.prod(SIZES)))[:N_ITEMS]  # unique SIDs
-    codes = np.stack([flat // 16, (flat // 4) % 4, flat % 4], axis=1)
+    codes, _, _ = sid_catalog(SIZES, N_ITEMS, rng)
     # next item = (last item + 1) % N: learnable from the last history item alone
     starts = rng.integers(0, N_ITEMS, size=80)
     seqs = [[(int(s) + t) % N_ITEMS for t in range(8)] for s in starts]

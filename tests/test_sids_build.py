@@ -65,11 +65,27 @@ def test_kmeans_objective_decreases_and_codes_in_range():
     assert np.array_equal(res.assign, again.assign)  # same seed, same clusters
 
 
-def test_residual_levels_reduce_error():
+def test_residual_levels_quantise_what_the_levels_before_left():
+    """Each level is k-means of the residual the levels before it left: the reconstruction is
+    the sum of each level's chosen centroid, every item's code at a level is its nearest
+    centroid to that residual, the last level's input is the residual of the first L-1 levels,
+    and so the error falls level by level. (Quantising x itself at every level would pass a
+    bare "the error falls" check at one level and fail every one of these.)"""
     x = np.random.default_rng(2).normal(size=(400, 8)).astype(np.float32)
-    errs = [float(((x - residual_kmeans(x, L, 16, seed=0).reconstruction) ** 2).sum())
-            for L in (1, 2, 3)]
-    assert errs[0] > errs[1] > errs[2]
+    rq = residual_kmeans(x, 3, 16, seed=0)
+    chosen = [book[rq.codes[:, level]] for level, book in enumerate(rq.codebooks)]
+    np.testing.assert_allclose(rq.reconstruction, sum(chosen), atol=1e-5)
+    residual = x.copy()
+    errors = []
+    for level, book in enumerate(rq.codebooks):
+        if level == len(rq.codebooks) - 1:
+            np.testing.assert_allclose(rq.last_residual_in, residual, atol=1e-5)
+        dist = ((residual[:, None, :] - book[None]) ** 2).sum(-1)  # (N, K)
+        assert (rq.codes[:, level] == dist.argmin(1)).mean() > 0.99  # k-means' last assignment
+        residual = residual - chosen[level]
+        errors.append(float((residual ** 2).sum()))
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] == pytest.approx(float(((x - rq.reconstruction) ** 2).sum()), rel=1e-4)
 
 
 def test_kmeans_refuses_more_codes_than_points():

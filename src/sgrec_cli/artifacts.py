@@ -1,4 +1,4 @@
-"""Run directory layout, manifests, content hashes and atomic writes (DESIGN §2).
+"""Run directory layout, manifests, content hashes and atomic writes (docs/design.md §2).
 
 Every step writes into ``RUN/<step>/``. The folder is first built under a temporary name inside
 the run directory and only renamed into place once complete, with ``manifest.json`` written last,
@@ -41,12 +41,31 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
+def temp_folder(parent: Path, prefix: str) -> Path:
+    """A new empty folder in ``parent`` with the permissions of a plain ``mkdir`` (mkdtemp's
+    are 0700: a server running as another user could not read a step folder made from it)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    tmp.chmod(0o777 & ~_UMASK)
+    return tmp
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one
+    (with a plain file's permissions, not mkstemp's 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -129,7 +148,7 @@ def staged_step(run: Path, step: str) -> Iterator[Path]:
     """
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{step}.tmp-", dir=run))
+    tmp = temp_folder(run, f".{step}.tmp-")
     try:
         yield tmp
         if not (tmp / MANIFEST).exists():

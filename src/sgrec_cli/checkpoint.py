@@ -5,19 +5,18 @@ that a checkpoint may be resumed, and the training log rewritten with it. Never 
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .artifacts import swap_into_place
+from .artifacts import swap_into_place, temp_folder
 
 
 def write_folder_atomically(final: Path, fill: Callable[[Path], None]) -> None:
     """``fill`` a temporary sibling of ``final``, then swap it in: ``final`` is always whole."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = temp_folder(final.parent, f".{final.name}.tmp-")
     try:
         fill(tmp)
         swap_into_place(tmp, final)

@@ -132,10 +132,10 @@ def _single(command: str, config: type, *params: Param) -> Spec:
 # ------------------------------------------------------------------------------- prepare
 
 PREPARE = _single("prepare", PrepareConfig, Param("source", Annotated[Path | None, typer.Argument(
-    help="Raw dataset folder or file (or source = \"...\" in --config).",
+    help="Raw dataset folder or file (or source = \"...\" in --config).", metavar="SOURCE",
     show_default=False)], into="source"), RUN, Param("force", Annotated[bool, typer.Option(
-        help="Replace a data/ folder that holds another dataset or other settings.")],
-        default=False), JSON)
+        "--force", help="Replace a data/ folder that holds another dataset or other "
+        "settings.")], default=False), JSON)
 
 
 @_command(PREPARE, "prepare", "Raw dataset -> RUN/data (leave-one-out split).", """Convert a raw
@@ -210,7 +210,7 @@ TRAIN = Spec("train", {
         "--a2po", help="Fine-tune RUN/sft with A2PO (RUN/judge gives the semantic reward).")],
         default=False, key=True),
     Param("resume", Annotated[bool, typer.Option(
-        help="Continue an interrupted run from its checkpoint.")], default=False,
+        "--resume", help="Continue an interrupted run from its checkpoint.")], default=False,
         modes=("generator", "a2po")),
     PROGRESS, JSON], _train_mode)
 
@@ -280,7 +280,8 @@ JUDGE_RUN = Param("run", Annotated[Path | None, typer.Option(
     "--run", "-r", envvar="SGREC_RUN", show_envvar=True, show_default=False,
     help="Run directory of this experiment (created by prepare).  [required]")])
 JUDGE = _single("judge", JudgeConfig, JUDGE_RUN, Param("force", Annotated[bool, typer.Option(
-    help="Replace a RUN/judge that covers more users than this judge.")], default=False),
+    "--force", help="Replace a RUN/judge that covers more users than this judge.")],
+    default=False),
     PROGRESS, JSON)
 JUDGE_HELP = """The Personalized Semantic Judge: aspect evidence for candidate pairs of training
 users, a user-conditional aggregator, semantic rewards (RUN/judge). `sgrec judge show`

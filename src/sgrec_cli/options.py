@@ -217,7 +217,7 @@ def flat_values(cls: type, config: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- config files
 
-_KEY_LINE = re.compile(r"""^\s*["']?([A-Za-z0-9_-]+)["']?\s*=""")
+_KEY_LINE = re.compile(r"""^\s*(?:\[+\s*)?["']?([A-Za-z0-9_-]+)["']?\s*(?:=|\])""")
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ every ``SGREC_PROGRESS_EVERY`` seconds (default 30) and one at the end, so a log
 12-minute embedding or an hour-long SFT epoch is moving.
 
     with progress_bar(enabled, "sft", total=n) as bar:
-        bar.advance()            # one unit done
         bar.note("epoch 3 ...")  # the latest status, shown beside the bar / in the next line
+        bar.advance()            # one unit done (set the note first: a line may print now)
         bar.print("a message")   # a line above the bar (or a plain line)
 
 ``emit(line)`` writes a line to stderr from anywhere: above the live bar while one is showing
@@ -71,6 +71,7 @@ class StepProgress:
         self._started = self._last = time.monotonic()
         self._bar: Progress | None = None
         self._task = None
+        self._said: tuple[int, str] | None = None  # (completed, info) of the last plain line
 
     def __enter__(self) -> StepProgress:
         if self._live:
@@ -88,8 +89,8 @@ class StepProgress:
         if self._bar is not None:
             self._bar.stop()
             _live_bars.remove(self._bar)
-        elif self.enabled and exc[0] is None:
-            self._line(final=True)
+        elif self.enabled and exc[0] is None and self._said != (self.completed, self.info):
+            self._line(final=True)  # unless the last line already said exactly this
 
     def advance(self, n: int = 1) -> None:
         self.completed += n
@@ -117,6 +118,7 @@ class StepProgress:
 
     def _line(self, final: bool = False) -> None:
         self._last = time.monotonic()
+        self._said = (self.completed, self.info)
         elapsed = self._last - self._started
         done = f"{self.completed:,}" + (f"/{self.total:,}" if self.total else "")
         pct = f" ({100 * self.completed / self.total:.0f}%)" if self.total else ""

@@ -4,6 +4,7 @@ log files carry the machine-readable form). No logic beyond formatting lives her
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -245,8 +246,10 @@ def sid_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("final collisions", f"{s['final_collisions']} ({s['items_moved_by_dedup']} items moved)"),
         ("codebook use", "; ".join(f"L{u['level']} {u['used']}/{s['codebook_size']} "
                                    f"H={u['entropy_bits']:.2f} bits" for u in s["level_usage"])),
-        ("reconstruction", f"relative error {s['relative_reconstruction_error']:.3f}, "
-                           f"MSE {s['reconstruction_mse']:.4f}"),
+        ("reconstruction", (f"relative error {s['relative_reconstruction_error']:.3f}"
+                            if math.isfinite(s["relative_reconstruction_error"]) else
+                            "relative error n/a (every item vector is the same)")
+         + f", MSE {s['reconstruction_mse']:.4f}"),
     ]
     coh = s.get("semantic_coherence_level1_leaf_category")
     if coh and coh.get("lift") is not None:

@@ -1,5 +1,5 @@
 """SASRec (Kang & McAuley, 2018), the standard sequential baseline, trained with cross-entropy
-over all items (the variant that DESIGN §3's reference figures use).
+over all items (the variant that the reference figures of docs/design.md §3 use).
 
 Input: the most recent ``max_len`` items of a history, right-aligned, 0 = padding (item index
 i is token i + 1). Causal self-attention blocks; the last position's hidden state is scored

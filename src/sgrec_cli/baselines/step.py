@@ -29,6 +29,7 @@ def run_step(run: Run | Path, cfg: SASRecConfig, *,
     data = run.data
     if cfg.max_len is None:
         cfg = replace(cfg, max_len=data.max_history)
+    data.training_split("train --model sasrec")
     seqs, n = data.sequences(), len(data.items())
     valid = data.split("valid")
     model, hist = train_sasrec(seqs, n, [e.history for e in valid], [e.target for e in valid],

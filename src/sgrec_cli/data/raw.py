@@ -43,6 +43,7 @@ class RawDataset:
     files: list[Path]
     items_where: str = ""
     notes: dict[str, int] = field(default_factory=dict)  # counts of what the reader dropped
+    warnings: list[str] = field(default_factory=list)  # what it could not read, in words
 
 
 def timed_sequences(events: dict[str, list[tuple[float, int, str]]],

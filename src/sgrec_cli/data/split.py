@@ -1,4 +1,4 @@
-"""Leave-one-out split (DESIGN §3), as pure functions.
+"""Leave-one-out split (docs/design.md §3), as pure functions.
 
 For a chronological sequence s_1..s_n: test = (s_1..s_{n-1} -> s_n), valid = (s_1..s_{n-2} ->
 s_{n-1}), train = every prefix of s_1..s_{n-2} predicting its next item, i.e. (s_1 -> s_2) ...

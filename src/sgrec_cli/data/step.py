@@ -99,7 +99,7 @@ def run_step(run: Path, cfg: PrepareConfig, *, force: bool = False) -> PrepareRe
     if unchanged:
         manifest = load_manifest(run, STEP, verify=False).data
     return PrepareResult(folder=run / STEP, stats=stats, manifest=manifest, unchanged=unchanged,
-                         warnings=data_warnings(stats))
+                         warnings=raw.warnings + data_warnings(stats))
 
 
 def _same_files(folder: Path, new: Path) -> bool:

@@ -70,6 +70,17 @@ class PreparedData:
     def sequences(self) -> list[list[int]]:
         return [r["items"] for r in read_jsonl(self.folder / "sequences.jsonl")]
 
+    def training_split(self, command: str) -> list[Example]:
+        """The training examples, refused in one line when there are none (every user has only
+        a test, a validation and one history item): ``command`` cannot run on this data."""
+        train = self.split("train")
+        if not train:
+            raise ArtifactError(f"`sgrec {command}` needs training examples and this data has "
+                                "none: every user has 3 interactions (a test, a validation "
+                                "and one history item); prepare data with users of 4 or more",
+                                self.folder)
+        return train
+
     def split(self, name: str) -> list[Example]:
         if name not in SPLITS:
             raise ArtifactError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")

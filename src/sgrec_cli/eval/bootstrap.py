@@ -32,7 +32,8 @@ def small_sample(n_users: int) -> str | None:
     """Why a test over ``n_users`` users is not reported as one, or None when it is."""
     if n_users >= MIN_TEST_USERS:
         return None
-    return f"only {n_users:,} users (a test needs at least {MIN_TEST_USERS})"
+    return (f"only {n_users:,} user{'s' if n_users != 1 else ''} (a test needs at least "
+            f"{MIN_TEST_USERS})")
 
 
 def bootstrap_mean_diffs(d: np.ndarray, n_boot: int, seed: int) -> np.ndarray:

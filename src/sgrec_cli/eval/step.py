@@ -1,5 +1,5 @@
 """`sgrec eval`: full-ranking leave-one-out metrics for several models on one split, per-user
-results, and paired bootstrap comparisons (DESIGN §3).
+results, and paired bootstrap comparisons (docs/design.md §3).
 
 Models are often evaluated one at a time, so RUN/eval keeps the results of models evaluated
 earlier, per split, as long as they are still what the model would give now. Each model's result

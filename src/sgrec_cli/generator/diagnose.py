@@ -1,4 +1,4 @@
-"""Where the generator loses a target: per-level accuracy and beam survival (issue 14, item 3).
+"""Where the generator loses a target: per-level accuracy and beam survival.
 
 For a user with target SID (c_0 .. c_{L-1}):
 

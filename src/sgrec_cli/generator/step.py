@@ -41,7 +41,7 @@ def run_step(run: Run | Path, cfg: SFTConfig, *, resume: bool = False, log=None,
     world = setup(cfg.device)
     try:
         text = sids.embeddings() if cfg.model.text else None
-        summary = train_sft(data.split("train"), data.split("valid"), sids.codes,
+        summary = train_sft(data.training_split("train"), data.split("valid"), sids.codes,
                             sids.codebook_sizes, cfg, work_dir(run.path),
                             max_history=data.max_history, text=text, inputs=inputs,
                             resume=resume,

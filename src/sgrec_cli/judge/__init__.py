@@ -1,4 +1,4 @@
-"""The Personalized Semantic Judge (DESIGN §6): Stage A aspect evidence from a backend
+"""The Personalized Semantic Judge (docs/design.md §6): Stage A aspect evidence from a backend
 (embedding formulas, a local causal LM, or an OpenAI-compatible server), Stage B a
 user-conditional aggregator fit from pairwise feedback, and the `sgrec judge` step."""
 

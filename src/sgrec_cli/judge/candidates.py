@@ -39,7 +39,7 @@ def judge_contexts(data: PreparedData, max_users: int = 0, seed: int = 0) -> Con
     """The last training example of every user (or of ``max_users`` users drawn with ``seed``),
     in user order."""
     last: dict[int, tuple[list[int], int]] = {}
-    for e in data.split("train"):
+    for e in data.training_split("judge"):
         last[e.user] = (list(e.history), e.target)
     users = seeded_subset(sorted(last), max_users, seed)
     ids = [str(r["user"]) for r in _sequences(data)]

@@ -26,7 +26,7 @@ PROMPT_VERSION = 1  # bump when the wording changes: it is part of every cache k
 SYSTEM = ("You are a careful shopping analyst. You judge whether a candidate product suits a "
           "customer, from the products the customer bought before.")
 
-# aspect name -> the question asked about the candidate (DESIGN §6)
+# aspect name -> the question asked about the candidate (docs/design.md §6)
 QUESTIONS: dict[str, str] = {
     "profile": "How well does the candidate fit the customer's long-term interests, as shown "
                "by all of the purchases above?",

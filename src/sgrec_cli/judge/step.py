@@ -166,8 +166,8 @@ def prompt_stage(backend, cache: AnswerCache, ctx: Contexts, *, pair_ctx: np.nda
                         pending.append((row, a, p))
             if len(pending) >= chunk_prompts:
                 flush()
-            bar.advance()
             bar.note(f"{counts['judged']} judged, {counts['cached']} cached")
+            bar.advance()
         flush()
     if failures and log:
         log(f"{counts[FAILED]} prompts failed (not cached, a re-run retries them), e.g. "

@@ -1,1 +1,2 @@
-"""A2PO (DESIGN §7): rewards and group advantages as pure maths, and the RL fine-tuning loop."""
+"""A2PO (docs/design.md §7): rewards and group advantages as pure maths, and the RL
+fine-tuning loop."""

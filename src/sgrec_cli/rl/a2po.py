@@ -1,6 +1,6 @@
-"""The A2PO loop (DESIGN §7): constrained-beam rollouts from the current policy, business and
-semantic rewards, group advantages (``advantages.combine``), clipped surrogate + beta * KL(k3) to
-the frozen SFT reference.
+"""The A2PO loop (docs/design.md §7): constrained-beam rollouts from the current policy, business
+and semantic rewards, group advantages (``advantages.combine``), clipped surrogate + beta *
+KL(k3) to the frozen SFT reference.
 
 One step: B training examples (history, next item) are drawn; the policy's top-G distinct items
 per example by constrained beam search (or G distinct items sampled without replacement by

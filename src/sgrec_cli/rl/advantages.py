@@ -1,4 +1,5 @@
-"""A2PO maths (DESIGN §7): group rewards, group advantages, the asymmetric gate, the loss pieces.
+"""A2PO maths (docs/design.md §7): group rewards, group advantages, the asymmetric gate, the loss
+pieces.
 
 A training user x gets a group of G distinct candidate items y_0..y_{G-1} (beam rank k = 0..G-1);
 B groups are processed at once, so every reward and advantage array is shaped (B, G).

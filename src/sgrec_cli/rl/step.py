@@ -293,7 +293,7 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
     job.say(f"a2po: advantage {cfg.advantage}, G={cfg.group_size}, rho={cfg.rho}, rollout "
             f"{cfg.rollout}, "
             + (f"semantic reward from the {job.how}" if job.semantic else "business reward only"))
-    train = data.split("train")
+    train = data.training_split("train --a2po")
     futures = (later_training_items(train, data.sequences()) if cfg.business == "future"
                else None)
     pool = training_pool(train, cfg.examples)
@@ -310,7 +310,7 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
     mine = slice(world.rank, None, world.size)
     first = state["step"] + 1
     t_call = time.perf_counter()
-    with progress_bar(progress and world.main, f"a2po ({cfg.advantage}) steps",
+    with progress_bar(progress and world.main, f"{job.step} steps ({cfg.advantage})",
                       total=cfg.steps, completed=state["step"], log=job.say) as bar:
         for s in range(first, cfg.steps + 1):
             t_step = time.perf_counter()
@@ -340,9 +340,9 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
             if world.main and ("valid_ndcg@10" in row or stop_here) and s < cfg.steps:
                 _checkpoint(job, p, best_state=best_state, rng=rng, gen=gen, state=state,
                             rows=rows, scores=scores)
-            bar.advance()
             bar.note(f"hit {row['hit_fraction']:.2f} "
                      f"best N@10 {state['best']['valid_ndcg@10']:.4f}")
+            bar.advance()
             if stop_here and s < cfg.steps:
                 return {"finished": False, "step": s,
                         "checkpoint": str(resume_dir(job.run.path, job.step))}

@@ -26,7 +26,7 @@ from . import dedup as dd
 from . import stats as st
 from .collab import collaborative_vectors, table_vectors
 from .config import MAX_CODEBOOK, BuildSidsConfig
-from .embed import default_cache_dir, embed_items
+from .embed import default_cache_dir, embed_items, item_text
 from .kmeans import faiss_gpu_available, sq_distances
 from .rqkmeans import residual_kmeans
 from .store import STEP
@@ -149,6 +149,7 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True, log=None
     x, emb_info = embed_items(items, embedder=cfg.embedder, template=cfg.template,
                               batch_size=cfg.embed_batch_size, device=device, cache_dir=cache,
                               progress=progress)
+    _warn_same_texts(items, cfg.template, log)
     text, collab = x, table
     if cfg.collab_dim and table is None:
         collab = collaborative_vectors(data.sequences(), len(items), cfg.collab_dim,
@@ -196,6 +197,16 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True, log=None
                        inputs=run.digests("data", *(["sasrec"] if sasrec else [])),
                        dataset=data.manifest.dataset)
     return stats
+
+
+def _warn_same_texts(items: list[dict], template: str, log) -> None:
+    """Say so when many items read the same (no metadata): text cannot tell them apart."""
+    distinct = len({item_text(it, template) for it in items})
+    if log and distinct < 0.5 * len(items):
+        log(f"[yellow]warning:[/] only {distinct:,} distinct item texts among {len(items):,} "
+            "items (items without a title, brand, categories or description read the same): "
+            "their SIDs can tell them apart only by co-occurrence; give the items metadata "
+            "(data/README.md)")
 
 
 def sasrec_item_table(run) -> np.ndarray:

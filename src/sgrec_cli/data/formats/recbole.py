@@ -12,10 +12,12 @@ kept; users keep their order of first appearance; repeated (user, item) pairs ar
 timestamp is an error.
 
 ``X.item`` (optional) needs ``item_id:token``. Item text comes from ``title`` (or
-``movie_title``, ``name``), ``brand``, ``categories`` (or ``category``, ``genre``, ``genres``:
-split on commas when the cell has any, else a ``token_seq`` cell on spaces as RecBole does),
+``movie_title``, ``name``), ``brand``, ``categories`` (or ``category``, ``genre``, ``genres``,
+``class``: split on commas when the cell has any, else a ``token_seq`` cell on spaces as RecBole
+does),
 ``description`` and ``price`` (or ``value``: the item value). Every item of ``X.inter`` must be
-in it; items keep its order. Without ``X.item`` every item gets empty text.
+in it; items keep its order. Without ``X.item`` every item gets empty text. A file with none of
+the category columns gets a warning naming the columns it has.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..raw import RawDataset, RawItem, timed_sequences
 NAME = "recbole"
 TYPES = ("token", "token_seq", "float", "float_seq")
 TITLE = ("title", "movie_title", "name")
-CATEGORIES = ("categories", "category", "genre", "genres")
+CATEGORIES = ("categories", "category", "genre", "genres", "class")
 DESCRIPTION = ("description",)
 VALUE = ("price", "value")
 
@@ -130,15 +132,24 @@ def read(source: Path, cfg) -> RawDataset:
     sequences = timed_sequences(events, first_line, inter_path)
 
     item_path = inter_path.with_suffix(".item")
-    items = _read_items(item_path) if item_path.is_file() else None
+    items, warnings = _read_items(item_path) if item_path.is_file() else (None, [])
     notes = {"interactions_below_min_rating": below} if below else {}
     return RawDataset(name=inter_path.stem, format=NAME, sequences=sequences, items=items,
                       files=[inter_path] + ([item_path] if items is not None else []),
-                      items_where=str(item_path) if items is not None else "", notes=notes)
+                      items_where=str(item_path) if items is not None else "", notes=notes,
+                      warnings=warnings)
 
 
-def _read_items(path: Path) -> dict[str, RawItem]:
+def _read_items(path: Path) -> tuple[dict[str, RawItem], list[str]]:
+    """The items of ``X.item``, and what could not be read from it, in words."""
     header, rows = _rows(path, ("item_id",))
+    warnings = []
+    if not any(n in header for n in CATEGORIES):
+        others = [n for n in header if n not in ("item_id", *TITLE, "brand", *DESCRIPTION,
+                                                 *VALUE)]
+        warnings.append(f"{path.name}: no category column (looked for "
+                        f"{', '.join(CATEGORIES)}), so the items have no categories"
+                        + (f"; columns not read: {', '.join(others)}" if others else ""))
 
     def column(names: tuple[str, ...]) -> tuple[int, str] | None:
         return next((header[n] for n in names if n in header), None)
@@ -161,7 +172,7 @@ def _read_items(path: Path) -> dict[str, RawItem]:
             categories=_categories(_cell(cells, categories), categories),
             value=_float(cells[value[0]], where, "price") if value and value[1] == "float"
             else None)
-    return items
+    return items, warnings
 
 
 def _cell(cells: list[str], column: tuple[int, str] | None) -> str:
