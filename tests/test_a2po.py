@@ -194,6 +194,8 @@ def test_a2po_resume_equals_an_uninterrupted_run(sid_run):
     assert part == {"finished": False, "step": 3, "checkpoint": str(resume_dir(sid_run,
                                                                                "a2po-full"))}
     assert (sid_run / "a2po-full" / "manifest.json").read_bytes() == before
+    shown = CliRunner().invoke(app, ["info", "--run", str(sid_run)]).stdout
+    assert "a2po-full  interrupted at step 3 of 6: `sgrec train --a2po --tag full --run" in shown
     with pytest.raises(ConfigError, match=r"options \['lr'\] differ"):
         run_a2po(sid_run, _api_cfg(lr=1e-4, tag="full"), resume=True, progress=False)
     done = run_a2po(sid_run, _api_cfg(tag="full"), resume=True, progress=False)

@@ -73,8 +73,7 @@ def resumable(run: Path) -> list[dict[str, Any]]:
         else:
             continue
         found.append({"step": step, "done": done, "checkpoint": str(folder),
-                      "command": f"sgrec {command} --run {run} --resume (with the same "
-                                 "options)"})
+                      "command": f"sgrec {command} --run {run} --resume"})
     return found
 
 

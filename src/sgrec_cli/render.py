@@ -376,5 +376,6 @@ def run_info_lines(res: dict, run: Any) -> list[str]:
             lines.append(f"    stale: {s['error']}")
         lines += [f"    {k}: {v}" for k, v in key_stats(s["step"], s["stats"])]
     for r in res.get("resumable", []):
-        lines.append(f"{r['step']}  interrupted: {r['done']}; continue with `{r['command']}`")
+        lines.append(f"{r['step']}  interrupted at {r['done']}: `{r['command']}` continues it "
+                     "(with the options it was started with)")
     return lines

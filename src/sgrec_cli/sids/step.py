@@ -78,17 +78,19 @@ def quantize(x: np.ndarray, cfg: BuildSidsConfig, device: str, progress: bool) -
 
 def auto_codebook_size(n_items: int) -> int:
     """K for a catalogue of ``n_items``: the power of two at or above n/16 (about 16 items per
-    first-level code), at most 256 (the default of catalogues of 4,096 items and more) and at
-    least 4."""
+    first-level code), at most 256 (the default of catalogues of 4,096 items and more), at
+    least 4 (2 for a catalogue of 2 or 3 items)."""
     k = 4
     while k < MAX_CODEBOOK and k * 16 < n_items:
         k *= 2
-    return k
+    return max(2, min(k, n_items))
 
 
 def resolve_codebook(cfg: BuildSidsConfig, n_items: int, log) -> BuildSidsConfig:
     """``cfg`` with its codebook size set: the given one (refused when the catalogue is smaller)
     or the one chosen from the catalogue size (said in one line when it is not the default)."""
+    if n_items < 2:
+        raise ConfigError(f"build-sids needs at least 2 items and this catalogue has {n_items}")
     if cfg.codebook_size is not None:
         if cfg.codebook_size > n_items:
             raise ConfigError(f"--codebook-size {cfg.codebook_size} exceeds the {n_items} items; "
@@ -165,6 +167,9 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True, log=None
         final = dd.dedup_reassign(q.codes, q.last_cost, cfg.codebook_size)
     dd.ensure_unique(final)
     stats = sid_stats(x, q, final, items, cfg)
+    for line in sid_hints(stats):
+        if log:
+            log(f"[yellow]hint:[/] {line}")
     stats["seconds"] = {"embed": round(t1 - t0, 3), "quantize": round(t2 - t1, 3),
                         "embeddings_cached": emb_info["cached"]}
     stats["embedder"] = {k: emb_info[k] for k in ("embedder", "resolved", "dim", "cache_key")}
@@ -199,11 +204,28 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True, log=None
     return stats
 
 
+def sid_hints(stats: dict) -> list[str]:
+    """What to change when the SIDs came out poor: most items sharing a raw SID, or a level
+    whose codes are mostly unused (the de-duplicated SIDs are unique either way)."""
+    k, hints = stats["codebook_size"], []
+    if stats["raw_collision_rate"] > 0.5:
+        hints.append(f"{stats['raw_collision_rate']:.0%} of items share their raw SID: the "
+                     "generator cannot tell them apart before de-duplication; try more "
+                     "--levels or a larger --codebook-size")
+    idle = [u["level"] for u in stats["level_usage"] if u["used"] < 0.5 * k]
+    if idle:
+        hints.append(f"level {', '.join(map(str, idle))} uses fewer than half of its {k} codes: "
+                     f"a smaller --codebook-size (e.g. {max(2, k // 2)}) fits this catalogue "
+                     "better")
+    return hints
+
+
 def _warn_same_texts(items: list[dict], template: str, log) -> None:
     """Say so when many items read the same (no metadata): text cannot tell them apart."""
     distinct = len({item_text(it, template) for it in items})
     if log and distinct < 0.5 * len(items):
-        log(f"[yellow]warning:[/] only {distinct:,} distinct item texts among {len(items):,} "
+        texts = "text" if distinct == 1 else "texts"
+        log(f"[yellow]warning:[/] only {distinct:,} distinct item {texts} among {len(items):,} "
             "items (items without a title, brand, categories or description read the same): "
             "their SIDs can tell them apart only by co-occurrence; give the items metadata "
             "(data/README.md)")
