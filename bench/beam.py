@@ -23,12 +23,12 @@ from common import RESULTS, ROOT, write_result
 
 sys.path.insert(0, str(ROOT / "tests"))  # the generate() oracle lives with the tests
 
-from hf_oracle import allowed_tokens, hf_generate_baseline  # noqa: E402
-from sgrec_cli.config import GeneratorConfig  # noqa: E402
-from sgrec_cli.generator.beam import constrained_beam_search  # noqa: E402
-from sgrec_cli.generator.model import build_model  # noqa: E402
-from sgrec_cli.generator.tokens import SidVocab  # noqa: E402
-from sgrec_cli.generator.trie import SidTrie  # noqa: E402
+from hf_oracle import allowed_tokens, hf_generate_baseline
+from sgrec_cli.config import GeneratorConfig
+from sgrec_cli.generator.beam import constrained_beam_search
+from sgrec_cli.generator.model import build_model
+from sgrec_cli.generator.tokens import SidVocab
+from sgrec_cli.generator.trie import SidTrie
 
 N_ITEMS, SIZES = 4344, [256, 256, 256]
 N_USERS, HIST_LEN, NUM_BEAMS, BATCH = 256, 20, 20, 64

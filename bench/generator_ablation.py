@@ -32,9 +32,9 @@ from pathlib import Path
 
 from common import RESULTS, done, read_json, sgrec, write_result
 
-from sgrec_cli.artifacts import read_jsonl  # noqa: E402
-from sgrec_cli.eval.bootstrap import paired_bootstrap  # noqa: E402
-from sgrec_cli.eval.metrics import per_user_metrics  # noqa: E402
+from sgrec_cli.artifacts import read_jsonl
+from sgrec_cli.eval.bootstrap import paired_bootstrap
+from sgrec_cli.eval.metrics import per_user_metrics
 
 # BASE's SIDs and generator: the defaults before the item-input change (text-only SIDs,
 # SID-token inputs)

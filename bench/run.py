@@ -16,10 +16,10 @@ from pathlib import Path
 
 from common import RESULTS, ROOT, write_result
 
-from sgrec_cli.config import BuildSidsConfig, PrepareConfig  # noqa: E402
-from sgrec_cli.data.io import load_json, read_text  # noqa: E402
-from sgrec_cli.data.step import run_step as prepare  # noqa: E402
-from sgrec_cli.sids.step import run_step as build_sids  # noqa: E402
+from sgrec_cli.config import BuildSidsConfig, PrepareConfig
+from sgrec_cli.data.io import load_json, read_text
+from sgrec_cli.data.step import run_step as prepare
+from sgrec_cli.sids.step import run_step as build_sids
 
 
 def timed(fn, repeat: int) -> float:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from common import Conn, call, free_port, preamble, sgrec_command, sgrec_env, write_json
 
-from sgrec_cli.serve.recommend import Recommender, Request  # noqa: E402
+from sgrec_cli.serve.recommend import Recommender, Request
 
 BATCHING_OFF = ["--max-batch", "1"]
 

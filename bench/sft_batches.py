@@ -18,14 +18,11 @@ from pathlib import Path
 import torch
 from common import RESULTS, write_result
 
-from sgrec_cli.config import GeneratorConfig  # noqa: E402
-from sgrec_cli.generator.model import build_model  # noqa: E402
-from sgrec_cli.generator.sft import encode_examples, length_grouped_batches  # noqa: E402
-from sgrec_cli.generator.tokens import SidVocab  # noqa: E402
-from sgrec_cli.rundir import (
-    load_data,  # noqa: E402
-    load_sids,  # noqa: E402
-)
+from sgrec_cli.config import GeneratorConfig
+from sgrec_cli.generator.model import build_model
+from sgrec_cli.generator.sft import encode_examples, length_grouped_batches
+from sgrec_cli.generator.tokens import SidVocab
+from sgrec_cli.rundir import load_data, load_sids
 
 
 def run_steps(vocab, batches, ids, mask, labels, lengths) -> tuple[float, int]:

@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 from common import RESULTS, write_result
 
-from sgrec_cli.config import GeneratorConfig  # noqa: E402
-from sgrec_cli.generator.decode import predict_topk  # noqa: E402
-from sgrec_cli.generator.model import build_model  # noqa: E402
-from sgrec_cli.generator.sft import encode_examples, length_grouped_batches  # noqa: E402
-from sgrec_cli.generator.tokens import SidVocab  # noqa: E402
-from sgrec_cli.generator.trie import SidTrie  # noqa: E402
-from sgrec_cli.rundir import Run  # noqa: E402
+from sgrec_cli.config import GeneratorConfig
+from sgrec_cli.generator.decode import predict_topk
+from sgrec_cli.generator.model import build_model
+from sgrec_cli.generator.sft import encode_examples, length_grouped_batches
+from sgrec_cli.generator.tokens import SidVocab
+from sgrec_cli.generator.trie import SidTrie
+from sgrec_cli.rundir import Run
 
 MODES = {
     "tokens": {"input": "tokens"},

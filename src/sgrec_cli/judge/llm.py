@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
+from ..progress import hf_bars_off
 from .prompts import SCALE, Outcome, Prompt, read_scale
 
 SMOLLM2 = "smollm2"
@@ -63,8 +64,9 @@ def load_causal_lm(name: str, device: str = "cpu"):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        tok = AutoTokenizer.from_pretrained(where, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
+        with hf_bars_off():  # no weight-loading bars in the step's log
+            tok = AutoTokenizer.from_pretrained(where, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = " (offline: give a local folder)" if os.environ.get("HF_HUB_OFFLINE") else ""
