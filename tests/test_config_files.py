@@ -149,6 +149,7 @@ STEPS = [
                  "--no-progress"]),
     ("eval", ["eval", "--model", "sft", "--model", "popular", "--split", "valid", "--n-boot",
               "50"]),
+    ("report", ["report", "--window", "5"]),
 ]
 
 
@@ -177,6 +178,13 @@ def test_each_step_rerun_from_its_printed_config_has_the_same_config(tmp_path, o
 
 def test_info_config_of_an_unknown_or_missing_step(tmp_path):
     assert "no step of that name" in one_error_line(sgrec("info", "--run", tmp_path, "--config",
-                                                          "report"))
+                                                          "nope"))
     line = one_error_line(sgrec("info", "--run", tmp_path, "--config", "sft"))
     assert "manifest" in line or "sft" in line
+
+
+def test_a_mode_selector_of_the_wrong_type_in_a_file(tmp_path):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('a2po = "yes"\n')
+    line = one_error_line(sgrec("train", "--run", tmp_path, "--config", cfg))
+    assert f"{cfg}:1: a2po 'yes' must be bool" in line

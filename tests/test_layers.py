@@ -163,3 +163,20 @@ def test_the_scanner_sees_cycles_and_upward_imports(tmp_path):
     graph = imports(pkg)
     assert cycles(graph) == [["data.io", "errors"]]
     assert upward(graph) == ["errors -> data.io"]
+
+
+def longest_functions(root: Path = PACKAGE, n: int = 5) -> list[tuple[int, str]]:
+    """The ``n`` longest functions of the package, (lines with decorators and signature,
+    "module.name")."""
+    found = []
+    for name, path in modules(root).items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                found.append((node.end_lineno - start + 1, f"{name}.{node.name}"))
+    return sorted(found, reverse=True)[:n]
+
+
+def test_no_function_is_longer_than_80_lines():
+    """Each function readable in one screen, signature included."""
+    assert longest_functions()[0][0] <= 80, longest_functions()

@@ -152,7 +152,7 @@ def test_every_command_help_has_an_example(command):
 
 # every option generated from a step config: (command, flag, {mode: default})
 SPECS = {"prepare": cli.PREPARE, "build-sids": cli.SIDS, "train": cli.TRAIN, "judge": cli.JUDGE,
-         "eval": cli.EVAL, "recommend": cli.RECOMMEND, "serve": cli.SERVE}
+         "eval": cli.EVAL, "recommend": cli.RECOMMEND, "serve": cli.SERVE, "report": cli.REPORT}
 CONFIG_OPTIONS = [(command, by_mode[next(iter(by_mode))].flag,
                    {m: d.default for m, d in by_mode.items()})
                   for command, spec in SPECS.items()

@@ -31,6 +31,7 @@ from .config import (
 )
 from .errors import ConfigError, SgrecError
 from .progress import emit
+from .report import ReportConfig
 
 app = typer.Typer(
     name="sgrec",
@@ -54,7 +55,6 @@ JSON = Param("as_json", Annotated[bool, typer.Option(
 PROGRESS = Param("progress", Annotated[bool, typer.Option(
     help="Show progress on stderr (a bar, or a line every 30 s when redirected).")],
     default=True)
-FORCE_HELP = "Replace a {what} that holds {which}."
 
 
 def _version(value: bool) -> None:
@@ -103,10 +103,6 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
-def _say(msg: str) -> None:
-    emit(msg)
-
-
 def _rows(line: str) -> None:
     """A training row on stderr, from the main process only (torchrun: rank 0 reports)."""
     from .distributed import main_process
@@ -148,7 +144,7 @@ def prepare(call: Resolved) -> None:
     p = call.params
     res = run_step(p["run"], call.config, force=p["force"])
     for line in res.warnings:
-        _say(f"[yellow]warning:[/] {escape(line)}")
+        emit(f"[yellow]warning:[/] {escape(line)}")
     if p["as_json"]:
         _print_json({"folder": str(res.folder), "dataset": res.manifest["dataset"],
                      "unchanged": res.unchanged, "stats": res.stats, "warnings": res.warnings})
@@ -175,7 +171,7 @@ def build_sids(call: Resolved) -> None:
     from .sids.step import run_step
 
     p = call.params
-    stats = run_step(p["run"], call.config, progress=p["progress"], log=_say)
+    stats = run_step(p["run"], call.config, progress=p["progress"], log=emit)
     if p["as_json"]:
         _print_json(stats)
         return
@@ -212,7 +208,8 @@ TRAIN = Spec("train", {
     Param("resume", Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run from its checkpoint.")], default=False,
         modes=("generator", "a2po")),
-    PROGRESS, JSON], _train_mode)
+    PROGRESS, JSON], _train_mode, lambda mode: {"a2po": True} if mode == "a2po" else
+    {"model": mode})
 
 
 @_command(TRAIN, "train", "Train the generator (RUN/sft), SASRec, or A2PO.", """Train the SID
@@ -247,7 +244,7 @@ def train(call: Resolved) -> None:
 def _train_a2po(run: Path, cfg: A2POConfig, p: dict) -> tuple[str, dict, list]:
     from .rl.step import run_step
 
-    summary = run_step(run, cfg, resume=p["resume"], progress=p["progress"], log=_say,
+    summary = run_step(run, cfg, resume=p["resume"], progress=p["progress"], log=emit,
                        on_row=show.a2po_validations(_rows))
     return (f"A2PO ({cfg.advantage}) -> {run / cfg.step}", summary,
             show.a2po_summary(summary))
@@ -256,7 +253,7 @@ def _train_a2po(run: Path, cfg: A2POConfig, p: dict) -> tuple[str, dict, list]:
 def _train_generator(run: Path, cfg: SFTConfig, p: dict) -> tuple[str, dict, list]:
     from .generator.step import run_step
 
-    summary = run_step(run, cfg, resume=p["resume"], log=_say, progress=p["progress"],
+    summary = run_step(run, cfg, resume=p["resume"], log=emit, progress=p["progress"],
                        on_epoch=show.sft_epochs(_rows))
     return f"generator -> {run / 'sft'}", summary, show.sft_summary(summary)
 
@@ -313,11 +310,11 @@ def _run_judge(call: Resolved) -> None:
     p = call.params
     if p["run"] is None:
         raise ConfigError("Missing option '--run' / '-r' (env var: 'SGREC_RUN')")
-    summary = run_step(p["run"], call.config, progress=p["progress"], log=_say,
+    summary = run_step(p["run"], call.config, progress=p["progress"], log=emit,
                        force=p["force"])
     agg = summary["aggregator"]
     if agg.get("small_sample"):
-        _say(f"[yellow]warning:[/] {escape(agg['small_sample'])}")
+        emit(f"[yellow]warning:[/] {escape(agg['small_sample'])}")
     if p["as_json"]:
         _print_json(summary)
         return
@@ -450,32 +447,31 @@ curl -s localhost:8000/recommend -d '{"history": ["12", "7"], "k": 5}'""")
 def serve(call: Resolved) -> None:
     from .serve.server import serve as do_serve
 
-    do_serve(call.params["run"], call.config, say=_say)
+    do_serve(call.params["run"], call.config, say=emit)
 
 
 # ------------------------------------------------------------------------- report, info
 
 
-@app.command(short_help="PNG plots of a run into RUN/report/.")
-@handle_errors
-def report(
-    run: RUN.annotation,
-    window: Annotated[int, typer.Option(help="Moving-average window for step curves.")] = 20,
-) -> None:
-    """PNG plots: A2PO training curves and the eval comparison, into RUN/report/.
+REPORT = _single("report", ReportConfig, RUN)
 
-    Example: sgrec report --run runs/sci
-    """
+
+@_command(REPORT, "report", "PNG plots of a run into RUN/report/.", """PNG plots: A2PO
+training curves and the eval comparison, into RUN/report/.
+
+Example: sgrec report --run runs/sci""")
+def report(call: Resolved) -> None:
     from .report import make_report
 
-    for name in make_report(run, window=window):
+    run = call.params["run"]
+    for name in make_report(run, call.config):
         out.print(str(Path(run) / "report" / name), highlight=False, soft_wrap=True)
 
 
 # step folder -> (the command's spec, its mode): what `info --config STEP` prints
 STEP_SPECS = {"data": (PREPARE, "prepare"), "sids": (SIDS, "build-sids"),
               "sft": (TRAIN, "generator"), "sasrec": (TRAIN, "sasrec"),
-              "judge": (JUDGE, "judge"), "eval": (EVAL, "eval")}
+              "judge": (JUDGE, "judge"), "eval": (EVAL, "eval"), "report": (REPORT, "report")}
 
 
 def step_config(run: Path, step: str) -> str:
@@ -500,7 +496,7 @@ def info(
     run: RUN.annotation,
     config: Annotated[str | None, typer.Option(
         "--config", help="Print the TOML config file that reproduces this finished step (a "
-        "folder of the run: data, sids, sft, sasrec, judge, a2po, a2po-TAG, eval).",
+        "folder of the run: data, sids, sft, sasrec, judge, a2po, a2po-TAG, eval, report).",
         show_default=False)] = None,
     as_json: JSON.annotation = False,
 ) -> None:

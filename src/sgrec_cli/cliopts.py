@@ -65,7 +65,8 @@ class Spec:
     command: str  # "train"
     modes: dict[str, Mode]
     params: list[Param] = field(default_factory=list)
-    choose: Callable[[dict[str, Any]], str] | None = None  # values -> mode name
+    choose: Callable[[dict[str, Any]], str] | None = None  # parameter values -> mode name
+    selectors: Callable[[str], dict[str, Any]] | None = None  # mode -> what chooses it
 
     def owners(self) -> dict[str, dict[str, Decl]]:
         """option name -> {mode name: its declaration in that mode's config}."""
@@ -80,13 +81,13 @@ class Spec:
         return out
 
 
-CONFIG_PARAM = Param("config", Annotated[Path | None, typer.Option(
+CONFIG_OPTION = Annotated[Path | None, typer.Option(
     "--config", "-c", help="TOML file of option values (key = value, keys as the options with "
     "'_' for '-'); options on the command line win. `sgrec info --config STEP` prints the file "
-    "of a finished step.", show_default=False)])
+    "of a finished step.", show_default=False)]
 
 
-def _help(spec: Spec, name: str, by_mode: dict[str, Decl]) -> str:
+def _help(spec: Spec, by_mode: dict[str, Decl]) -> str:
     """The option's help with its default(s) and, for a multi-mode command, the modes taking
     it."""
     first = next(iter(by_mode.values()))
@@ -104,6 +105,7 @@ def _help(spec: Spec, name: str, by_mode: dict[str, Decl]) -> str:
 
 
 def _option_param(spec: Spec, name: str, by_mode: dict[str, Decl]) -> inspect.Parameter:
+    """The Typer parameter of one generated option (default None: "not given")."""
     d = next(iter(by_mode.values()))
     decls = [f"{d.flag}/--no-{d.flag[2:]}" if d.type is bool else d.flag]
     if d.short:
@@ -112,7 +114,7 @@ def _option_param(spec: Spec, name: str, by_mode: dict[str, Decl]) -> inspect.Pa
         typ: Any = list[str] if d.item is str else str
     else:
         typ = d.type
-    opt = typer.Option(*decls, help=_help(spec, name, by_mode), show_default=False)
+    opt = typer.Option(*decls, help=_help(spec, by_mode), show_default=False)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
                              annotation=Annotated[typ | None, opt], default=None)
 
@@ -123,7 +125,7 @@ def signature(spec: Spec) -> inspect.Signature:
                                 default=inspect.Parameter.empty if p.required else p.default)
               for p in spec.params]
     params.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY,
-                                    annotation=CONFIG_PARAM.annotation, default=None))
+                                    annotation=CONFIG_OPTION, default=None))
     params += [_option_param(spec, name, by_mode)
                for name, by_mode in spec.owners().items()
                if next(iter(by_mode.values())).cli]
@@ -167,9 +169,13 @@ def resolve(spec: Spec, kwargs: dict[str, Any]) -> Resolved:
         if given is not None:
             d = next(iter(by_mode.values()))
             values[name] = FileValue(coerce(d, given, d.flag), None)
-    for name in keys:
+    for name, p in keys.items():
         if name in values:
-            params[name] = values.pop(name).value
+            v = values.pop(name)
+            kind = type(p.default) if p.default is not None else str
+            if not isinstance(v.value, kind):
+                raise ConfigError(f"{name} {v.value!r} must be {kind.__name__}", v.where)
+            params[name] = v.value
     mode = spec.choose(params) if spec.choose else next(iter(spec.modes))
     _refuse_others(spec, mode, owners, values, params)
     try:
@@ -204,14 +210,8 @@ def _refuse_others(spec: Spec, mode: str, owners: dict[str, dict[str, Decl]],
 
 def config_toml(spec: Spec, mode: str, config: dict[str, Any], header: list[str]) -> str:
     """The config file that reproduces a finished step from its manifest's ``config``."""
-    lines = flat_values(spec.modes[mode].config, config)
-    keyed = {p.name: p for p in spec.params if p.key}
-    selectors: dict[str, Any] = {}
-    if "model" in keyed and mode in ("generator", "sasrec"):
-        selectors["model"] = mode
-    if "a2po" in keyed and mode == "a2po":
-        selectors["a2po"] = True
-    return to_toml({**selectors, **lines}, header)
+    selectors = spec.selectors(mode) if spec.selectors else {}
+    return to_toml({**selectors, **flat_values(spec.modes[mode].config, config)}, header)
 
 
 def make_command(app: typer.Typer, spec: Spec, run: Callable[[Resolved], None], *, name: str,

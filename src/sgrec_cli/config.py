@@ -7,9 +7,11 @@ from .data.config import PrepareConfig
 from .eval.config import EvalConfig
 from .generator.config import GeneratorConfig, SFTConfig
 from .judge.config import JudgeConfig
+from .report import ReportConfig
 from .rl.config import A2POConfig
 from .serve.config import RecommendConfig, ServeConfig
 from .sids.config import BuildSidsConfig
 
 __all__ = ["A2POConfig", "BuildSidsConfig", "EvalConfig", "GeneratorConfig", "JudgeConfig",
-           "PrepareConfig", "RecommendConfig", "SASRecConfig", "SFTConfig", "ServeConfig"]
+           "PrepareConfig", "RecommendConfig", "ReportConfig", "SASRecConfig", "SFTConfig",
+           "ServeConfig"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,19 @@ import numpy as np
 from .artifacts import list_steps, load_manifest, staged_step, write_manifest
 from .errors import ArtifactError
 from .eval.step import stats_splits
+from .options import StepConfig, option
 from .runlock import writes_run
+from .validate import check_ints
+
+
+@dataclass
+class ReportConfig(StepConfig):
+    """`sgrec report`: PNG plots of a run into RUN/report/."""
+
+    window: int = option(20, "Moving-average window of the step curves.")
+
+    def validate(self) -> None:
+        check_ints(self, ("window",), 1)
 
 CURVES = (("mean_r_biz", "mean business reward"), ("mean_r_sem", "mean semantic reward"),
           ("hit_fraction", "groups containing the next item"),
@@ -79,11 +92,12 @@ def _eval_bars(splits: dict, path: Path) -> None:
 
 
 @writes_run
-def make_report(run: Path, window: int = 20) -> list[str]:
+def make_report(run: Path, cfg: ReportConfig | None = None) -> list[str]:
     """Draw what the run holds; returns the file names written into RUN/report/."""
     import matplotlib
 
     matplotlib.use("Agg")
+    cfg = cfg or ReportConfig()
     started = time.time()
     run = Path(run)
     if not run.is_dir():
@@ -107,11 +121,11 @@ def make_report(run: Path, window: int = 20) -> list[str]:
     written = []
     with staged_step(run, "report") as tmp:
         if runs:
-            _curves(runs, tmp / "a2po_curves.png", window)
+            _curves(runs, tmp / "a2po_curves.png", cfg.window)
             written.append("a2po_curves.png")
         if stats:
             _eval_bars(stats, tmp / "eval.png")
             written.append("eval.png")
-        write_manifest(tmp, step="report", config={"window": window}, seed=None,
+        write_manifest(tmp, step="report", config=cfg.to_dict(), seed=None,
                        started=started, inputs=inputs, dataset={})
     return written
