@@ -29,8 +29,10 @@ RESULTS = ROOT / "bench" / "results"
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-# The checkout's CLI (the `sgrec` console script runs the same main).
+# The checkout's CLI (the `sgrec` console script runs the same main). A script comparing two
+# versions may point SRC at another source tree's src/ (its `sgrec` children then run that).
 SGREC = [sys.executable, "-m", "sgrec_cli.cli"]
+SRC = ROOT / "src"
 
 
 # --- running `sgrec` -----------------------------------------------------------------------
@@ -38,7 +40,7 @@ SGREC = [sys.executable, "-m", "sgrec_cli.cli"]
 def sgrec_env(threads: int | None = None) -> dict[str, str]:
     """The environment of an `sgrec` child: src/ on PYTHONPATH, and ``threads`` BLAS/OpenMP
     threads when given (one thread per job when two run at once)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env

@@ -33,7 +33,7 @@ def readme_commands() -> list[str]:
 def test_the_readme_block_is_what_this_test_runs():
     commands = readme_commands()
     assert commands[0].startswith("sgrec prepare examples/shop")
-    assert [c.split()[0] for c in commands] == ["sgrec"] * 7 + ["curl", "kill"]
+    assert [c.split()[0] for c in commands] == ["sgrec"] * 7 + ["until", "curl", "kill"]
     assert commands[6].endswith("&") and commands[6].startswith("sgrec serve")
 
 
@@ -81,6 +81,8 @@ def test_own_data_from_the_readme_end_to_end(tmp_path):
             args[args.index("--port") + 1] = str(port)
             server = subprocess.Popen([*sgrec, *args[1:]], cwd=tmp_path, env=env,
                                       stderr=subprocess.PIPE, text=True)
+        elif args[0] == "until":  # until curl -sf localhost:8000/ready ...; do sleep 1; done
+            assert "localhost:8000/ready" in command
             _wait_ready(port, server)
         elif args[0] == "sgrec":
             res = subprocess.run([*sgrec, *args[1:]], cwd=tmp_path, env=env,

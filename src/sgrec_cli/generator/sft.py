@@ -438,7 +438,7 @@ def _epochs(t: _Trainer, state: dict, rows: list[dict], out_dir: Path, *, say, o
     epochs in this call; the number of epochs run here."""
     world, cfg = t.world, t.cfg
     run_here = 0
-    with progress_bar(progress and world.main, "sft",
+    with progress_bar(progress and world.main, f"sft (up to {cfg.epochs} epochs)",
                       total=t.steps_per_epoch * (cfg.epochs - state["epoch"]),
                       log=say) as bar:
         while not state["stopped"] and state["epoch"] < cfg.epochs:

@@ -63,7 +63,7 @@ from .advantages import ADVANTAGES, judge_mask
 from .config import A2POConfig
 
 # options that may differ on --resume without changing what is computed (steps: extend a run)
-_RESUMABLE_CHANGES = {"steps", "device"}
+_RESUMABLE_CHANGES = {"steps", "device", "tag"}  # the tag names the folder: it is the same
 
 
 def resume_dir(run: Path, step: str) -> Path:

@@ -34,7 +34,7 @@ class BuildSidsConfig(StepConfig):
     embed_batch_size: int = option(128, "Item texts per embedding batch.")
     cache_dir: str | None = option(None, "Embedding cache [default: $SGREC_CACHE_DIR or "
                                    "~/.cache/sgrec/embeddings].")
-    steps: int = option(2000, "RQ-VAE: optimisation step budget (early stopping may end it "
+    steps: int = option(5000, "RQ-VAE: optimisation step budget (early stopping may end it "
                         "sooner).")
     batch_size: int = option(512, "RQ-VAE: batch size, at most an eighth of the catalogue so "
                              "that each pass over it takes eight steps or more.")
