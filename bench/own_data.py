@@ -4,7 +4,8 @@ on all test users with paired bootstrap tests. One JSON row per call, appended t
 
 --src runs another source tree's `sgrec` (e.g. a checkout of the previous main) on the same
 data, and --sids-args / --train-args add options, so that a before/after comparison comes from
-one script.
+one script; --against OTHER_RUN adds a paired bootstrap of this run's generator against that
+run's (same data, so the same test users) on test NDCG@10 and Recall@20.
 
 Usage (FOLDER: a CSV folder such as examples/shop, or a real dataset; RUN: a new folder):
   python bench/own_data.py --data examples/shop --run RUN --label defaults \\
@@ -16,11 +17,13 @@ Usage (FOLDER: a CSV folder such as examples/shop, or a real dataset; RUN: a new
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import time
 from pathlib import Path
 
 import common
+import numpy as np
 from common import read_json, sgrec, sgrec_json, write_json
 
 
@@ -35,6 +38,26 @@ def sid_row(stats: dict) -> dict:
             "quantize_s": stats["seconds"]["quantize"]}
 
 
+def per_user(run: Path, model: str = "sft") -> dict[str, np.ndarray]:
+    """Per-user test NDCG@10 and Recall@20 of RUN/eval's ``model``, in user order."""
+    from sgrec_cli.eval.metrics import per_user_metrics
+
+    rows = sorted((json.loads(line) for line in
+                   (run / "eval" / f"{model}.test.jsonl").read_text().splitlines()),
+                  key=lambda r: r["user"])
+    m = per_user_metrics(np.asarray([r["rank"] for r in rows]), ks=(10, 20))
+    return {"ndcg@10": m["ndcg@10"], "recall@20": m["recall@20"]}
+
+
+def against(run: Path, other: Path) -> dict:
+    """This run's generator minus the other run's, paired over the same test users."""
+    from sgrec_cli.eval.bootstrap import paired_bootstrap
+
+    a, b = per_user(run), per_user(other)
+    return {"other_run": str(other),
+            **{k: paired_bootstrap(a[k], b[k]) for k in ("ndcg@10", "recall@20")}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -45,6 +68,7 @@ def main() -> None:
     ap.add_argument("--sids-args", default="", help="extra build-sids options")
     ap.add_argument("--train-args", default="", help="extra train options (the generator)")
     ap.add_argument("--sids-only", action="store_true")
+    ap.add_argument("--against", type=Path, help="a finished run of the same data to compare")
     args = ap.parse_args()
     if args.src:
         common.SRC = args.src.resolve()
@@ -69,6 +93,8 @@ def main() -> None:
                        for m, r in report["models"].items()}
         row["users"] = report["users"]
         row["comparisons"] = [c for c in report["comparisons"] if c["metric"] == "ndcg@10"]
+        if args.against:
+            row["against"] = against(args.run, args.against)
     rows = read_json(args.out)["rows"] if args.out.is_file() else []
     rows = [r for r in rows if r["label"] != args.label] + [row]
     write_json(args.out, {**common.preamble(), "rows": rows})

@@ -52,7 +52,8 @@ from ..errors import ConfigError
 from ..eval.bootstrap import paired_bootstrap
 from ..eval.metrics import per_user_metrics, ranks_of_targets
 from ..generator.decode import LoadedGenerator, generator_top_items
-from ..generator.model import load_generator, save_generator
+from ..generator.model import save_generator
+from ..generator.store import load_model
 from ..generator.trie import SidTrie
 from ..progress import progress_bar, quiet
 from ..rundir import Run, as_run
@@ -212,7 +213,7 @@ def _policy(job: _Job) -> tuple[Policy, Any]:
         raise ConfigError(f"--batch-users {cfg.batch_users} must be a multiple of the "
                           f"{world.size} processes")
     device = torch.device(world.device)
-    model, gen_cfg, vocab = load_generator(job.run.path / "sft" / "best", device=str(device))
+    model, gen_cfg, vocab = load_model(job.run, "sft", str(device))
     if model.hybrid:  # A2PO trains the generator; the dense head stays as SFT left it
         model.dense_proj.requires_grad_(False)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
