@@ -82,7 +82,7 @@ def handle_errors(fn):
         except SgrecError as e:
             if _state["debug"]:
                 traceback.print_exc()
-            emit(f"[bold red]error:[/] {escape(str(e))}")
+            emit(f"[bold red]error:[/] {escape(str(e))}", markup=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             emit("interrupted; nothing half-written was kept")
@@ -93,7 +93,7 @@ def handle_errors(fn):
             if _state["debug"]:
                 traceback.print_exc()
             emit(f"[bold red]error:[/] unexpected {type(e).__name__}: {escape(str(e))} "
-                 "(re-run with --debug for the traceback)")
+                 "(re-run with --debug for the traceback)", markup=True)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -108,7 +108,7 @@ def _rows(line: str) -> None:
     from .distributed import main_process
 
     if main_process():
-        emit(escape(line))
+        emit(line)
 
 
 def _command(spec: Spec, name: str, short: str, text: str):
@@ -144,7 +144,7 @@ def prepare(call: Resolved) -> None:
     p = call.params
     res = run_step(p["run"], call.config, force=p["force"])
     for line in res.warnings:
-        emit(f"[yellow]warning:[/] {escape(line)}")
+        emit(f"[yellow]warning:[/] {escape(line)}", markup=True)
     if p["as_json"]:
         _print_json({"folder": str(res.folder), "dataset": res.manifest["dataset"],
                      "unchanged": res.unchanged, "stats": res.stats, "warnings": res.warnings})
@@ -314,12 +314,12 @@ def _run_judge(call: Resolved) -> None:
                        force=p["force"])
     agg = summary["aggregator"]
     if agg.get("small_sample"):
-        emit(f"[yellow]warning:[/] {escape(agg['small_sample'])}")
+        emit(f"[yellow]warning:[/] {escape(agg['small_sample'])}", markup=True)
     if p["as_json"]:
         _print_json(summary)
         return
     for line in show.judge_summary(summary):
-        out.print(line, highlight=False, soft_wrap=True)
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def _register_judge() -> None:
@@ -357,7 +357,7 @@ def judge_show(
         _print_json(res)
         return
     for item in show.judge_user(res):
-        out.print(item, highlight=False, soft_wrap=True)
+        out.print(item, highlight=False, soft_wrap=True, markup=False)
 
 
 # ---------------------------------------------------------------------------------- eval
@@ -382,7 +382,7 @@ def evaluate(call: Resolved) -> None:
         _print_json(report)
         return
     for item in show.eval_report(report):
-        out.print(item, highlight=False, soft_wrap=True)
+        out.print(item, highlight=False, soft_wrap=True, markup=False)
 
 
 # ----------------------------------------------------------------------- recommend, serve
@@ -465,7 +465,7 @@ def report(call: Resolved) -> None:
 
     run = call.params["run"]
     for name in make_report(run, call.config):
-        out.print(str(Path(run) / "report" / name), highlight=False, soft_wrap=True)
+        out.print(str(Path(run) / "report" / name), highlight=False, soft_wrap=True, markup=False)
 
 
 # step folder -> (the command's spec, its mode): what `info --config STEP` prints
@@ -517,7 +517,7 @@ def info(
         _print_json(res)
         return
     for line in show.run_info_lines(res, run):
-        out.print(line, highlight=False, soft_wrap=True)
+        out.print(line, highlight=False, soft_wrap=True, markup=False)
 
 
 def main() -> None:

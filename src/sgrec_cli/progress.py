@@ -35,10 +35,11 @@ _live_bars: list[Progress] = []  # the bars showing now, innermost last
 _stderr = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
-def emit(message: str) -> None:
-    """A line (rich markup allowed) on stderr, above the live progress bar if one is showing."""
+def emit(message: str, *, markup: bool = False) -> None:
+    """A line on stderr, above the live progress bar if one is showing. Plain text unless
+    ``markup`` (the CLI's own coloured lines): a library's message may hold brackets."""
     console = _live_bars[-1].console if _live_bars else _stderr
-    console.print(message, highlight=False, soft_wrap=True)
+    console.print(message, highlight=False, soft_wrap=True, markup=markup)
 
 
 def _every_s() -> float:

@@ -169,7 +169,7 @@ def run_step(run: Path, cfg: BuildSidsConfig, *, progress: bool = True, log=None
     stats = sid_stats(x, q, final, items, cfg)
     for line in sid_hints(stats):
         if log:
-            log(f"[yellow]hint:[/] {line}")
+            log(f"hint: {line}")
     stats["seconds"] = {"embed": round(t1 - t0, 3), "quantize": round(t2 - t1, 3),
                         "embeddings_cached": emb_info["cached"]}
     stats["embedder"] = {k: emb_info[k] for k in ("embedder", "resolved", "dim", "cache_key")}
@@ -225,7 +225,7 @@ def _warn_same_texts(items: list[dict], template: str, log) -> None:
     distinct = len({item_text(it, template) for it in items})
     if log and distinct < 0.5 * len(items):
         texts = "text" if distinct == 1 else "texts"
-        log(f"[yellow]warning:[/] only {distinct:,} distinct item {texts} among {len(items):,} "
+        log(f"warning: only {distinct:,} distinct item {texts} among {len(items):,} "
             "items (items without a title, brand, categories or description read the same): "
             "their SIDs can tell them apart only by co-occurrence; give the items metadata "
             "(data/README.md)")
