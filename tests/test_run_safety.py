@@ -191,6 +191,15 @@ def _logged_an_epoch_since(run: Path, started: float) -> bool:
     return False
 
 
+def _checkpointed_an_epoch_of(run: Path, epochs: int) -> bool:
+    """The interrupted training's checkpoint holds an epoch of a run with this budget."""
+    try:
+        state = json.loads((run / ".sft.resume" / "checkpoint" / "state.json").read_text())
+    except (OSError, ValueError):  # not written yet, or being replaced
+        return False
+    return state["config"]["epochs"] == epochs and state["epoch"] >= 1
+
+
 def test_5_killed_retrain_leaves_the_previous_model_intact(sid_run):
     assert train(sid_run, "--epochs", "2").exit_code == 0
     before = manifest_bytes(sid_run, "sft")
@@ -200,7 +209,7 @@ def test_5_killed_retrain_leaves_the_previous_model_intact(sid_run):
     deadline = time.time() + 300
     started = time.time()
     while time.time() < deadline and proc.poll() is None:
-        if _logged_an_epoch_since(sid_run, started):
+        if _logged_an_epoch_since(sid_run, started) and _checkpointed_an_epoch_of(sid_run, 200):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the re-train finished before it could be killed"
