@@ -30,6 +30,7 @@ from .options import (
     read_config_file,
     to_toml,
 )
+from .validate import flag
 
 
 @dataclass(frozen=True)
@@ -182,13 +183,9 @@ def resolve(spec: Spec, kwargs: dict[str, Any]) -> Resolved:
         cfg = build(spec.modes[mode].config, {k: v.value for k, v in values.items()})
     except ConfigError as e:  # a bad value from the file: say where it was set
         where = next((v.where for k, v in values.items()
-                      if v.where and str(e).startswith(_flag(k) + " ")), None)
+                      if v.where and str(e).startswith(flag(k) + " ")), None)
         raise (ConfigError(str(e), where) if where else e) from None
     return Resolved(mode, cfg, params)
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _refuse_others(spec: Spec, mode: str, owners: dict[str, dict[str, Decl]],
@@ -198,13 +195,13 @@ def _refuse_others(spec: Spec, mode: str, owners: dict[str, dict[str, Decl]],
     for name, v in values.items():
         if name in owners and mode not in owners[name]:
             takers = " and ".join(f"`sgrec {spec.modes[m].label}`" for m in owners[name])
-            raise ConfigError(f"{_flag(name)} is not an option of `sgrec {label}`; it belongs "
+            raise ConfigError(f"{flag(name)} is not an option of `sgrec {label}`; it belongs "
                               f"to {takers}", v.where)
     for p in spec.params:
         value = params.get(p.name)
         if p.modes and mode not in p.modes and value not in (None, False, p.default):
             takers = " and ".join(f"`sgrec {spec.modes[m].label}`" for m in p.modes)
-            raise ConfigError(f"{_flag(p.name)} is not an option of `sgrec {label}`; it "
+            raise ConfigError(f"{flag(p.name)} is not an option of `sgrec {label}`; it "
                               f"belongs to {takers}")
 
 

@@ -8,6 +8,7 @@ its fields to the outer command as options of their own: ``--d-model`` sets ``mo
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, at
+from .validate import flag as flag_name
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -62,10 +64,6 @@ class Decl:
     cli: bool
 
 
-def flag_of(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def _base_type(hint: Any) -> tuple[Any, Any, bool]:
     """(int | float | str | bool | tuple, the tuple's item type, optional) of a field's type
     hint."""
@@ -88,8 +86,10 @@ def _default(f) -> Any:
     return MISSING
 
 
-def declarations(cls: type, prefix: tuple[str, ...] = ()) -> list[Decl]:
-    """Every option of config class ``cls``, nested configs' fields flattened in place."""
+@functools.cache
+def declarations(cls: type, prefix: tuple[str, ...] = ()) -> tuple[Decl, ...]:
+    """Every option of config class ``cls``, nested configs' fields flattened in place (read
+    once per class: the CLI, config files and manifests all ask)."""
     hints = typing.get_type_hints(cls)
     out: list[Decl] = []
     for f in fields(cls):
@@ -100,22 +100,14 @@ def declarations(cls: type, prefix: tuple[str, ...] = ()) -> list[Decl]:
             out += declarations(hints[f.name], prefix + (f.name,))
             continue
         typ, item, optional = _base_type(hints[f.name])
-        flag = meta["flag"] or flag_of(f.name)
+        flag = meta["flag"] or flag_name(f.name)
         out.append(Decl(flag[2:].replace("-", "_"), prefix + (f.name,), typ, item, optional,
                         _default(f), meta["help"], flag, meta["short"], meta["cli"]))
     names = [d.name for d in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise TypeError(f"{cls.__name__}: options declared twice: {dup}")
-    return out
-
-
-def help_of(cls: type, name: str) -> str:
-    """The help text of option ``name`` of ``cls`` (for docs and the Python API)."""
-    for d in declarations(cls):
-        if d.name == name:
-            return d.help
-    raise KeyError(name)
+    return tuple(out)
 
 
 def describe(value: Any) -> str:

@@ -21,6 +21,7 @@ from torch import nn
 
 from .dedup import collision_rate
 from .kmeans import kmeans
+from .stats import relative_reconstruction_error
 
 
 def _mlp(dims: list[int], dropout: float) -> nn.Sequential:
@@ -150,11 +151,11 @@ class _Best:
     stale: int = 0
 
 
-def _evaluate(model: RQVAE, x: torch.Tensor, x_np: np.ndarray, step: int, loss: float,
-              restarted: int, best: _Best, target: float) -> dict:
-    """A log row of the current state; it becomes ``best`` when it beats it (selection_key)."""
-    codes, recon, _ = model.encode_all(x)
-    rel = float(((x_np - recon) ** 2).sum() / ((x_np - x_np.mean(0)) ** 2).sum())
+def _evaluate(model: RQVAE, codes: np.ndarray, recon: np.ndarray, x_np: np.ndarray, step: int,
+              loss: float, restarted: int, best: _Best, target: float) -> dict:
+    """A log row of the current state (its ``encode_all`` codes and reconstruction); it becomes
+    ``best`` when it beats it (selection_key)."""
+    rel = relative_reconstruction_error(x_np, recon)
     row = {"step": step, "loss": loss, "collision_rate": collision_rate(codes),
            "relative_reconstruction_error": rel, "restarted_codes": restarted,
            "level1_used": int(len(np.unique(codes[:, 0])))}
@@ -201,10 +202,11 @@ def train_rqvae(x_np: np.ndarray, *, levels: int, k: int, hidden: list[int], lat
             step += 1
             total += loss.item() * min(batch, n - i)
             seen += min(batch, n - i)
-            row = None
+            row, encoded = None, None
             if step % eval_every == 0 or step == steps:
-                row = _evaluate(model, x, x_np, step, total / seen, restarted, best,
-                                target_collision_rate)
+                encoded = model.encode_all(x)  # (codes, reconstruction, residuals)
+                row = _evaluate(model, encoded[0], encoded[1], x_np, step, total / seen,
+                                restarted, best, target_collision_rate)
                 history.append(row)
                 total, seen, restarted = 0.0, 0, 0
             if on_step:
@@ -212,7 +214,7 @@ def train_rqvae(x_np: np.ndarray, *, levels: int, k: int, hidden: list[int], lat
             if step >= steps or best.stale >= patience:
                 break
         else:  # a whole pass: move unused codes onto random residuals
-            codes, _, residuals = model.encode_all(x)
+            codes, _, residuals = encoded or model.encode_all(x)  # an evaluation's, if it ran
             restarted += restart_dead_codes(model, residuals, codes, gen)
     assert best.state is not None
     model.load_state_dict(best.state)
