@@ -77,6 +77,17 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
                                             ["--collab-dim", "64", "--collab-source", "sasrec"]),
     "sasrec-collab-tokens": (["--input", "tokens"], ["--collab-dim", "64", "--collab-source",
                                                      "sasrec"]),
+    # whole-sequence training and the item-level objective, on BASE's (default) SIDs. prefix:
+    # the generator as it was before them (every prefix its own example, bidirectional)
+    "prefix": (["--objective", "prefix", "--no-causal"], None),
+    "causal-prefix": (["--objective", "prefix", "--causal"], None),
+    "sequence": (["--objective", "sequence", "--causal"], None),
+    "sequence-item": (["--objective", "sequence", "--causal", "--item-weight", "1"], None),
+    "sequence-level1": (["--objective", "sequence", "--causal", "--first-level-weight", "2"],
+                        None),
+    "sequence-hardneg": (["--objective", "sequence", "--causal", "--hard-negatives", "16"],
+                         None),
+    "sequence-hybrid": (["--objective", "sequence", "--causal", "--score", "hybrid"], None),
 }
 METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
            "coverage@10")

@@ -16,8 +16,9 @@ TopItems = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
     """Load ``model`` once and return ``top(histories, k, *, num_beams=20,
-    exclude_history=True, fill=False) -> (items (U, k) int64, scores (U, k) float32)``, best
-    first: what ``top_items`` answers, for callers that ask many times (``sgrec serve``).
+    exclude_history=True, fill=False, decode="beam") -> (items (U, k) int64, scores (U, k)
+    float32)``, best first: what ``top_items`` answers, for callers that ask many times
+    (``sgrec serve``). ``decode`` (generators): ``decode.DECODE_MODES``.
 
     Scores: the SID log-probability (generators; the hybrid score with hybrid scoring), the
     logit (sasrec), the training count (popular). ``fill``: see ``generator_top_items``.
@@ -31,7 +32,8 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
         pop = MostPopular().fit(data.split("train"), data.sequences(),
                                 n_items=len(data.items()))
 
-        def top_popular(histories, k, *, num_beams=20, exclude_history=True, fill=False):
+        def top_popular(histories, k, *, num_beams=20, exclude_history=True, fill=False,
+                        decode="beam"):
             items = pop.recommend(histories, k, exclude_history=exclude_history)
             scores = np.where(items >= 0, pop.counts[items.clip(min=0)], -np.inf)
             return items, scores.astype(np.float32)
@@ -43,7 +45,8 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
 
         sasrec = load_sasrec(run)
 
-        def top_sasrec(histories, k, *, num_beams=20, exclude_history=True, fill=False):
+        def top_sasrec(histories, k, *, num_beams=20, exclude_history=True, fill=False,
+                        decode="beam"):
             return recommend(sasrec, histories, k, exclude_history=exclude_history,
                              with_scores=True)
 
@@ -53,17 +56,20 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
 
     gen = load_generator_step(run, model, device)
 
-    def top_generator(histories, k, *, num_beams=20, exclude_history=True, fill=False):
+    def top_generator(histories, k, *, num_beams=20, exclude_history=True, fill=False,
+                        decode="beam"):
         return generator_top_items(gen, histories, k, num_beams,
-                                   exclude_history=exclude_history, fill=fill, score=score)
+                                   exclude_history=exclude_history, fill=fill, score=score,
+                                   decode=decode)
 
     return top_generator
 
 
 def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, *,
               num_beams: int = 20, device: str = "auto", exclude_history: bool = True,
-              fill: bool = False) -> tuple[np.ndarray, np.ndarray]:
+              fill: bool = False, decode: str = "beam") -> tuple[np.ndarray, np.ndarray]:
     """(items (U, k) int64, scores (U, k) float32) of one model, best first (see
     ``load_top_items``)."""
     return load_top_items(run, model, device)(histories, k, num_beams=num_beams,
-                                              exclude_history=exclude_history, fill=fill)
+                                              exclude_history=exclude_history, fill=fill,
+                                              decode=decode)

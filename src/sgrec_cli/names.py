@@ -12,6 +12,24 @@ MODELS = ("sft", "a2po", "sasrec", "popular")
 SCORINGS = ("generator", "hybrid")  # a generator's scoring modes
 MODEL_HELP = ("sft, a2po, a2po-TAG (from train --a2po --tag TAG), sasrec or popular; a "
               "generator may name its scoring: sft@generator, sft@hybrid")
+# how a generator's top items are found (generator/decode.py)
+DECODE_MODES = ("auto", "beam", "exhaustive")
+# `auto` decodes exhaustively up to this catalogue size (docs/results.md, "Exact
+# whole-catalogue scoring": the measured cost of exhaustive against beam 20)
+AUTO_EXHAUSTIVE_ITEMS = 5_000
+DECODE_HELP = (f"Generator decoding: beam (trie-constrained beam search of --num-beams), "
+               f"exhaustive (every catalogue item scored by its full SID path: the exact top "
+               f"k) or auto (exhaustive up to {AUTO_EXHAUSTIVE_ITEMS:,} items, beam above).")
+def resolve_decode(mode: str, n_items: int) -> str:
+    """``auto`` -> exhaustive or beam by the catalogue size; a known mode stays itself."""
+    if mode not in DECODE_MODES:
+        raise ConfigError(f"decode mode {mode!r} is not known; use one of "
+                          f"{', '.join(DECODE_MODES)}")
+    if mode == "auto":
+        return "exhaustive" if n_items <= AUTO_EXHAUSTIVE_ITEMS else "beam"
+    return mode
+
+
 _TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..names import MODEL_HELP, check_model
+from ..names import DECODE_HELP, DECODE_MODES, MODEL_HELP, check_model
 from ..options import StepConfig, option
 from ..validate import check_choice, check_device, check_ints, is_int, require
 from .metrics import DEFAULT_KS
@@ -23,6 +23,7 @@ class EvalConfig(StepConfig):
     n_boot: int = option(10_000, "Paired bootstrap resamples.")
     num_beams: int = option(20, f"Generator beams (>= {EVAL_K_MAX}: the metrics go to "
                             f"@{EVAL_K_MAX}).")
+    decode: str = option("auto", DECODE_HELP)
     seed: int = option(0, "Random seed of the bootstrap.")
     device: str = option("auto", "auto, cpu or cuda (generator).")
 
@@ -43,3 +44,4 @@ class EvalConfig(StepConfig):
                 f"--num-beams {self.num_beams!r} must be an integer >= {EVAL_K_MAX}: the "
                 f"metrics go to @{EVAL_K_MAX}")
         check_device(self.device)
+        check_choice("decode", self.decode, DECODE_MODES)

@@ -35,7 +35,7 @@ from ..artifacts import (
 from ..data.store import PreparedData
 from ..errors import SgrecError
 from ..models import top_items
-from ..names import model_step
+from ..names import model_step, resolve_decode
 from ..rundir import Run, as_run
 from ..runlock import writes_run
 from .bootstrap import paired_bootstrap, small_sample
@@ -54,14 +54,18 @@ COMPARED = ("ndcg@10", "recall@10")
 ALPHA = 0.05  # a comparison names the better model only when p < ALPHA
 
 
-def computed_from(run: Run, model: str, data_digest: str, num_beams: int | None) -> dict:
+def computed_from(run: Run, model: str, data_digest: str,
+                  search: tuple[str, int] | None) -> dict:
     """What a model's result depends on now; raises ArtifactError when its step is unusable.
-    ``num_beams`` is kept for generator models only (None: not compared)."""
+    ``search`` (decode mode, num_beams) is kept for generator models only (None: not
+    compared): the mode as resolved for the catalogue, the beams only for beam search."""
     step = model_step(model)
     step_digest = None if step is None else run.manifest(step).digest
-    generator = model not in ("sasrec", "popular")
-    return {"model_manifest": step_digest, "data_manifest": data_digest,
-            "num_beams": num_beams if generator else None}
+    out = {"model_manifest": step_digest, "data_manifest": data_digest, "num_beams": None}
+    if search is not None and model not in ("sasrec", "popular"):
+        mode = resolve_decode(search[0], len(run.data.items()))
+        out.update(decode=mode, num_beams=search[1] if mode == "beam" else None)
+    return out
 
 
 def stale_reason(recorded: dict | None, current: dict | None) -> str | None:
@@ -75,6 +79,9 @@ def stale_reason(recorded: dict | None, current: dict | None) -> str | None:
         return "data/ was prepared again since it was evaluated"
     if recorded.get("model_manifest") != current["model_manifest"]:
         return "retrained since it was evaluated"
+    if "decode" in current and recorded.get("decode", "beam") != current["decode"]:
+        return f"evaluated with --decode {recorded.get('decode', 'beam')}, this eval uses " \
+               f"{current['decode']}"
     if current["num_beams"] is not None and recorded.get("num_beams") != current["num_beams"]:
         return f"evaluated with --num-beams {recorded.get('num_beams')}, this eval uses " \
                f"{current['num_beams']}"
@@ -118,15 +125,16 @@ def _better(a: str, b: str, res: dict) -> str | None:
     return a if res["diff"] > 0 else b
 
 
-def _score(run: Run, model: str, examples: list, num_beams: int,
+def _score(run: Run, model: str, examples: list, cfg: EvalConfig,
            device: str) -> tuple[dict, list[dict], np.ndarray]:
     """(summary metrics, per-user rows, ranks) of one model on one split. History items are
-    excluded for every model: the generator searches ``num_beams`` + (longest history) beams
-    so that 20 items remain once they are dropped, as SASRec ranks all non-history items."""
+    excluded for every model: a beam search keeps ``num_beams`` + (longest history) beams so
+    that 20 items remain once they are dropped, as SASRec ranks all non-history items (an
+    exhaustive one scores every item)."""
     t0 = time.perf_counter()
     n_items = len(run.data.items())
-    topk, _ = top_items(run, model, [e.history for e in examples], K_MAX, num_beams=num_beams,
-                        device=device, fill=True)
+    topk, _ = top_items(run, model, [e.history for e in examples], K_MAX,
+                        num_beams=cfg.num_beams, device=device, fill=True, decode=cfg.decode)
     ranks = ranks_of_targets(topk, np.array([e.target for e in examples]))
     result = {**summarize(per_user_metrics(ranks)), **invalid_and_duplicate_rate(topk, n_items),
               "coverage@10": coverage(topk, n_items, 10),
@@ -148,23 +156,25 @@ def _earlier(run: Run) -> tuple[dict, list[dict]]:
                      "reason": f"the earlier eval is unusable ({e})"}]
 
 
-def _current_or_none(run: Run, model: str, data_digest: str, num_beams: int | None):
+def _current_or_none(run: Run, model: str, data_digest: str,
+                     search: tuple[str, int] | None):
     try:
-        return computed_from(run, model, data_digest, num_beams)
+        return computed_from(run, model, data_digest, search)
     except SgrecError:
         return None
 
 
 def _merge(run: Run, earlier: dict, split: str, fresh: dict, data_digest: str,
-           num_beams: int) -> tuple[dict, list[dict], list[dict]]:
+           search: tuple[str, int]) -> tuple[dict, list[dict], list[dict]]:
     """(splits, kept, dropped): the earlier results that still hold, with the ``fresh`` results
     of ``split`` in place of (or after) earlier ones of the same models."""
     splits, kept, dropped = {}, [], []
     for s, old in earlier.items():
         recorded = {m: e.get("computed_from") for m, e in old["models"].items()
                     if not (s == split and m in fresh)}
-        beams = num_beams if s == split else None  # --num-beams is checked on `split` only
-        keep, drop = merge_plan(recorded, {m: _current_or_none(run, m, data_digest, beams)
+        # --decode and --num-beams are checked on `split` only
+        here = search if s == split else None
+        keep, drop = merge_plan(recorded, {m: _current_or_none(run, m, data_digest, here)
                                            for m in recorded})
         kept += [{"split": s, "model": m} for m in keep]
         dropped += [{"split": s, "model": m, "reason": r} for m, r in drop.items()]
@@ -196,11 +206,12 @@ def run_step(run: Run | Path, cfg: EvalConfig) -> dict:
     examples = data.split(split)
     fresh, rows, ranks = {}, {}, {}
     for m in models:
-        source = computed_from(run, m, digest, cfg.num_beams)
-        fresh[m], rows[m], ranks[m] = _score(run, m, examples, cfg.num_beams, device)
+        source = computed_from(run, m, digest, (cfg.decode, cfg.num_beams))
+        fresh[m], rows[m], ranks[m] = _score(run, m, examples, cfg, device)
         fresh[m]["computed_from"] = source
     earlier, notes = _earlier(run)
-    splits, kept, dropped = _merge(run, earlier, split, fresh, digest, cfg.num_beams)
+    splits, kept, dropped = _merge(run, earlier, split, fresh, digest,
+                                   (cfg.decode, cfg.num_beams))
     splits.setdefault(split, {"users": len(examples), "models": fresh, "comparisons": []})
     here = splits[split]
     here["users"] = len(examples)

@@ -11,6 +11,7 @@ from ..options import StepConfig, nested, option
 from ..validate import check_device, check_ints, check_num, is_int, is_num, require
 
 INPUT_MODES = ("tokens", "items")
+OBJECTIVES = ("sequence", "prefix")
 SFT_EVAL_K = 10  # validation reports Recall/NDCG@10 from the beams
 HYBRID_WEIGHT = 0.5  # the hybrid weight epochs are compared at when none is given
 
@@ -35,6 +36,9 @@ class GeneratorConfig:
                            "item's distance from the most recent one (zero at the start).")
     ids: bool = option(False, "--input items or --score hybrid: add a learned free embedding "
                        "per item (zero at the start) to its pooled vector.", flag="--item-ids")
+    causal: bool | None = option(None, "--input items: the encoder's position t attends only "
+                                 "to history items up to t [default: on with --objective "
+                                 "sequence, which needs it; off with --objective prefix].")
     score: str = option("generator", "generator (rank by SID log-probability) or hybrid (also "
                         "learn a dense item head; rank beams and its top items by the mixed "
                         "score).")
@@ -50,13 +54,16 @@ class GeneratorConfig:
                 f"model input {self.input!r} is not known; use one of {', '.join(INPUT_MODES)}")
         require(self.score in SCORINGS,
                 f"model score {self.score!r} is not known; use one of {', '.join(SCORINGS)}")
-        for name in ("text", "ids", "recency"):
+        for name in ("text", "ids", "recency", "causal"):
             value = getattr(self, name)
-            require(isinstance(value, bool), f"model {name} {value!r} must be true or false")
+            require(isinstance(value, bool) or (name == "causal" and value is None),
+                    f"model {name} {value!r} must be true or false")
         require(not self.text or self.input == "items",
                 "text features need item inputs (--input items)")
         require(not self.recency or self.input == "items",
                 "recency embeddings need item inputs (--input items)")
+        require(not self.causal or self.input == "items",
+                "a causal encoder needs item inputs (--input items)")
         require(not self.ids or self.input == "items" or self.score == "hybrid",
                 "item id embeddings need item inputs (--input items) or --score hybrid")
         require(is_num(self.hybrid_weight) and 0 <= self.hybrid_weight <= 1,
@@ -87,9 +94,21 @@ class SFTConfig(StepConfig):
     prediction. The encoder reads the most recent items of each history up to RUN/data's max
     history."""
 
+    objective: str = option("prefix", "sequence (one causal pass per user trains every "
+                            "next-item target of its history) or prefix (every "
+                            "history prefix is its own example, encoded from scratch).")
+    item_weight: float = option(0.0, "Weight of the item-level loss: -log of the target's "
+                                "probability among catalogue items, each SID level normalised "
+                                "over the trie's valid children (0 = token loss only).")
+    first_level_weight: float = option(1.0, "Weight of the first SID level in the loss, the "
+                                       "other levels 1 (weights rescaled to mean 1).")
+    hard_negatives: int = option(0, "Hard negatives at the first SID level: the target's "
+                                 "code is also contrasted with the N wrong codes the model "
+                                 "ranks highest (0 = off).")
     epochs: int = option(50, "Epoch budget (early stopping on validation NDCG@10; the "
                          "generator's learning rate decays linearly to 0 at its end).")
-    batch_size: int = option(256, "Training examples per optimizer step.")
+    batch_size: int = option(256, "Training examples per optimizer step (--objective "
+                             "sequence: user sequences, each holding many examples).")
     lr: float = option(1e-3, "Learning rate (the generator's: its peak, reached after "
                        "--warmup-steps).")
     weight_decay: float = option(0.01, "AdamW decoupled weight decay.")
@@ -112,6 +131,8 @@ class SFTConfig(StepConfig):
             self.model = generator_config(self.model)
         if self.hybrid_weight is not None and isinstance(self.model, GeneratorConfig):
             self.model = replace(self.model, hybrid_weight=self.hybrid_weight)
+        if isinstance(self.model, GeneratorConfig) and self.model.causal is None:
+            self.model = replace(self.model, causal=self.objective == "sequence")
         self.validate()
 
     @property
@@ -124,12 +145,22 @@ class SFTConfig(StepConfig):
         require(self.num_beams >= SFT_EVAL_K,
                 f"--num-beams {self.num_beams!r} must be >= {SFT_EVAL_K}: validation reports "
                 f"Recall@{SFT_EVAL_K} from the beams")
-        check_ints(self, ("warmup_steps", "valid_users", "seed"), 0)
+        check_ints(self, ("warmup_steps", "valid_users", "seed", "hard_negatives"), 0)
         check_num("lr", self.lr, of=self, low=0, low_open=True)
         check_num("weight_decay", self.weight_decay, of=self, low=0)
         check_device(self.device)
+        require(self.objective in OBJECTIVES, f"objective {self.objective!r} is not known; "
+                f"use one of {', '.join(OBJECTIVES)}")
+        check_num("item_weight", self.item_weight, of=self, low=0)
+        check_num("first_level_weight", self.first_level_weight, of=self, low=0, low_open=True)
         if self.hybrid_weight is not None:
             check_num("hybrid_weight", self.hybrid_weight, low=0, high=1)
         require(isinstance(self.model, GeneratorConfig),
                 f"model {self.model!r} must be a GeneratorConfig")
+        require(self.objective != "sequence" or self.model.input == "items",
+                "--objective sequence needs item inputs (--input items); use --objective "
+                "prefix with --input tokens")
+        require(self.objective != "sequence" or self.model.causal is not False,
+                "--objective sequence needs a causal encoder; drop --no-causal or use "
+                "--objective prefix")
         self.model.validate()

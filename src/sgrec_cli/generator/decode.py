@@ -16,7 +16,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..names import SCORINGS
+from ..names import SCORINGS, resolve_decode
+
+# the memory one batch of decoding may take: users are batched to stay under it
+DECODE_MEMORY_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,50 @@ def score_mode(model, score: str | None) -> str:
     return mode
 
 
+def search_width(mode: str, num_beams: int, k: int, n_items: int, widen: int = 0) -> int:
+    """The beams a search of ``mode`` keeps: exhaustive keeps every prefix (the catalogue
+    size bounds the prefixes of any level, so nothing is pruned and the scores are exact);
+    beam keeps ``max(num_beams, k) + widen``, at most the catalogue."""
+    if resolve_decode(mode, n_items) == "exhaustive":
+        return n_items
+    return min(max(num_beams, k) + widen, n_items)
+
+
+def bytes_per_user(model, vocab, num_beams: int, history: int, n_items: int = 0) -> int:
+    """A bound on what decoding one user with ``num_beams`` beams allocates at its widest
+    level: the logits and their log-softmax (V each), the candidate scores, trie children and
+    masks (K_max each, in several copies), the decoder's activations and caches, and with the
+    dense head its catalogue scores. Measured against the process's peak memory in
+    ``tests/test_decode_modes.py``."""
+    cfg = model.config
+    v, k = vocab.vocab_size, max(vocab.codebook_sizes)
+    levels, d, ff = vocab.num_levels, cfg.d_model, cfg.d_ff
+    # float32 throughout; the factor 2 covers the allocator's slack and transient copies
+    per_beam = 8 * (3 * v + 8 * k + 2 * ff + 4 * d + cfg.num_heads * history
+                    + 2 * cfg.num_decoder_layers * levels * d)
+    dense = 16 * n_items if getattr(model, "hybrid", False) else 0
+    return num_beams * per_beam + dense + 8 * cfg.num_layers * history * d
+
+
+def users_per_batch(model, vocab, num_beams: int, history: int, requested: int, *,
+                    n_items: int = 0, budget: int | None = None) -> int:
+    """Users decoded at once: at most ``requested``, and few enough that the batch stays under
+    ``budget`` bytes (default ``DECODE_MEMORY_BYTES``); one line of ConfigError when even one
+    user would not."""
+    budget = DECODE_MEMORY_BYTES if budget is None else budget
+    need = bytes_per_user(model, vocab, num_beams, history, n_items)
+    if need > budget:
+        raise ConfigError(f"decoding {num_beams:,} beams needs about {need / 2**30:.1f} GiB "
+                          f"per user, over the {budget / 2**30:.1f} GiB decoding budget; use "
+                          "fewer --num-beams (or --decode beam)")
+    return max(1, min(requested, budget // need))
+
+
 def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: np.ndarray,
                  k: int, num_beams: int, *, batch: int = 256, max_history: int | None = None,
                  with_scores: bool = False, score: str | None = None,
-                 exclude_history: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                 exclude_history: bool = False, keep: int | None = None
+                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Top-k item indices per user, (U, k) int64, best first, by constrained beam search.
 
     Items are distinct catalogue items; ``-1`` fills slots when fewer than k are reachable.
@@ -53,7 +96,9 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
     ``score``: generator (SID log-probability) or hybrid (generator/hybrid.py; the model needs
     its dense head); default the model's own ``score``. ``exclude_history``: the hybrid's dense
     candidates leave out history items (beams are filtered by the caller, ``drop_seen``).
-    ``with_scores`` also returns the scores, (U, k) float32 (-inf on empty slots).
+    ``with_scores`` also returns the scores, (U, k) float32 (-inf on empty slots). ``keep``:
+    each batch's rows lose their history items (``drop_seen``) and are cut to ``keep`` items
+    before the next batch, so that the result is (U, keep) however wide the search.
     """
     import torch
 
@@ -62,9 +107,11 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
 
     score = score_mode(model, score)
     device = next(model.parameters()).device
+    batch = _bounded_batch(model, vocab, histories, num_beams, batch, max_history, codes)
     n_users = len(histories)
-    out = np.full((n_users, k), -1, dtype=np.int64)
-    out_scores = np.full((n_users, k), -np.inf, dtype=np.float32)
+    width = k if keep is None else keep
+    out = np.full((n_users, width), -1, dtype=np.int64)
+    out_scores = np.full((n_users, width), -np.inf, dtype=np.float32)
     with torch.no_grad():
         for rows, ids, mask in _user_batches(model, vocab, histories, codes, batch,
                                              max_history):
@@ -75,9 +122,22 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
             else:
                 items, scores = constrained_beam_search(
                     model, ids.to(device), mask.to(device), trie, vocab, num_beams, topk=k)
-            out[rows] = items.cpu().numpy()
-            out_scores[rows] = scores.float().cpu().numpy()
+            items, scores = items.cpu().numpy(), scores.float().cpu().numpy()
+            if keep is not None:
+                items, scores = drop_seen(items, scores, [histories[i] for i in rows], keep)
+            out[rows], out_scores[rows] = items, scores
     return (out, out_scores) if with_scores else out
+
+
+def _bounded_batch(model, vocab, histories, num_beams: int, batch: int,
+                   max_history: int | None, codes: np.ndarray) -> int:
+    longest = max((len(h) for h in histories), default=1)
+    read = longest if max_history is None else min(longest, max_history)
+    if not model.per_item:
+        read = read * vocab.num_levels + 1
+    # the hybrid also scores the dense head's num_beams candidates: twice the beams' rows
+    width = 2 * num_beams if getattr(model, "hybrid", False) else num_beams
+    return users_per_batch(model, vocab, width, max(1, read), batch, n_items=len(codes))
 
 
 def _user_batches(model, vocab, histories: Sequence[Sequence[int]], codes: np.ndarray,
@@ -115,6 +175,7 @@ def hybrid_weight_curve(model, vocab, trie, histories: Sequence[Sequence[int]],
 
     score_mode(model, "hybrid")  # refuses a model without a dense head
     device = next(model.parameters()).device
+    batch = _bounded_batch(model, vocab, histories, num_beams, batch, max_history, codes)
     tops = {w: np.full((len(histories), k), -1, dtype=np.int64) for w in grid}
     with torch.no_grad():
         for rows, ids, mask in _user_batches(model, vocab, histories, codes, batch,
@@ -164,27 +225,27 @@ def predict_unseen(model, vocab, trie, histories: Sequence[Sequence[int]], codes
     """(items, scores) (U, k): the first ``k`` of the ``num_beams`` best items (``predict_topk``,
     history excluded from the hybrid's dense candidates) that are not in the user's history;
     -1 / -inf fill a row with fewer left."""
-    items, scores = predict_topk(model, vocab, trie, histories, codes, num_beams,
-                                 num_beams=num_beams, batch=batch, max_history=max_history,
-                                 with_scores=True, score=score, exclude_history=True)
-    return drop_seen(items, scores, histories, k)
+    return predict_topk(model, vocab, trie, histories, codes, num_beams, num_beams=num_beams,
+                        batch=batch, max_history=max_history, with_scores=True, score=score,
+                        exclude_history=True, keep=k)
 
 
 def generator_top_items(gen: LoadedGenerator, histories: Sequence[Sequence[int]], k: int,
                         num_beams: int, *, exclude_history: bool = True,
-                        fill: bool = False, score: str | None = None
+                        fill: bool = False, score: str | None = None, decode: str = "beam"
                         ) -> tuple[np.ndarray, np.ndarray]:
-    """The generator's (items, scores) (U, k), best first. ``num_beams`` beams are searched;
-    ``fill`` widens the search by the longest history so that k items remain after history
-    items are dropped, while without it a dropped beam leaves an empty slot. ``score``:
-    generator or hybrid (default: the model's own, ``score_mode``)."""
+    """The generator's (items, scores) (U, k), best first. ``decode`` beam: ``num_beams``
+    beams are searched; ``fill`` widens the search by the longest history so that k items
+    remain after history items are dropped, while without it a dropped beam leaves an empty
+    slot. exhaustive: every item is scored (``search_width``), so the top k are exact and
+    always filled; auto: exhaustive on small catalogues. ``score``: generator or hybrid
+    (default: the model's own, ``score_mode``)."""
     longest = max((len(h) for h in histories), default=0)
-    beams = max(num_beams, k) + (longest if fill and exclude_history else 0)
-    beams = min(beams, gen.codes.shape[0])  # no more beams than catalogue items
+    beams = search_width(decode, num_beams, k, gen.codes.shape[0],
+                         longest if fill and exclude_history else 0)
     if exclude_history:
         return predict_unseen(gen.model, gen.vocab, gen.trie, histories, gen.codes, k, beams,
                               max_history=gen.max_history, score=score)
-    items, scores = predict_topk(gen.model, gen.vocab, gen.trie, histories, gen.codes, beams,
-                                 num_beams=beams, max_history=gen.max_history, with_scores=True,
-                                 score=score)
-    return items[:, :k], scores[:, :k]
+    return predict_topk(gen.model, gen.vocab, gen.trie, histories, gen.codes, min(k, beams),
+                        num_beams=beams, max_history=gen.max_history, with_scores=True,
+                        score=score)

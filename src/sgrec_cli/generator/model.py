@@ -36,6 +36,7 @@ from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 
 from ..errors import ArtifactError, ConfigError
+from .causal import causal_encode, decode_positions
 from .config import GeneratorConfig
 from .tokens import DECODER_START, EOS, PAD, SidVocab
 
@@ -46,7 +47,7 @@ CONFIG = "generator.json"
 FORMAT_VERSION = 1
 # settings a generator.json written before they existed leaves out: the value it was built with
 # (the default of the time, since changed)
-LEGACY_DEFAULTS = {"input": "tokens"}
+LEGACY_DEFAULTS = {"input": "tokens", "causal": False}
 # distinct recency embeddings (GeneratorConfig.recency): items further back share the last one
 RECENCY_SLOTS = 64
 
@@ -61,7 +62,9 @@ class SidGenerator(T5ForConditionalGeneration):
 
     ``model(input_ids=..., attention_mask=..., labels=..., items=...)`` works in every mode:
     ``input_ids`` are embedded by ``embed_inputs``; ``items`` (B,) next items add the dense
-    head's cross-entropy to ``loss`` (and set ``dense_loss``). ``encode`` gives the encoder
+    head's cross-entropy to ``loss`` (and set ``dense_loss``). With ``position_labels``
+    (B, S, L), a causal model returns every position's teacher-forced (logits, states)
+    (``causal.decode_positions``) instead. ``encode`` gives the encoder
     states that beam search and A2PO start from.
     """
 
@@ -124,7 +127,9 @@ class SidGenerator(T5ForConditionalGeneration):
         return vec * real[..., None].to(vec.dtype)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, S, D) encoder states."""
+        """(B, S, D) encoder states (``causal``: position t reads history items 0..t only)."""
+        if self.gen.causal:
+            return causal_encode(self, input_ids, attention_mask)
         return self.get_encoder()(inputs_embeds=self.embed_inputs(input_ids),
                                   attention_mask=attention_mask)[0]
 
@@ -149,8 +154,14 @@ class SidGenerator(T5ForConditionalGeneration):
         """(B, N) log p_dense(item | history) over the whole catalogue."""
         return self._dense(self.user_vectors(hidden, mask))
 
-    def forward(self, input_ids=None, attention_mask=None, *, items=None, **kwargs):
-        if input_ids is not None:
+    def forward(self, input_ids=None, attention_mask=None, *, items=None,
+                position_labels=None, **kwargs):
+        if position_labels is not None:  # whole-sequence training (causal.decode_positions)
+            hidden = self.encode(input_ids, attention_mask)
+            return decode_positions(self, hidden, attention_mask, position_labels)
+        if input_ids is not None and self.gen.causal and kwargs.get("encoder_outputs") is None:
+            kwargs["encoder_outputs"] = (self.encode(input_ids, attention_mask),)
+        elif input_ids is not None:
             kwargs["inputs_embeds"] = self.embed_inputs(input_ids)
         dense = items is not None and self.hybrid
         # the decoder's first position (its input is the start token the labels are shifted

@@ -52,6 +52,8 @@ from .config import SFT_EVAL_K as EVAL_K
 from .config import GeneratorConfig, SFTConfig
 from .decode import choose_weight, hybrid_weight_curve, predict_unseen
 from .model import LEGACY_DEFAULTS, build_model, load_generator, save_generator
+from .objectives import LossSettings, n_targets, prefix_loss, sequence_loss
+from .sequences import sequence_tensors
 from .tokens import SidVocab
 from .trie import SidTrie
 
@@ -177,7 +179,8 @@ class _Trainer:
     vocab: SidVocab
     trie: SidTrie
     codes: np.ndarray
-    train: tuple[torch.Tensor, ...]  # ids, mask, labels, targets
+    train: tuple[torch.Tensor, ...]  # ids, mask, labels, targets (sequence: + trained)
+    how: LossSettings
     lengths: torch.Tensor
     valid: list[Example]
     valid_tensors: tuple[torch.Tensor, ...]
@@ -192,12 +195,16 @@ def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig
     vocab = SidVocab(codebook_sizes)
     trie = SidTrie.from_codes(codes, list(codebook_sizes)).to(device)
     per_item = cfg.model.input == "items"
-    train = encode_examples(train_examples, codes, vocab, max_history, per_item)
+    if cfg.objective == "sequence":
+        train = sequence_tensors(train_examples, codes, vocab, max_history)
+    else:
+        train = encode_examples(train_examples, codes, vocab, max_history, per_item)
     valid = seeded_subset(valid_examples, cfg.valid_users, cfg.seed)
     # length_grouped_batches makes exactly ceil(n / batch) batches; each process takes 1/world
-    steps_per_epoch = math.ceil(len(train_examples) / cfg.batch_size) // world.size
+    rows = train[0].shape[0]
+    steps_per_epoch = math.ceil(rows / cfg.batch_size) // world.size
     if steps_per_epoch < 1:
-        raise ConfigError(f"{len(train_examples)} training examples make fewer batches than "
+        raise ConfigError(f"{rows} training rows make fewer batches than "
                           f"the {world.size} processes; lower --batch-size")
     total_steps = steps_per_epoch * cfg.epochs
     torch.manual_seed(cfg.seed)
@@ -214,9 +221,11 @@ def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig
          {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(min(cfg.warmup_steps, total_steps), total_steps))
+    how = LossSettings(vocab, trie, cfg.item_weight, cfg.first_level_weight,
+                       cfg.hard_negatives)
     return _Trainer(cfg, world, device, model, ddp, optimizer, scheduler,
                     torch.Generator().manual_seed(cfg.seed), vocab, trie, codes,
-                    train, train[1].sum(1), valid,
+                    train, how, train[1].sum(1), valid,
                     encode_examples(valid, codes, vocab, max_history, per_item),
                     steps_per_epoch, max_history)
 
@@ -280,30 +289,42 @@ def _read_log(path: Path, n_epochs: int) -> list[dict]:
 
 
 def _train_epoch(t: _Trainer, advance: Callable[[], None]) -> float:
-    """One pass over this process's share of the batches; the mean training loss."""
+    """One pass over this process's share of the batches; the mean training loss per
+    target."""
     t.model.train()
-    ids, mask, labels, targets = t.train
+    batch_loss = sequence_loss if t.cfg.objective == "sequence" else prefix_loss
     loss_sum, seen = 0.0, 0
     batches = length_grouped_batches(t.lengths, t.cfg.batch_size, t.shuffle)
     # every process draws the same batches and takes its own equal share
     w = t.world
     for idx in batches[w.rank : t.steps_per_epoch * w.size : w.size]:
         width = int(t.lengths[idx].max())
-        out = _forward(t.ddp, ids[idx, :width], mask[idx, :width], labels[idx], targets[idx],
-                       t.device, t.model.hybrid)
+        batch = _rows(t.train, idx, width, t.cfg.objective)
+        loss = batch_loss(t.ddp, batch, t.how, t.device)
         t.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(t.model.parameters(), 1.0)
         t.optimizer.step()
         t.scheduler.step()
-        loss_sum += float(out.loss.detach()) * len(idx)
-        seen += len(idx)
+        count = n_targets(batch, t.cfg.objective)
+        loss_sum += float(loss.detach()) * count
+        seen += count
         advance()
     if w.distributed:
         totals = torch.tensor([loss_sum, float(seen)], dtype=torch.float64, device=t.device)
         torch.distributed.all_reduce(totals)
         loss_sum, seen = float(totals[0]), int(totals[1])
     return loss_sum / seen
+
+
+def _rows(train: tuple[torch.Tensor, ...], idx: torch.Tensor, width: int, objective: str
+          ) -> tuple[torch.Tensor, ...]:
+    """A batch's rows, cut to its longest history (``width``): the inputs of an example, every
+    tensor of a sequence window (all are per position)."""
+    if objective == "sequence":
+        return tuple(x[idx, :width] for x in train)
+    ids, mask, labels, targets = train
+    return ids[idx, :width], mask[idx, :width], labels[idx], targets[idx]
 
 
 def _validate(t: _Trainer, epoch: int, loss: float, seconds_from: float) -> tuple[dict, dict]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..names import DECODE_HELP, DECODE_MODES
 from ..options import StepConfig, option
 from ..sids.embed import DEFAULT_EMBEDDER
 from ..validate import check_choice, check_device, check_ints, check_num, require
@@ -29,6 +30,7 @@ class JudgeConfig(StepConfig):
     num_candidates: int = option(20, "Candidates per user (the user's next item is always "
                                  "added).")
     num_beams: int = option(20, "Beams of the SFT generator's candidate search.")
+    decode: str = option("beam", DECODE_HELP)
     max_users: int = option(0, "Judge this many training users, drawn with --seed (0 = all).")
     heldout_fraction: float = option(0.2, "Share of users held out of aggregator fitting for "
                                      "the reported AUC.")
@@ -75,6 +77,7 @@ class JudgeConfig(StepConfig):
                 "--candidates file needs --candidates-file PATH (JSONL: user, items)")
         check_choice("objective", self.objective, OBJECTIVES)
         check_device(self.device)
+        check_choice("decode", self.decode, DECODE_MODES)
         check_ints(self, ("num_candidates", "num_beams", "llm_batch_size", "prompt_history",
                           "concurrency", "steps", "train_positions", "train_negatives",
                           "query_history", "train_epochs"), 1)

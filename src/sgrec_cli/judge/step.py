@@ -321,7 +321,7 @@ def _beams(run: Run, cfg: JudgeConfig, histories, device: str) -> list[list[int]
     from ..models import top_items
 
     items, _ = top_items(run, "sft", histories, cfg.num_candidates, num_beams=cfg.num_beams,
-                         device=device, exclude_history=True, fill=True)
+                         device=device, exclude_history=True, fill=True, decode=cfg.decode)
     return [[int(i) for i in row if i >= 0] for row in items]
 
 

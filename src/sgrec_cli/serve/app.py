@@ -110,7 +110,7 @@ def create_app(rec: Recommender, cfg: ServeConfig) -> FastAPI:
             "model": rec.model,
             "manifest": rec.manifest_summary(),
             "items": rec.n_items,
-            "settings": {"num_beams": cfg.num_beams, "max_k": cfg.max_k,
+            "settings": {"num_beams": cfg.num_beams, "decode": cfg.decode, "max_k": cfg.max_k,
                          "batch_wait_ms": cfg.batch_wait_ms, "max_batch": cfg.max_batch,
                          "max_queue": cfg.max_queue, "device": rec.device},
             "counters": {"requests_answered": batcher.jobs, "batches": batcher.batches,

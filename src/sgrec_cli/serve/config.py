@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..names import MODEL_HELP, check_model
+from ..names import DECODE_HELP, DECODE_MODES, MODEL_HELP, check_model
 from ..options import StepConfig, option
-from ..validate import check_device, check_ints, is_int, require
+from ..validate import check_choice, check_device, check_ints, is_int, require
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -20,6 +20,7 @@ class RecommendConfig(StepConfig):
     k: int = option(10, "Items per user.", short="-k")
     num_beams: int = option(20, "Generator beams (widened so that k items remain once history "
                             "items are dropped).")
+    decode: str = option("auto", DECODE_HELP)
     exclude_history: bool = option(True, "Leave the user's own history items out.")
     device: str = option("auto", "auto, cpu or cuda.")
 
@@ -29,6 +30,7 @@ class RecommendConfig(StepConfig):
                                                 "(default 10)")
         check_ints(self, ("num_beams",), 1)
         check_device(self.device)
+        check_choice("decode", self.decode, DECODE_MODES)
 
 
 @dataclass
@@ -40,6 +42,7 @@ class ServeConfig(StepConfig):
                        "0.0.0.0: every interface).")
     port: int = option(8000, "Port (0: any free port, printed at start).")
     num_beams: int = option(20, "Generator beams, as in recommend.")
+    decode: str = option("auto", DECODE_HELP)
     max_k: int = option(100, "The largest k a request may ask for.")
     batch_wait_ms: float = option(5.0, "How long the first request of a batch waits for others "
                                   "to join it.")
@@ -63,3 +66,4 @@ class ServeConfig(StepConfig):
         require(self.log_level in LOG_LEVELS,
                 f"--log-level {self.log_level!r} must be one of {', '.join(LOG_LEVELS)}")
         check_device(self.device)
+        check_choice("decode", self.decode, DECODE_MODES)

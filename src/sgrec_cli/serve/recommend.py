@@ -126,13 +126,14 @@ class Recommender:
     ``sgrec serve`` for every batch of requests)."""
 
     def __init__(self, run: Run | Path, model: str = "sft", *, num_beams: int = 20,
-                 device: str = "auto"):
+                 device: str = "auto", decode: str = "beam"):
         from ..device import resolve_device
         from ..models import load_top_items
 
         self.run = as_run(run)
         self.model = model
         self.num_beams = num_beams
+        self.decode = decode
         self.device = resolve_device(device)
         self.top = load_top_items(self.run, model, self.device)
         self.items = self.run.data.items()
@@ -200,7 +201,7 @@ class Recommender:
         out = {}
         for (k, exclude, beams), members in groups.items():
             top, scores = self.top([queries[n].history for n in members], k, num_beams=beams,
-                                   exclude_history=exclude)
+                                   exclude_history=exclude, decode=self.decode)
             for n, row, row_s in zip(members, top, scores, strict=True):
                 out[n] = (row, row_s)
         return out
@@ -220,7 +221,8 @@ class Recommender:
 def recommend(run: Run | Path, requests: Sequence[Request], cfg: RecommendConfig) -> list[dict]:
     """One record per request: the user, the history length and the top-k items with rank,
     id, title, SID and score."""
-    rec = Recommender(run, cfg.model, num_beams=cfg.num_beams, device=cfg.device)
+    rec = Recommender(run, cfg.model, num_beams=cfg.num_beams, device=cfg.device,
+                      decode=cfg.decode)
     return rec.answer([rec.resolve(r, cfg.k, cfg.exclude_history) for r in requests])
 
 

@@ -39,7 +39,8 @@ def serve(run: Path | str, cfg: ServeConfig, say: Callable[[str], None] = print)
     from .app import create_app
     from .recommend import Recommender
 
-    rec = Recommender(run, cfg.model, num_beams=cfg.num_beams, device=cfg.device)
+    rec = Recommender(run, cfg.model, num_beams=cfg.num_beams, device=cfg.device,
+                      decode=cfg.decode)
     rec.load_users()  # not on the event loop at the first {"user": ...} request
     app = create_app(rec, cfg)
     sock = _listen(cfg.host, cfg.port)
