@@ -82,6 +82,8 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "prefix": (["--objective", "prefix", "--no-causal"], None),
     "causal-prefix": (["--objective", "prefix", "--causal"], None),
     "sequence": (["--objective", "sequence", "--causal"], None),
+    # a quarter of the windows per step: as many optimizer steps per epoch as prefix's 256
+    "sequence-b64": (["--objective", "sequence", "--causal", "--batch-size", "64"], None),
     "sequence-item": (["--objective", "sequence", "--causal", "--item-weight", "1"], None),
     "sequence-level1": (["--objective", "sequence", "--causal", "--first-level-weight", "2"],
                         None),
@@ -107,7 +109,7 @@ def evaluate(run: Path, models: list[str], args) -> None:
         if not evaluated(run, split, models):
             flags = [x for m in models for x in ("--model", m)]
             sgrec("eval", "--run", str(run), *flags, "--split", split, "--device",
-                  args.device, threads=args.threads)
+                  args.device, "--decode", "beam", threads=args.threads)
 
 
 def train_generator(run: Path, flags: list[str], args) -> None:

@@ -173,8 +173,12 @@ def test_unknown_objective_and_noncausal_sequence_are_refused():
         SFTConfig(objective="sequence", model=GeneratorConfig(causal=False))
     with pytest.raises(ConfigError, match="sequence needs item inputs"):
         SFTConfig(objective="sequence", model=GeneratorConfig(input="tokens"))
-    # the encoder follows the objective unless told
-    assert SFTConfig(objective="sequence").model.causal is True
+    # the objective follows the input, the encoder and the batch the objective, unless told
+    default = SFTConfig()
+    assert (default.objective, default.model.causal, default.batch_size) == ("sequence", True, 64)
+    tokens = SFTConfig(model=GeneratorConfig(input="tokens"))
+    assert (tokens.objective, tokens.model.causal, tokens.batch_size) == ("prefix", False, 256)
     assert SFTConfig(objective="prefix").model.causal is False
+    assert SFTConfig(objective="sequence", batch_size=8).batch_size == 8
     with pytest.raises(ConfigError, match="causal encoder needs item inputs"):
         GeneratorConfig(input="tokens", causal=True).validate()

@@ -16,7 +16,7 @@ MODEL_HELP = ("sft, a2po, a2po-TAG (from train --a2po --tag TAG), sasrec or popu
 DECODE_MODES = ("auto", "beam", "exhaustive")
 # `auto` decodes exhaustively up to this catalogue size (docs/results.md, "Exact
 # whole-catalogue scoring": the measured cost of exhaustive against beam 20)
-AUTO_EXHAUSTIVE_ITEMS = 5_000
+AUTO_EXHAUSTIVE_ITEMS = 500
 DECODE_HELP = (f"Generator decoding: beam (trie-constrained beam search of --num-beams), "
                f"exhaustive (every catalogue item scored by its full SID path: the exact top "
                f"k) or auto (exhaustive up to {AUTO_EXHAUSTIVE_ITEMS:,} items, beam above).")

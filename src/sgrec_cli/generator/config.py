@@ -12,6 +12,9 @@ from ..validate import check_device, check_ints, check_num, is_int, is_num, requ
 
 INPUT_MODES = ("tokens", "items")
 OBJECTIVES = ("sequence", "prefix")
+# rows per step: as many optimizer steps per epoch either way (a Scientific user has about 4
+# training examples), the sequence batch chosen on Scientific (docs/results.md)
+PREFIX_BATCH, SEQUENCE_BATCH = 256, 64
 SFT_EVAL_K = 10  # validation reports Recall/NDCG@10 from the beams
 HYBRID_WEIGHT = 0.5  # the hybrid weight epochs are compared at when none is given
 
@@ -94,9 +97,10 @@ class SFTConfig(StepConfig):
     prediction. The encoder reads the most recent items of each history up to RUN/data's max
     history."""
 
-    objective: str = option("prefix", "sequence (one causal pass per user trains every "
-                            "next-item target of its history) or prefix (every "
-                            "history prefix is its own example, encoded from scratch).")
+    objective: str | None = option(
+        None, "sequence (one causal pass per user trains every next-item target of its "
+        "history) or prefix (every history prefix is its own example, encoded from scratch) "
+        "[default: sequence with --input items, prefix with --input tokens].")
     item_weight: float = option(0.0, "Weight of the item-level loss: -log of the target's "
                                 "probability among catalogue items, each SID level normalised "
                                 "over the trie's valid children (0 = token loss only).")
@@ -107,8 +111,10 @@ class SFTConfig(StepConfig):
                                  "ranks highest (0 = off).")
     epochs: int = option(50, "Epoch budget (early stopping on validation NDCG@10; the "
                          "generator's learning rate decays linearly to 0 at its end).")
-    batch_size: int = option(256, "Training examples per optimizer step (--objective "
-                             "sequence: user sequences, each holding many examples).")
+    batch_size: int | None = option(
+        None, "Training rows per optimizer step [default: 256 examples with --objective "
+        "prefix; 64 user windows with --objective sequence, each holding all of a user's "
+        "examples].")
     lr: float = option(1e-3, "Learning rate (the generator's: its peak, reached after "
                        "--warmup-steps).")
     weight_decay: float = option(0.01, "AdamW decoupled weight decay.")
@@ -131,8 +137,12 @@ class SFTConfig(StepConfig):
             self.model = generator_config(self.model)
         if self.hybrid_weight is not None and isinstance(self.model, GeneratorConfig):
             self.model = replace(self.model, hybrid_weight=self.hybrid_weight)
+        if self.objective is None and isinstance(self.model, GeneratorConfig):
+            self.objective = "sequence" if self.model.input == "items" else "prefix"
         if isinstance(self.model, GeneratorConfig) and self.model.causal is None:
             self.model = replace(self.model, causal=self.objective == "sequence")
+        if self.batch_size is None:
+            self.batch_size = SEQUENCE_BATCH if self.objective == "sequence" else PREFIX_BATCH
         self.validate()
 
     @property

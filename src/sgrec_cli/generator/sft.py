@@ -61,6 +61,10 @@ LOG = "train_log.jsonl"
 BEST = "best"
 CHECKPOINT = "checkpoint"
 DEFAULT_MAX_HISTORY = field_default(PrepareConfig, "max_history")
+VALID_BATCH = 256  # validation users (and examples) per batch, whatever the training batch
+# the training options a checkpoint written before they existed leaves out: what it ran with
+LEGACY_SFT = {"objective": "prefix", "item_weight": 0.0, "first_level_weight": 1.0,
+              "hard_negatives": 0}
 # config fields that may change between an interrupted run and its resumption (epochs may be
 # raised to extend a finished run, at the cost of exactness: the resume says so)
 _RESUMABLE_CHANGES = {"epochs", "patience", "device"}
@@ -119,7 +123,7 @@ def _evaluate(model, vocab, trie, valid: Sequence[Example], codes, cfg: SFTConfi
     kept (`sgrec eval` widens the search by the longest history instead, so a user whose
     beams are mostly history items can differ; at 20 beams that is rare)."""
     topk, _ = predict_unseen(model, vocab, trie, [ex.history for ex in valid], codes, EVAL_K,
-                             cfg.num_beams, batch=cfg.batch_size, max_history=max_history)
+                             cfg.num_beams, batch=VALID_BATCH, max_history=max_history)
     ranks = ranks_of_targets(topk, np.asarray([ex.target for ex in valid], dtype=np.int64))
     return summarize(per_user_metrics(ranks, ks=(EVAL_K,)))
 
@@ -251,6 +255,7 @@ def _start(t: _Trainer, out_dir: Path, resume: bool, say,
             # it ran with (the default of the time)
             saved["config"]["model"] = {**asdict(GeneratorConfig()), **LEGACY_DEFAULTS,
                                         **model_opts}
+            saved["config"] = {**LEGACY_SFT, **saved["config"]}
         check_resumable(saved, config=_run_config(t), may_change=_RESUMABLE_CHANGES,
                         inputs=inputs, folder=ckpt)
         scheduler_state = load_training_state(
@@ -330,7 +335,7 @@ def _rows(train: tuple[torch.Tensor, ...], idx: torch.Tensor, width: int, object
 def _validate(t: _Trainer, epoch: int, loss: float, seconds_from: float) -> tuple[dict, dict]:
     """(log row, validation metrics) after an epoch."""
     metrics = _evaluate(t.model, t.vocab, t.trie, t.valid, t.codes, t.cfg, t.max_history)
-    valid_loss = _valid_loss(t.model, t.valid_tensors, t.cfg.batch_size)
+    valid_loss = _valid_loss(t.model, t.valid_tensors, VALID_BATCH)
     row = {"epoch": epoch, "loss": loss, "valid_loss": valid_loss,
            "lr": t.optimizer.param_groups[0]["lr"],
            f"valid_recall@{EVAL_K}": metrics[f"recall@{EVAL_K}"],
@@ -369,7 +374,7 @@ def _tune_hybrid_weight(t: _Trainer, out_dir: Path) -> dict:
     best, gen_cfg, _ = load_generator(out_dir / BEST, t.device)
     curve = hybrid_weight_curve(best, t.vocab, t.trie, [ex.history for ex in t.valid],
                                 [ex.target for ex in t.valid], t.codes, t.cfg.num_beams,
-                                k=EVAL_K, batch=t.cfg.batch_size, max_history=t.max_history)
+                                k=EVAL_K, batch=VALID_BATCH, max_history=t.max_history)
     chosen = choose_weight(curve, t.cfg.model.hybrid_weight)
     write_folder_atomically(out_dir / BEST, lambda tmp: save_generator(
         best, replace(gen_cfg, hybrid_weight=chosen), tmp))
