@@ -54,7 +54,7 @@ def test_prepare_max_history_reaches_train_eval_and_recommend(tmp_path, one_thre
            .splitlines()]
     index = [ids.index(str(i)) for i in history]
     rec = json.loads(_cli("recommend", "--run", str(run), "--user", user, "--k", "10",
-                          "--no-exclude-history", "--json"))
+                          "--no-exclude-history", "--decode", "beam", "--json"))
     got = [ids.index(r["id"]) for r in rec[0]["items"]]
 
     def top(keep: int) -> list[int]:

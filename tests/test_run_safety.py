@@ -146,7 +146,8 @@ def _wait_until_working(run: Path, proc: subprocess.Popen, timeout: float = 120)
 def test_4_second_job_on_a_run_is_refused_naming_the_holder(sid_run):
     # long enough (about a minute) to outlast three CLI start-ups on a busy machine
     first = subprocess.Popen(cli("train", "--run", str(sid_run), *TINY, "--epochs", "80",
-                                 "--patience", "80", "--batch-size", "16", "--seed", "0"),
+                                 "--patience", "80", "--batch-size", "16", "--seed", "0",
+                                 "--objective", "prefix"),
                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_until_working(sid_run, first)

@@ -151,8 +151,10 @@ def test_a_query_does_not_depend_on_its_batch_companions(trained_run):
 
 
 def test_a_query_left_short_is_searched_again_wider(trained_run):
-    rec = Recommender(trained_run, "sft", device="cpu")
-    history = list(range(35))  # 35 of the 40 items: 28 beams keep fewer than the 5 others
+    # 5 beams (+ 8 for the history): 13 of the 40 items, of which 35 are the history, hold
+    # fewer than the 5 others
+    rec = Recommender(trained_run, "sft", num_beams=5, device="cpu", decode="beam")
+    history = list(range(35))
     q = rec.resolve(parse_history(",".join(map(str, history))), 5, True)
     first, _ = rec.top([q.history], 5, num_beams=rec.beams(q))
     assert (first >= 0).sum() < 5  # the first search alone falls short

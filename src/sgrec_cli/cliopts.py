@@ -96,7 +96,7 @@ def _help(spec: Spec, by_mode: dict[str, Decl]) -> str:
     known = {m: d.default for m, d in by_mode.items() if d.default is not None}
     if "[default" in text or not known:
         defaults = ""
-    elif len({describe(v) for v in known.values()}) == 1:
+    elif len({describe(v) for v in known.values()}) == 1 and len(known) == len(by_mode):
         defaults = f" [default: {describe(first.default)}]"
     else:
         defaults = " [default: " + ", ".join(f"{m} {describe(v)}" for m, v in known.items()) + "]"

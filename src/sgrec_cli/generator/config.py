@@ -112,9 +112,9 @@ class SFTConfig(StepConfig):
     epochs: int = option(50, "Epoch budget (early stopping on validation NDCG@10; the "
                          "generator's learning rate decays linearly to 0 at its end).")
     batch_size: int | None = option(
-        None, "Training rows per optimizer step [default: 256 examples with --objective "
-        "prefix; 64 user windows with --objective sequence, each holding all of a user's "
-        "examples].")
+        None, "Training rows per optimizer step (the generator's: 64 user windows with "
+        "--objective sequence, each holding all of a user's examples; 256 examples with "
+        "--objective prefix).")
     lr: float = option(1e-3, "Learning rate (the generator's: its peak, reached after "
                        "--warmup-steps).")
     weight_decay: float = option(0.01, "AdamW decoupled weight decay.")

@@ -126,7 +126,7 @@ class Recommender:
     ``sgrec serve`` for every batch of requests)."""
 
     def __init__(self, run: Run | Path, model: str = "sft", *, num_beams: int = 20,
-                 device: str = "auto", decode: str = "beam"):
+                 device: str = "auto", decode: str = "auto"):
         from ..device import resolve_device
         from ..models import load_top_items
 
