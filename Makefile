@@ -11,7 +11,7 @@ TORCH_PIP_ARGS ?=
 FAISS_EXTRA    ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DATA    ?= ../shared/data/amazon_scientific_2018
 RUN     ?= runs/demo
-# SFT epochs in the demo: one epoch on Scientific takes about a minute on a 2-core CPU, so the
+# SFT epochs in the demo: one epoch on Scientific takes about 30 s on a 2-core CPU, so the
 # demo runs the whole pipeline on a small budget; use DEMO_EPOCHS=50 (or a GPU) for real results.
 DEMO_EPOCHS ?= 2
 DEMO_A2PO_STEPS ?= 50
