@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from .diagnose import target_nodes
 from .tokens import SidVocab
 from .trie import SidTrie
 
@@ -34,12 +35,8 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def prefix_nodes(trie: SidTrie, codes: torch.Tensor) -> torch.Tensor:
     """(N, L) trie node of each target's prefix *before* each level (level 0: the root)."""
-    node = torch.zeros(codes.shape[0], dtype=torch.long, device=codes.device)
-    out = [node]
-    for level, table in enumerate(trie.child[:-1]):
-        node = table[node, codes[:, level]]
-        out.append(node)
-    return torch.stack(out, dim=1)
+    after = target_nodes(trie, codes)  # the nodes after each level
+    return torch.cat([torch.zeros_like(after[:, :1]), after[:, :-1]], dim=1)
 
 
 def trie_nll(logits: torch.Tensor, codes: torch.Tensor, trie: SidTrie,
