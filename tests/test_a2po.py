@@ -280,6 +280,39 @@ def test_value_reward_needs_values(sid_run):
     assert len(rows) == 5
 
 
+def test_ranker_reward_needs_sasrec_is_dense_and_ties_the_folder_to_it(sid_run):
+    from sgrec_cli.rundir import Run
+
+    _trained(sid_run, judge=False)
+    biz = [*A2PO, "--run", str(sid_run), "--advantage", "biz", "--business", "ranker",
+           "--steps", "2", "--tag", "ranker"]
+    res = runner.invoke(app, biz)
+    assert res.exit_code == 2 and "--model sasrec" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (sid_run / "a2po-ranker").exists()
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--hit-weight", "1"])
+    assert res.exit_code == 2 and "--hit-weight" in res.stderr
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--business", "ranker",
+                              "--ranker-shape", "ctr"])
+    assert res.exit_code == 2 and "--ranker-shape 'ctr' is not known" in res.stderr
+
+    sasrec = ["train", "--run", str(sid_run), "--model", "sasrec", "--epochs", "1"]
+    assert runner.invoke(app, sasrec).exit_code == 0
+    res = runner.invoke(app, [*biz, "--ranker-shape", "rank", "--hit-weight", "0.5"])
+    assert res.exit_code == 0, res.output
+    rows = _log(sid_run / "a2po-ranker")[1:]
+    # the ranker orders every group: all carry a business signal, hit or not (the rank reward
+    # alone leaves the groups without the next item at 0)
+    assert [r["biz_var_share"] for r in rows] == [1.0, 1.0]
+    assert all(r["rollouts_with_gradient"] > 0 for r in rows)
+    manifest = json.loads((sid_run / "a2po-ranker" / "manifest.json").read_text())
+    assert "sasrec/manifest.json" in manifest["inputs"]
+    assert manifest["config"]["ranker_shape"] == "rank" and manifest["config"]["hit_weight"] == 0.5
+    assert Run(sid_run).breaks("a2po-ranker") == []
+    # a retrained ranker leaves the A2PO folder tied to the old one: `sgrec info` says so
+    assert runner.invoke(app, [*sasrec[:-1], "2"]).exit_code == 0
+    assert any("sasrec" in p for p in Run(sid_run).breaks("a2po-ranker"))
+
+
 def test_item_values_fill_missing_with_the_median():
     from sgrec_cli.errors import ConfigError
     from sgrec_cli.rl.step import item_values
@@ -309,6 +342,18 @@ def test_business_rewards_dispatch():
     # prefix: target 5 = (1, 1); item 3 = (1, 1) -> 1, 5 -> 1, 7 = (1, 0) -> 0.5
     np.testing.assert_allclose(business_rewards("prefix", items, targets, codes)[0],
                                [1.0, 1.0, 0.5])
+    # ranker, rank shape: the ranker orders group 0 as 3, 5, 7 -> 1, 0.5, 0; group 1's third
+    # slot holds no item, so its two items get 1 and 0 whatever the score there
+    scores = np.array([[-1.0, -2.0, -3.0], [-1.0, -2.0, -0.1]])
+    ranker = business_rewards("ranker", items, targets, codes, ranker_log_probs=scores,
+                              ranker_shape="rank")
+    np.testing.assert_allclose(ranker, [[1.0, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    # --hit-weight 2 adds twice the rank reward (group 1 has no hit: nothing added)
+    mixed = business_rewards("ranker", items, targets, codes, ranker_log_probs=scores,
+                             ranker_shape="rank", hit_weight=2.0)
+    np.testing.assert_allclose(mixed, ranker + 2 * rank)
+    with pytest.raises(ValueError, match="log-probabilities"):
+        business_rewards("ranker", items, targets, codes)
 
 
 def test_later_training_items_never_read_valid_or_test():

@@ -23,6 +23,7 @@ from sgrec_cli.rl.advantages import (
     k3_kl,
     prefix_rewards,
     rank_penalty_rewards,
+    ranker_rewards,
     standardise,
     target_rank,
     value_rewards,
@@ -81,6 +82,36 @@ def test_golden_value_rewards():
         value_rewards(np.array([0]), np.array([[-1.0, 2.0]]))
     with pytest.raises(ValueError):
         value_rewards(np.array([0]), np.array([[1.0, 2.0], [1.0, 2.0]]))
+
+
+def test_golden_ranker_rewards():
+    # three groups of G = 4: three items, two tied items, one item (NaN = no item)
+    nan = np.nan
+    s = np.array([[-1.0, -3.0, -2.0, nan], [-0.5, -0.5, nan, nan], [-2.0, nan, nan, nan]])
+    # logprob: s / T, no item -> 0
+    assert ranker_rewards(s, "logprob", 2.0).tolist() == [[-0.5, -1.5, -1.0, 0.0],
+                                                          [-0.25, -0.25, 0.0, 0.0],
+                                                          [-1.0, 0.0, 0.0, 0.0]]
+    # rank: row 0 ranks item 0 (-1) first, item 2 (-2) second, item 1 (-3) last -> 1, 0, 0.5;
+    # a tie keeps the beam order; a group of one item has no order -> 0
+    assert ranker_rewards(s, "rank").tolist() == [[1.0, 0.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0],
+                                                  [0.0, 0.0, 0.0, 0.0]]
+    # prob at T = 1: e^-1, e^-3, e^-2 over their sum 0.553001
+    p = ranker_rewards(s, "prob")
+    assert p[0] == pytest.approx([0.665241, 0.090031, 0.244728, 0.0], abs=1e-6)
+    assert p[1].tolist() == [0.5, 0.5, 0.0, 0.0] and p[2].tolist() == [1.0, 0.0, 0.0, 0.0]
+    # at T = 2: e^-0.5, e^-1.5, e^-1 over 1.197540 (flatter)
+    assert ranker_rewards(s, "prob", 2.0)[0] == pytest.approx([0.506480, 0.186324, 0.307196, 0],
+                                                              abs=1e-6)
+    # a dense reward: every group of two or more items scored apart has variance
+    assert (ranker_rewards(s, "logprob")[:1].std(axis=1) > 0).all()
+    for bad in ([[0.5, -1.0]], [[-np.inf, -1.0]]):
+        with pytest.raises(ValueError, match="finite and <= 0"):
+            ranker_rewards(np.array(bad), "rank")
+    with pytest.raises(ValueError, match="shape 'ctr'"):
+        ranker_rewards(s, "ctr")
+    with pytest.raises(ValueError, match="temperature"):
+        ranker_rewards(s, "prob", 0.0)
 
 
 # ---- standardise and the gate: golden cases -----------------------------------------------------

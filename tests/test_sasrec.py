@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from sgrec_cli.baselines.sasrec import (
+    SASRec,
     SASRecConfig,
+    item_log_probs,
     left_pad,
     recommend,
     train_sasrec,
@@ -41,3 +44,24 @@ def test_learns_successor_rule():
     assert hit1 > 0.8  # chance is 1/30
     assert all(len(set(r)) == 5 and not set(r) & set(s[:-1]) for r, s in zip(top, seqs,
                                                                              strict=True))
+
+
+def test_item_log_probs_are_the_catalogue_softmax_at_the_last_position():
+    torch.manual_seed(0)
+    model = SASRec(12, SASRecConfig(hidden=16, max_len=5)).eval()
+    histories = [[1, 2, 3], [7], [0, 4, 4, 9, 10, 11, 2]]
+    items = np.array([[4, 0, -1], [11, 7, 3], [2, 5, 6]])
+    got = item_log_probs(model, histories, items, batch=2)  # two batches
+    with torch.no_grad():
+        h = model.hidden_states(left_pad(histories, 5))[:, -1]
+        want = torch.log_softmax(model.logits(h), dim=1).numpy()
+    for b in range(3):
+        for g in range(3):
+            if items[b, g] < 0:
+                assert np.isnan(got[b, g])
+            else:
+                assert got[b, g] == pytest.approx(want[b, items[b, g]], abs=1e-6)
+    # the ranker's order is recommend's (history not excluded)
+    top = recommend(model, histories, 12, exclude_history=False)
+    full = item_log_probs(model, histories, top)
+    assert (np.diff(full, axis=1) <= 1e-7).all()

@@ -144,6 +144,21 @@ def test_resume_is_exact(data, tmp_path):
     items = replace(cfg, model=replace(cfg.model, input="items"))
     with pytest.raises(ConfigError, match="model"):
         train_sft(train, valid, codes, SIZES, items, b, resume=True)
+    # a checkpoint that recorded its warm-up as a number resumes under the default warm-up
+    # when that number is the default's for this run, and is refused otherwise
+    auto = replace(cfg, warmup_steps=None)
+    default_warmup = auto.warmup(-(-len(train) // 64) * 4)  # 4 epochs of ceil(rows / 64) steps
+    for recorded, ok in ((default_warmup, True), (default_warmup + 1, False)):
+        state["config"]["warmup_steps"] = recorded
+        state_file.write_text(json.dumps(state))
+        if ok:
+            assert train_sft(train, valid, codes, SIZES, auto, b,
+                             resume=True)["epochs_this_call"] == 0
+        else:
+            with pytest.raises(ConfigError, match="warmup"):
+                train_sft(train, valid, codes, SIZES, auto, b, resume=True)
+    state["config"]["warmup_steps"] = cfg.warmup_steps
+    state_file.write_text(json.dumps(state))
     # a torn checkpoint file is one clear error, not a safetensors traceback
     (b / "checkpoint" / "optimizer.safetensors").write_bytes(b"garbage")
     with pytest.raises(ArtifactError, match="unusable checkpoint"):
@@ -168,6 +183,18 @@ def test_resume_is_exact(data, tmp_path):
 def test_bad_config(kw, bad):
     with pytest.raises(ConfigError, match=bad):
         SFTConfig(**kw)
+
+
+def test_warmup_default_is_a_share_of_the_run_capped():
+    # no --warmup-steps: 10% of the run's optimizer steps, at most 200 (a 250-step run on a
+    # small dataset warms up for 25 steps, not 200 of its 250)
+    assert SFTConfig().warmup(250) == 25
+    assert SFTConfig().warmup(9) == 0
+    assert SFTConfig().warmup(6500) == 200
+    # given: as given, cut to the run's length
+    assert SFTConfig(warmup_steps=300).warmup(6500) == 300
+    assert SFTConfig(warmup_steps=300).warmup(120) == 120
+    assert SFTConfig(warmup_steps=0).warmup(6500) == 0
 
 
 def test_length_grouped_batches():

@@ -110,6 +110,26 @@ def recommend(model: SASRec, histories: Sequence[Sequence[int]], k: int,
     return (items, np.concatenate(out_s)) if with_scores else items
 
 
+@torch.no_grad()
+def item_log_probs(model: SASRec, histories: Sequence[Sequence[int]], items: np.ndarray,
+                   batch: int = 1024) -> np.ndarray:
+    """log p(item | history) (B, G) of the items (B, G) (index; -1 = none, NaN out) under the
+    softmax over the whole catalogue at the history's last position, as training fits it."""
+    model.eval()
+    items = np.asarray(items)
+    if items.ndim != 2 or len(items) != len(histories):
+        raise ValueError(f"items {items.shape} must be (B, G) for {len(histories)} histories")
+    out = np.full(items.shape, np.nan)
+    for i in range(0, len(histories), batch):
+        seq = left_pad(histories[i:i + batch], model.cfg.max_len)
+        lp = torch.log_softmax(model.logits(model.hidden_states(seq)[:, -1]).float(), dim=1)
+        part = items[i:i + batch]
+        here = part >= 0
+        got = lp.gather(1, torch.as_tensor(np.where(here, part, 0))).numpy()
+        out[i:i + batch] = np.where(here, got, np.nan)
+    return out
+
+
 def evaluate(model: SASRec, histories, targets, k: int = 10) -> dict[str, float]:
     ranks = ranks_of_targets(recommend(model, histories, k), np.asarray(targets))
     return {f"recall@{k}": recall_at_k(ranks, k), f"ndcg@{k}": ndcg_at_k(ranks, k)}

@@ -15,6 +15,8 @@ OBJECTIVES = ("sequence", "prefix")
 # rows per step: as many optimizer steps per epoch either way (a Scientific user has about 4
 # training examples), the sequence batch chosen on Scientific (docs/results.md)
 PREFIX_BATCH, SEQUENCE_BATCH = 256, 64
+# learning-rate warm-up when none is given: this share of the training steps, at most the cap
+WARMUP_SHARE, WARMUP_CAP = 0.1, 200
 SFT_EVAL_K = 10  # validation reports Recall/NDCG@10 from the beams
 HYBRID_WEIGHT = 0.5  # the hybrid weight epochs are compared at when none is given
 
@@ -118,7 +120,9 @@ class SFTConfig(StepConfig):
     lr: float = option(1e-3, "Learning rate (the generator's: its peak, reached after "
                        "--warmup-steps).")
     weight_decay: float = option(0.01, "AdamW decoupled weight decay.")
-    warmup_steps: int = option(200, "Learning-rate warm-up steps.")
+    warmup_steps: int | None = option(
+        None, f"Learning-rate warm-up steps [default: {WARMUP_SHARE:.0%} of the training "
+        f"steps, at most {WARMUP_CAP}].")
     num_beams: int = option(20, f"Beams of the validation search (>= {SFT_EVAL_K}).")
     valid_users: int = option(0, "Validation users scored after each epoch (0 = all; N: a "
                               "seeded subset), their history items excluded as in `sgrec "
@@ -145,6 +149,13 @@ class SFTConfig(StepConfig):
             self.batch_size = SEQUENCE_BATCH if self.objective == "sequence" else PREFIX_BATCH
         self.validate()
 
+    def warmup(self, total_steps: int) -> int:
+        """Warm-up steps of a run of ``total_steps`` optimizer steps: --warmup-steps (at most
+        the run), or WARMUP_SHARE of the run capped at WARMUP_CAP."""
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, total_steps)
+        return min(WARMUP_CAP, int(total_steps * WARMUP_SHARE))
+
     @property
     def tune_hybrid_weight(self) -> bool:
         """A hybrid model's weight is chosen on validation once training ends unless given."""
@@ -155,7 +166,9 @@ class SFTConfig(StepConfig):
         require(self.num_beams >= SFT_EVAL_K,
                 f"--num-beams {self.num_beams!r} must be >= {SFT_EVAL_K}: validation reports "
                 f"Recall@{SFT_EVAL_K} from the beams")
-        check_ints(self, ("warmup_steps", "valid_users", "seed", "hard_negatives"), 0)
+        check_ints(self, ("valid_users", "seed", "hard_negatives"), 0)
+        if self.warmup_steps is not None:
+            check_ints(self, ("warmup_steps",), 0)
         check_num("lr", self.lr, of=self, low=0, low_open=True)
         check_num("weight_decay", self.weight_decay, of=self, low=0)
         check_device(self.device)

@@ -224,7 +224,7 @@ def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig
         [{"params": decay, "weight_decay": cfg.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(min(cfg.warmup_steps, total_steps), total_steps))
+        optimizer, _lr_lambda(cfg.warmup(total_steps), total_steps))
     how = LossSettings(vocab, trie, cfg.item_weight, cfg.first_level_weight,
                        cfg.hard_negatives)
     return _Trainer(cfg, world, device, model, ddp, optimizer, scheduler,
@@ -256,6 +256,9 @@ def _start(t: _Trainer, out_dir: Path, resume: bool, say,
             saved["config"]["model"] = {**asdict(GeneratorConfig()), **LEGACY_DEFAULTS,
                                         **model_opts}
             saved["config"] = {**LEGACY_SFT, **saved["config"]}
+            if (t.cfg.warmup_steps is None and saved["config"].get("warmup_steps")
+                    == t.cfg.warmup(t.steps_per_epoch * t.cfg.epochs)):
+                saved["config"]["warmup_steps"] = None  # the same schedule as the new default
         check_resumable(saved, config=_run_config(t), may_change=_RESUMABLE_CHANGES,
                         inputs=inputs, folder=ckpt)
         scheduler_state = load_training_state(
@@ -453,6 +456,7 @@ def train_sft(
         "valid_users": len(t.valid),
         "train_examples": len(train_examples),
         "max_history": max_history,
+        "warmup_steps": cfg.warmup(t.steps_per_epoch * cfg.epochs),
         "modes": modes,
         **({"hybrid_weight": tuned} if tuned else {}),
     }

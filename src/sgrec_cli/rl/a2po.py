@@ -40,6 +40,7 @@ from .advantages import (
     positive_part,
     prefix_rewards,
     rank_penalty_rewards,
+    ranker_rewards,
     sibling_advantages,
     target_rank,
     value_rewards,
@@ -48,7 +49,7 @@ from .advantages import clipped_surrogate as surrogate
 from .advantages import k3_kl as kl_k3
 from .config import A2POConfig
 
-__all__ = ["Policy", "a2po_step", "business_rewards", "later_training_items",
+__all__ = ["Policy", "RankerFn", "a2po_step", "business_rewards", "later_training_items",
            "rollout_groups", "sequence_log_probs"]
 
 
@@ -115,10 +116,24 @@ def later_training_items(train: Sequence, sequences: Sequence[Sequence[int]],
 
 def business_rewards(kind: str, items: np.ndarray, targets: np.ndarray, codes: np.ndarray,
                      values: np.ndarray | None = None,
-                     later: Sequence[dict[int, int]] | None = None) -> np.ndarray:
+                     later: Sequence[dict[int, int]] | None = None, *,
+                     ranker_log_probs: np.ndarray | None = None, ranker_shape: str = "logprob",
+                     ranker_temperature: float = 1.0, hit_weight: float = 0.0) -> np.ndarray:
     """r_biz (B, G) of ``kind`` in BUSINESS_REWARDS for groups ``items`` (B, G) (-1 = none);
-    ``later`` (kind future): per group, the user's later training items and their distance."""
+    ``later`` (kind future): per group, the user's later training items and their distance;
+    ``ranker_log_probs`` (kind ranker): the ranker's log-probabilities (B, G) of the items,
+    shaped by ``ranker_shape`` and ``ranker_temperature``, plus ``hit_weight`` x the rank
+    reward."""
     safe = np.where(items >= 0, items, 0)
+    if kind == "ranker":
+        if ranker_log_probs is None:
+            raise ValueError("the ranker reward needs the ranker's log-probabilities")
+        r = ranker_rewards(np.where(items >= 0, ranker_log_probs, np.nan), ranker_shape,
+                           ranker_temperature)
+        if hit_weight:
+            r = r + hit_weight * rank_penalty_rewards(target_rank(items, targets),
+                                                      items.shape[1])
+        return r
     if kind == "prefix":
         return prefix_rewards(codes[safe], codes[targets])
     if kind == "future":
@@ -140,6 +155,8 @@ def business_rewards(kind: str, items: np.ndarray, targets: np.ndarray, codes: n
 
 
 SemanticFn = Callable[[Sequence[int], Sequence[int], np.ndarray], np.ndarray]
+# (histories, items (B, G), -1 = none) -> the ranker's log-probabilities (B, G), NaN = none
+RankerFn = Callable[[Sequence[Sequence[int]], np.ndarray], np.ndarray]
 
 
 def _all_sum(x: int, world) -> int:
@@ -184,13 +201,21 @@ def _rollout(p: Policy, cfg: A2POConfig, batch, gen) -> tuple:
 
 
 def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *, judged,
-                semantic, values, later) -> tuple[np.ndarray, dict]:
+                semantic, values, later, ranker: RankerFn | None = None
+                ) -> tuple[np.ndarray, dict]:
     """Advantages (B, G) of the groups and the reward statistics to log."""
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     valid = items >= 0
     safe = np.where(valid, items, 0)
-    r_biz = np.where(valid, business_rewards(cfg.business, items, targets, codes, values, later),
-                     0.0)
+    scored = None
+    if cfg.business == "ranker":
+        if ranker is None:
+            raise ValueError("--business ranker needs a ranker")
+        scored = ranker([h for _, h, _ in batch], items)
+    r_biz = np.where(valid, business_rewards(
+        cfg.business, items, targets, codes, values, later, ranker_log_probs=scored,
+        ranker_shape=cfg.ranker_shape, ranker_temperature=cfg.ranker_temperature,
+        hit_weight=cfg.hit_weight), 0.0)
     r_sem = None
     if semantic is not None and ADVANTAGES[cfg.advantage].uses_judge and judged.any():
         r_sem = np.full(items.shape, np.nan)
@@ -311,16 +336,17 @@ def _update(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.nd
 def a2po_step(p: Policy, batch: Sequence[tuple[int, list[int], int]], *, cfg: A2POConfig,
               judged: np.ndarray, semantic: SemanticFn | None = None,
               values: np.ndarray | None = None, gen: torch.Generator | None = None,
-              later: Sequence[dict[int, int]] | None = None) -> dict[str, float]:
+              later: Sequence[dict[int, int]] | None = None,
+              ranker: RankerFn | None = None) -> dict[str, float]:
     """One A2PO step on ``batch`` = [(user index, history, next item)]: rollouts, rewards,
     advantages, update. ``judged`` (B,) marks the groups given a semantic reward; ``values``
-    (business value), ``gen`` (sampled rollouts) and ``later`` (business future) as the config
-    asks. Returns this process's step log."""
+    (business value), ``gen`` (sampled rollouts), ``later`` (business future) and ``ranker``
+    (business ranker) as the config asks. Returns this process's step log."""
     t0 = time.perf_counter()
     ids, mask, items = _rollout(p, cfg, batch, gen)  # items (B, G)
     t1 = time.perf_counter()
     adv, log = _advantages(items, batch, cfg, p.codes, judged=judged, semantic=semantic,
-                           values=values, later=later)
+                           values=values, later=later, ranker=ranker)
     t2 = time.perf_counter()
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     log.update(_update(p, cfg, ids, mask, items, adv, targets))

@@ -17,6 +17,14 @@ Business rewards (one of)::
                    item the user takes d steps after it (later in the *training* sequence)
                    1 / log2(d + 2); every other item -w_k / W when the group holds any credited
                    item, all 0 otherwise (so the user's later items are not pushed down)
+    ranker         a ranking model's opinion of each item given the same history (the run's
+                   SASRec): with s_k = log p_ranker(y_k | history) over the whole catalogue,
+                   logprob  r_k = s_k / T
+                   rank     r_k = 1 - q_k / (n - 1), q_k = y_k's rank among the group's n items
+                            by s (0 = the ranker's favourite; ties by beam rank), 0 when n = 1
+                   prob     r_k = softmax_k(s / T) over the group's items
+                   plus h * the rank penalty above (--hit-weight h mixes the hit back in).
+                   Dense: a group has variance unless the ranker scores all its items alike
 
 Semantic reward r_sem = s_hol(x, y_k) from the judge; NaN = missing.
 
@@ -102,7 +110,8 @@ ADVANTAGES = {m.name: m for m in (
 )}
 MODES = tuple(ADVANTAGES)
 # business rewards (see the module docstring; computed in rl/a2po.py::business_rewards)
-BUSINESS_REWARDS = ("rank", "prefix", "value", "future")
+BUSINESS_REWARDS = ("rank", "prefix", "value", "future", "ranker")
+RANKER_SHAPES = ("logprob", "rank", "prob")
 
 
 def advantage_mode(mode: str) -> AdvantageMode:
@@ -178,6 +187,37 @@ def credit_rewards(credit: np.ndarray) -> np.ndarray:
     r = np.where(c > 0, c, -w / w.sum())  # (B, G)
     r[~(c > 0).any(axis=1)] = 0.0
     return r
+
+
+def ranker_rewards(log_probs: np.ndarray, shape: str, temperature: float = 1.0) -> np.ndarray:
+    """The ranker's reward (B, G) of shape ``shape`` in RANKER_SHAPES from its log-probabilities
+    (B, G) of the group's items; NaN marks no item (beam groups short of G), rewarded 0."""
+    s = np.asarray(log_probs, dtype=np.float64)  # (B, G)
+    if s.ndim != 2:
+        raise ValueError(f"ranker log-probabilities {s.shape} must be (B, G)")
+    if not temperature > 0:
+        raise ValueError(f"temperature {temperature!r} must be > 0")
+    here = ~np.isnan(s)  # (B, G)
+    if np.isinf(s[here]).any() or (s[here] > 1e-6).any():
+        raise ValueError("ranker log-probabilities must be finite and <= 0")
+    if shape == "logprob":
+        return np.where(here, s / temperature, 0.0)
+    if shape == "rank":
+        n = here.sum(axis=1, keepdims=True)  # (B, 1)
+        # rank among the group's items by score, best first; stable, so ties keep beam order
+        order = np.argsort(np.where(here, -s, np.inf), axis=1, kind="stable")
+        q = np.empty_like(order)
+        np.put_along_axis(q, order, np.arange(s.shape[1])[None, :], axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = 1.0 - q / (n - 1)
+        return np.where(here & (n > 1), r, 0.0)
+    if shape == "prob":
+        z = np.where(here, s / temperature, -np.inf)
+        top = z.max(axis=1, keepdims=True)
+        e = np.where(here, np.exp(z - np.where(np.isfinite(top), top, 0.0)), 0.0)
+        total = e.sum(axis=1, keepdims=True)
+        return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+    raise ValueError(f"ranker reward shape {shape!r} is not one of {', '.join(RANKER_SHAPES)}")
 
 
 def distance_credit(distance: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..names import a2po_step
 from ..options import StepConfig, option
 from ..validate import check_choice, check_device, check_ints, check_num, require
-from .advantages import ADVANTAGES, BUSINESS_REWARDS, MODES
+from .advantages import ADVANTAGES, BUSINESS_REWARDS, MODES, RANKER_SHAPES
 
 ROLLOUTS = ("beam", "sample")
 RL_EXAMPLES = ("all", "latest")
@@ -23,8 +23,18 @@ class A2POConfig(StepConfig):
     business: str = option("rank", "Business reward: rank (1 for the next item, a rank-aware "
                            "penalty for the others when it is in the group; docs/design.md "
                            "§7), prefix (SID-prefix credit), value (the rank penalty weighted "
-                           "by the items' value field) or future (the rank penalty that "
-                           "credits the user's later training items).")
+                           "by the items' value field), future (the rank penalty that "
+                           "credits the user's later training items) or ranker (each item's "
+                           "score under the run's SASRec given the same history; needs `sgrec "
+                           "train --model sasrec`).")
+    ranker_shape: str = option("logprob", "--business ranker: logprob (the ranker's "
+                               "log-probability / --ranker-temperature), rank (1 - the item's "
+                               "rank in its group under the ranker / (G - 1)) or prob (the "
+                               "ranker's softmax over the group at --ranker-temperature).")
+    ranker_temperature: float = option(1.0, "--business ranker: temperature of the logprob "
+                                       "and prob shapes.")
+    hit_weight: float = option(0.0, "--business ranker: weight of the rank reward (1 for the "
+                               "next item, ...) added to the ranker's (0 = the ranker alone).")
     rollout: str = option("beam", "beam (the top-G by constrained beam search) or sample (G "
                           "items drawn without replacement at --temperature).")
     temperature: float = option(1.0, "Sampling temperature for --rollout sample.")
@@ -72,6 +82,12 @@ class A2POConfig(StepConfig):
                 f"--sibling compares business rewards only; use it with --advantage biz, "
                 f"not {self.advantage}")
         check_choice("business", self.business, BUSINESS_REWARDS)
+        check_choice("ranker_shape", self.ranker_shape, RANKER_SHAPES)
+        check_num("ranker_temperature", self.ranker_temperature, of=self, low=0, low_open=True)
+        check_num("hit_weight", self.hit_weight, of=self, low=0)
+        require(not self.hit_weight or self.business == "ranker",
+                f"--hit-weight mixes the hit reward into --business ranker's; with --business "
+                f"{self.business} it has nothing to mix with")
         check_choice("rollout", self.rollout, ROLLOUTS)
         check_num("temperature", self.temperature, of=self, low=0, low_open=True)
         check_device(self.device)

@@ -5,12 +5,13 @@ The policy starts from the SFT generator; a frozen copy is the KL reference. Sem
 come from the judge: recomputed for any (history, item) from the item embeddings (embedding
 backend) or the tuned judge model (trained backend) and the judge's aggregator, otherwise
 looked up in the judge's table of (user, item) rewards (missing -> the group falls back to
-A_biz). A trained judge's own training examples get no semantic reward (it would restate their
-target); their groups use A_biz. Every ``eval_every``
-steps the policy is scored on validation users (all by default; NDCG@10, history excluded).
-The best state is kept in ``best/`` only if its per-user validation NDCG@10 beats the SFT
-start's by a paired bootstrap with p < ``select_alpha``; otherwise ``best/`` holds the SFT
-weights and the summary says why (``selection``).
+A_biz). With ``--business ranker`` the run's SASRec scores every rollout item given the
+group's history (RUN/sasrec is then an input of the folder). A trained judge's own training
+examples get no semantic reward (it would restate their target); their groups use A_biz. Every
+``eval_every`` steps the policy is scored on validation users (all by default; NDCG@10,
+history excluded). The best state is kept in ``best/`` only if its per-user validation
+NDCG@10 beats the SFT start's by a paired bootstrap with p < ``select_alpha``; otherwise
+``best/`` holds the SFT weights and the summary says why (``selection``).
 
 Groups are drawn from every training example or from each user's latest one (``examples``);
 each step's ``batch_users`` groups are rolled out and back-propagated ``chunk_users`` at a time,
@@ -59,7 +60,7 @@ from ..progress import progress_bar, quiet
 from ..rundir import Run, as_run
 from ..runlock import locked
 from ..sampling import seeded_subset
-from .a2po import Policy, PolicyScorer, SemanticFn, a2po_step, later_training_items
+from .a2po import Policy, PolicyScorer, RankerFn, SemanticFn, a2po_step, later_training_items
 from .advantages import ADVANTAGES, judge_mask
 from .config import A2POConfig
 
@@ -160,6 +161,7 @@ class _Job:
     how: str
     trained_on: set | None  # (user, position) examples the judge trained on: no r_sem there
     values: np.ndarray | None
+    ranker: RankerFn | None  # --business ranker: the run's SASRec scoring rollout items
     started: float
     say: Callable[[str], None]
 
@@ -191,12 +193,14 @@ def _run_step(run: Run, cfg: A2POConfig, resume: bool, progress: bool, log,
     else:
         semantic, how, trained_on = None, "none (business only)", None
     values = item_values(run.data.items()) if cfg.business == "value" else None
+    ranker = _ranker(run) if cfg.business == "ranker" else None
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after {stop_after!r} must be >= 1")
     world = setup(cfg.device)
     job = _Job(run, cfg.step, cfg, world,
-               run.digests("data", "sids", "sft", *(("judge",) if uses_judge else ())),
-               semantic, how, trained_on, values, started,
+               run.digests("data", "sids", "sft", *(("judge",) if uses_judge else ()),
+                           *(("sasrec",) if ranker else ())),
+               semantic, how, trained_on, values, ranker, started,
                (log or quiet) if world.main else quiet)
     try:
         # the DDP-wrapped model lives only inside _train, so it is freed before the process
@@ -204,6 +208,21 @@ def _run_step(run: Run, cfg: A2POConfig, resume: bool, progress: bool, log,
         return _train(job, resume, progress, on_row, stop_after)
     finally:
         teardown(world)
+
+
+def _ranker(run: Run) -> RankerFn:
+    """The business ranker: RUN/sasrec's log-probability of each rollout item given the
+    group's history (its manifest digest joins the A2PO folder's inputs, so retraining SASRec
+    marks the folder stale)."""
+    from ..baselines.sasrec import item_log_probs
+    from ..baselines.store import load_sasrec
+
+    if not run.has("sasrec"):
+        raise ConfigError("--business ranker scores rollouts with the run's SASRec, and this "
+                          f"run has none; train it first: sgrec train --run {run.path} "
+                          "--model sasrec")
+    model = load_sasrec(run)
+    return lambda histories, items: item_log_probs(model, histories, items)
 
 
 def _policy(job: _Job) -> tuple[Policy, Any]:
@@ -292,7 +311,7 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
     gen = torch.Generator(device=torch.device(world.device)).manual_seed(cfg.seed)
     p, gen_cfg = _policy(job)
     job.say(f"a2po: advantage {cfg.advantage}, G={cfg.group_size}, rho={cfg.rho}, rollout "
-            f"{cfg.rollout}, "
+            f"{cfg.rollout}, business {cfg.business}, "
             + (f"semantic reward from the {job.how}" if job.semantic else "business reward only"))
     train = data.training_split("train --a2po")
     futures = (later_training_items(train, data.sequences()) if cfg.business == "future"
@@ -321,7 +340,7 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
                      for i in pick[mine]]
             later = None if futures is None else [futures[i] for i in pick[mine]]
             row = a2po_step(p, batch, cfg=cfg, judged=judged[mine], semantic=job.semantic,
-                            values=job.values, gen=gen, later=later)
+                            values=job.values, gen=gen, later=later, ranker=job.ranker)
             row = {"step": s, **mean_over_processes(world, row,
                                                     sums=("rollouts_with_gradient",))}
             stop_here = stop_after is not None and s - first + 1 >= stop_after
