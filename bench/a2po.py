@@ -1,7 +1,9 @@
 """A2PO settings from one SFT checkpoint, same seed, then validation and test tables in one JSON.
 
-Needs a run with data, sids, sft and judge (bench/generator.py, then `sgrec judge`). Each named
-setting is trained by `sgrec train --a2po --tag <prefix><name>` (the code path users run; an
+Needs a run with data, sids, sft and judge (bench/generator.py, then `sgrec judge`), and SASRec
+for the ranker settings. Each named setting is trained at each of ``--seeds`` by `sgrec train
+--a2po --tag <prefix><name>[-s<seed>] --seed <seed>` (seed 0 keeps the plain tag; the code path
+users run; an
 interrupted setting is resumed exactly, a finished one is not retrained) and evaluated with the
 SFT start by `sgrec eval` on the validation and the test targets of **all** users (history
 excluded). The JSON has, per setting: its flags, the validation curve (start, peak and its step,
@@ -9,7 +11,12 @@ last), the kept state and its paired test against the start on validation, the m
 groups with a business signal (``biz_var_share``: the only groups with a gradient under biz and
 a2po), hit fraction, sign agreement, lambda, KL (mean and last), groups/s and wall time,
 validation and test R@{1,5,10,20} / N@{5,10,20}, and paired bootstraps over test users against
-SFT (NDCG@10, Recall@10, Recall@20) and, for the ladder, between its steps.
+SFT (NDCG@10, Recall@10, Recall@20) and, for the ladder, between its steps (at seed 0).
+With several seeds, ``seeds`` has per setting: each seed's kept step, its validation gain and
+test figures against SFT, the mean over seeds, a paired bootstrap over test users of the
+per-user metrics averaged over the seeds (``pooled_vs_sft``), and ``claim``: true only where
+every seed's kept state beat SFT on validation (kept step > 0) and the pooled NDCG@10 gain has
+p < 0.05.
 
 Sets (``--settings`` takes set or setting names, comma-separated):
   ladder  biz, reward-sum, adv-sum, a2po (rho 0.05), a2po-rho1: the paper's ablation ladder
@@ -18,12 +25,17 @@ Sets (``--settings`` takes set or setting names, comma-separated):
           reward, with sibling advantages
   long-recipe  64 steps x 1,024 groups: every prefix, the NLL anchor, the prefix reward,
           latest examples
+  ranker  business-only at 1,024 groups per step: the rank reward (b1024) against the ranker
+          reward (the run's SASRec) as log-probability, as rank within the group, and with the
+          hit reward mixed in
 
 Usage (RUN_SCI: a Scientific run with data, sids, sft and judge; see bench/README.md):
   python bench/a2po.py --run RUN_SCI --settings recipe \
       --out bench/results/a2po_recipe_scientific.json
   python bench/a2po.py --run RUN_SCI --settings ladder --train-args "--ppo-epochs 4" \
       --prefix p4 --out bench/results/a2po_ladder_ppo4.json
+  python bench/a2po.py --run RUN_SCI --settings ranker --seeds 0,1,2 \
+      --out bench/results/a2po_ranker_scientific.json
 
 --train-args go to every `sgrec train --a2po` call (after the setting's own flags, so they
 override them); --prefix names the run folders RUN/a2po-<prefix><setting> so several benches can
@@ -38,9 +50,13 @@ import shlex
 import time
 from pathlib import Path
 
+import numpy as np
 from common import RESULTS, read_json, sgrec_json, write_result
 from generator_ablation import METRICS, split_result
 from generator_ablation import compare as compare_ranks
+
+from sgrec_cli.eval.bootstrap import paired_bootstrap
+from sgrec_cli.eval.metrics import per_user_metrics
 
 _BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "4"]
 # four times the budget: half a pass over Beauty's 131,413 training examples
@@ -70,11 +86,17 @@ SETTINGS: dict[str, list[str]] = {
     "long-latest": [*_LONG, "--lr", "1e-4", "--examples", "latest"],
     "b1024-latest-nll-pos": [*_BIG, "--lr", "1e-4", "--examples", "latest", "--nll-weight", "1",
                              "--positive-only"],
+    # the ranker reward: the run's SASRec scores every rollout item (a signal in every group)
+    "b1024-ranker": [*_BIG, "--lr", "1e-4", "--business", "ranker"],
+    "b1024-ranker-rank": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
+                          "rank"],
+    "b1024-ranker-hit": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--hit-weight", "1"],
 }
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "recipe": ["today", "b1024-lr1e-5", "b1024-lr3e-5", "b1024", "b1024-latest", "b1024-nll",
                    "b1024-pos", "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"],
-        "long-recipe": ["long", "long-nll", "long-prefix", "long-latest"]}
+        "long-recipe": ["long", "long-nll", "long-prefix", "long-latest"],
+        "ranker": ["b1024", "b1024-ranker", "b1024-ranker-rank", "b1024-ranker-hit"]}
 LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz")}
 DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "positive_agreement", "mean_lambda",
         "mean_r_biz", "mean_r_sem", "kl", "clip_fraction", "nll")
@@ -122,11 +144,53 @@ def compare(a: dict[int, int], b: dict[int, int], n_boot: int) -> dict:
     return compare_ranks(a, b, n_boot, COMPARED)
 
 
+def tag_of(prefix: str, name: str, seed: int) -> str:
+    """The run folder's tag of a setting at a seed (seed 0 keeps the plain name)."""
+    return f"{prefix}{name}" + (f"-s{seed}" if seed else "")
+
+
+def pooled(seed_ranks: list[dict[int, int]], sft: dict[int, int], n_boot: int) -> dict:
+    """Paired bootstraps over test users of the per-user metrics averaged over the seeds'
+    models against SFT's."""
+    users = sorted(sft)
+    if any(sorted(r) != users for r in seed_ranks):
+        raise SystemExit("the seeds' models were evaluated on other users than SFT")
+    per_seed = [per_user_metrics(np.array([r[u] for u in users])) for r in seed_ranks]
+    base = per_user_metrics(np.array([sft[u] for u in users]))
+    return {m: paired_bootstrap(np.mean([p[m] for p in per_seed], axis=0), base[m],
+                                n_boot=n_boot, seed=0) for m in COMPARED}
+
+
+def over_seeds(results: dict, name: str, tags: dict[int, str], ranks: dict, n_boot: int
+               ) -> dict:
+    """A setting over its seeds: each seed's kept step and figures, the mean, the pooled test
+    and whether a claim may be made."""
+    per_seed = {}
+    for seed, tag in tags.items():
+        r = results["runs"][tag]
+        per_seed[seed] = {"kept_step": (r.get("selection") or {}).get("kept_step"),
+                          "valid_diff": (r.get("selection") or {}).get("valid_diff"),
+                          "valid_p": (r.get("selection") or {}).get("p_value"),
+                          **{f"test_{m}": r["test"][m] for m in COMPARED},
+                          "test_ndcg@10_vs_sft": {k: r["test_vs_sft"]["ndcg@10"][k]
+                                                  for k in ("diff", "p_value")},
+                          "biz_var_share": r["diagnostics"]["biz_var_share"],
+                          "kl": r["diagnostics"]["kl"], "groups_per_s": r["groups_per_s"]}
+    mean = {f"test_{m}": round(float(np.mean([v[f"test_{m}"] for v in per_seed.values()])), 5)
+            for m in COMPARED}
+    pool = pooled([ranks[t] for t in tags.values()], ranks["sft"], n_boot)
+    every_kept = all((v["kept_step"] or 0) > 0 for v in per_seed.values())
+    claim = every_kept and pool["ndcg@10"]["diff"] > 0 and pool["ndcg@10"]["p_value"] < 0.05
+    return {"seeds": sorted(tags), "per_seed": per_seed, "mean": mean, "pooled_vs_sft": pool,
+            "every_seed_kept_a_state": every_kept, "claim": claim}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--settings", default="ladder", help="set or setting names, comma-separated")
+    ap.add_argument("--seeds", default="0", help="seeds of every setting, comma-separated")
     ap.add_argument("--valid-users", type=int, default=0, help="0 = all (selection)")
     ap.add_argument("--train-args", default="", help="more `sgrec train --a2po` options")
     ap.add_argument("--prefix", default="", help="run folders RUN/a2po-<prefix><setting>")
@@ -143,18 +207,24 @@ def main() -> None:
                                  f"settings: {', '.join(SETTINGS)}")
             if name not in names:
                 names.append(name)
+    seeds = sorted({int(x) for x in args.seeds.split(",") if x.strip()})
+    if not seeds or min(seeds) < 0:
+        raise SystemExit(f"--seeds {args.seeds!r}: give seeds >= 0, comma-separated")
     run = args.run
-    results: dict = {"run": str(run), "settings": names,
+    results: dict = {"run": str(run), "settings": names, "seeds_run": seeds,
                      "protocol": "leave-one-out, all users, history excluded, 20 beams (+ fill); "
                                  "states chosen on validation users (--valid-users)",
                      "runs": {}}
+    tags = {name: {seed: tag_of(args.prefix, name, seed) for seed in seeds} for name in names}
     for name in names:
-        results["runs"][name] = train(run, args.prefix + name, SETTINGS[name], args)
-    models = {"sft": "sft", **{name: f"a2po-{args.prefix}{name}" for name in names}}
+        for seed, tag in tags[name].items():
+            results["runs"][tag] = train(run, tag, [*SETTINGS[name], "--seed", str(seed)], args)
+    models = {"sft": "sft", **{tag: f"a2po-{tag}" for name in names
+                               for tag in tags[name].values()}}
     for split in ("valid", "test"):
         flags = [x for m in models.values() for x in ("--model", m)]
         sgrec_json("eval", "--run", str(run), *flags, "--split", split, "--device", args.device,
-              "--n-boot", "1", threads=args.threads)
+                   "--n-boot", "1", threads=args.threads)
     ranks = {}
     for label, model in models.items():
         entry = results["runs"].setdefault(label, {}) if label != "sft" else \
@@ -164,22 +234,34 @@ def main() -> None:
             entry[split] = {k: round(v, 5) for k, v in entry[split].items() if k in METRICS}
             if split == "test":
                 ranks[label] = r
-    for name in names:
-        results["runs"][name]["test_vs_sft"] = compare(ranks[name], ranks["sft"], args.n_boot)
+    for tag in models:
+        if tag != "sft":
+            results["runs"][tag]["test_vs_sft"] = compare(ranks[tag], ranks["sft"], args.n_boot)
     results["test_pairs"] = [{"a": a, "b": b, **compare(ranks[a], ranks[b], args.n_boot)}
                              for a, b in sorted(LADDER_PAIRS) if a in ranks and b in ranks]
+    if len(seeds) > 1:
+        results["seeds"] = {name: over_seeds(results, name, tags[name], ranks, args.n_boot)
+                            for name in names}
     write_result(args.out, results, threads=args.threads, device=args.device)
     s = results["sft"]["test"]
     print(f"{'sft':24s} test N@10 {s['ndcg@10']:.4f} R@20 {s['recall@20']:.4f}")
-    for name in names:
-        r = results["runs"][name]
+    for tag in models:
+        if tag == "sft":
+            continue
+        r = results["runs"][tag]
         c = r["test_vs_sft"]
-        print(f"{name:24s} test N@10 {r['test']['ndcg@10']:.4f} "
+        print(f"{tag:24s} test N@10 {r['test']['ndcg@10']:.4f} "
               f"({c['ndcg@10']['diff']:+.4f}, p={c['ndcg@10']['p_value']:.3f}) "
               f"R@20 {r['test']['recall@20']:.4f} ({c['recall@20']['diff']:+.4f}, "
               f"p={c['recall@20']['p_value']:.3f}) valid {r['curve']['start']:.4f} -> peak "
               f"{r['curve']['peak']:.4f}@{r['curve']['peak_step']} last {r['curve']['last']:.4f} "
-              f"kept step {(r.get('selection') or {}).get('kept_step')}")
+              f"kept step {(r.get('selection') or {}).get('kept_step')} "
+              f"biz variance {r['diagnostics']['biz_var_share']}")
+    for name, agg in results.get("seeds", {}).items():
+        p = agg["pooled_vs_sft"]["ndcg@10"]
+        print(f"{name:24s} seeds {agg['seeds']}: mean test N@10 {agg['mean']['test_ndcg@10']:.4f}"
+              f", pooled {p['diff']:+.4f} p={p['p_value']:.3f}, every seed kept a state: "
+              f"{agg['every_seed_kept_a_state']}, claim: {agg['claim']}")
 
 
 if __name__ == "__main__":
