@@ -81,7 +81,8 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     # the generator as it was before them (every prefix its own example, bidirectional)
     "prefix": (["--objective", "prefix", "--no-causal"], None),
     "causal-prefix": (["--objective", "prefix", "--causal"], None),
-    "sequence": (["--objective", "sequence", "--causal"], None),
+    # 256 windows per step: the first sequence runs, before 64 became the default
+    "sequence": (["--objective", "sequence", "--causal", "--batch-size", "256"], None),
     # a quarter of the windows per step: as many optimizer steps per epoch as prefix's 256
     "sequence-b64": (["--objective", "sequence", "--causal", "--batch-size", "64"], None),
     "sequence-item": (["--objective", "sequence", "--causal", "--item-weight", "1"], None),
@@ -90,6 +91,13 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "sequence-hardneg": (["--objective", "sequence", "--causal", "--hard-negatives", "16"],
                          None),
     "sequence-hybrid": (["--objective", "sequence", "--causal", "--score", "hybrid"], None),
+    # on top of the item-level loss: each other lever, and the hybrid score
+    "sequence-item-level1": (["--objective", "sequence", "--causal", "--item-weight", "1",
+                              "--first-level-weight", "2"], None),
+    "sequence-item-hardneg": (["--objective", "sequence", "--causal", "--item-weight", "1",
+                               "--hard-negatives", "16"], None),
+    "sequence-item-hybrid": (["--objective", "sequence", "--causal", "--item-weight", "1",
+                              "--score", "hybrid"], None),
 }
 METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20",
            "coverage@10")

@@ -119,13 +119,14 @@ def item_log_probs(model: SASRec, histories: Sequence[Sequence[int]], items: np.
     items = np.asarray(items)
     if items.ndim != 2 or len(items) != len(histories):
         raise ValueError(f"items {items.shape} must be (B, G) for {len(histories)} histories")
+    device = next(model.parameters()).device
     out = np.full(items.shape, np.nan)
     for i in range(0, len(histories), batch):
-        seq = left_pad(histories[i:i + batch], model.cfg.max_len)
+        seq = left_pad(histories[i:i + batch], model.cfg.max_len).to(device)
         lp = torch.log_softmax(model.logits(model.hidden_states(seq)[:, -1]).float(), dim=1)
         part = items[i:i + batch]
         here = part >= 0
-        got = lp.gather(1, torch.as_tensor(np.where(here, part, 0))).numpy()
+        got = lp.gather(1, torch.as_tensor(np.where(here, part, 0), device=device)).cpu().numpy()
         out[i:i + batch] = np.where(here, got, np.nan)
     return out
 

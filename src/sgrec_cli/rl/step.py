@@ -35,6 +35,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -193,10 +194,16 @@ def _run_step(run: Run, cfg: A2POConfig, resume: bool, progress: bool, log,
     else:
         semantic, how, trained_on = None, "none (business only)", None
     values = item_values(run.data.items()) if cfg.business == "value" else None
-    ranker = _ranker(run) if cfg.business == "ranker" else None
     if stop_after is not None and stop_after < 1:
         raise ConfigError(f"stop_after {stop_after!r} must be >= 1")
+    ranker_model = _ranker_model(run) if cfg.business == "ranker" else None
     world = setup(cfg.device)
+    ranker = None
+    if ranker_model is not None:
+        from ..baselines.sasrec import item_log_probs
+
+        ranker_model.to(torch.device(world.device))
+        ranker = partial(item_log_probs, ranker_model)
     job = _Job(run, cfg.step, cfg, world,
                run.digests("data", "sids", "sft", *(("judge",) if uses_judge else ()),
                            *(("sasrec",) if ranker else ())),
@@ -210,19 +217,17 @@ def _run_step(run: Run, cfg: A2POConfig, resume: bool, progress: bool, log,
         teardown(world)
 
 
-def _ranker(run: Run) -> RankerFn:
-    """The business ranker: RUN/sasrec's log-probability of each rollout item given the
-    group's history (its manifest digest joins the A2PO folder's inputs, so retraining SASRec
-    marks the folder stale)."""
-    from ..baselines.sasrec import item_log_probs
+def _ranker_model(run: Run):
+    """The business ranker: RUN/sasrec, which scores each rollout item given the group's
+    history (its manifest digest joins the A2PO folder's inputs, so retraining SASRec marks
+    the folder stale)."""
     from ..baselines.store import load_sasrec
 
     if not run.has("sasrec"):
         raise ConfigError("--business ranker scores rollouts with the run's SASRec, and this "
                           f"run has none; train it first: sgrec train --run {run.path} "
                           "--model sasrec")
-    model = load_sasrec(run)
-    return lambda histories, items: item_log_probs(model, histories, items)
+    return load_sasrec(run)
 
 
 def _policy(job: _Job) -> tuple[Policy, Any]:
