@@ -91,6 +91,7 @@ SETTINGS: dict[str, list[str]] = {
     "b1024-ranker-rank": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
                           "rank"],
     "b1024-ranker-hit": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--hit-weight", "1"],
+    "b1024-ranker-lr3e-5": [*_BIG, "--lr", "3e-5", "--business", "ranker"],
 }
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "recipe": ["today", "b1024-lr1e-5", "b1024-lr3e-5", "b1024", "b1024-latest", "b1024-nll",
