@@ -169,9 +169,9 @@ def over_seeds(results: dict, name: str, tags: dict[int, str], ranks: dict, n_bo
     per_seed = {}
     for seed, tag in tags.items():
         r = results["runs"][tag]
-        per_seed[seed] = {"kept_step": (r.get("selection") or {}).get("kept_step"),
-                          "valid_diff": (r.get("selection") or {}).get("valid_diff"),
-                          "valid_p": (r.get("selection") or {}).get("p_value"),
+        sel = r.get("selection") or {}
+        per_seed[seed] = {"kept_step": sel.get("kept_step"), "valid_diff": sel.get("valid_diff"),
+                          "valid_p": sel.get("p_value"),
                           **{f"test_{m}": r["test"][m] for m in COMPARED},
                           "test_ndcg@10_vs_sft": {k: r["test_vs_sft"]["ndcg@10"][k]
                                                   for k in ("diff", "p_value")},

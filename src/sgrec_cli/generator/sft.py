@@ -190,6 +190,7 @@ class _Trainer:
     valid_tensors: tuple[torch.Tensor, ...]
     steps_per_epoch: int
     max_history: int
+    warmup_steps: int  # of the learning-rate schedule (cfg.warmup_steps resolved for this run)
 
 
 def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig,
@@ -211,6 +212,7 @@ def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig
         raise ConfigError(f"{rows} training rows make fewer batches than "
                           f"the {world.size} processes; lower --batch-size")
     total_steps = steps_per_epoch * cfg.epochs
+    warmup = cfg.warmup(total_steps)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, vocab, codes=codes, text=text).to(device)
     ddp = model
@@ -224,14 +226,14 @@ def _setup(train_examples, valid_examples, codes, codebook_sizes, cfg: SFTConfig
         [{"params": decay, "weight_decay": cfg.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(cfg.warmup(total_steps), total_steps))
+        optimizer, _lr_lambda(warmup, total_steps))
     how = LossSettings(vocab, trie, cfg.item_weight, cfg.first_level_weight,
                        cfg.hard_negatives)
     return _Trainer(cfg, world, device, model, ddp, optimizer, scheduler,
                     torch.Generator().manual_seed(cfg.seed), vocab, trie, codes,
                     train, how, train[1].sum(1), valid,
                     encode_examples(valid, codes, vocab, max_history, per_item),
-                    steps_per_epoch, max_history)
+                    steps_per_epoch, max_history, warmup)
 
 
 def _run_config(t: _Trainer) -> dict:
@@ -256,9 +258,9 @@ def _start(t: _Trainer, out_dir: Path, resume: bool, say,
             saved["config"]["model"] = {**asdict(GeneratorConfig()), **LEGACY_DEFAULTS,
                                         **model_opts}
             saved["config"] = {**LEGACY_SFT, **saved["config"]}
-            if (t.cfg.warmup_steps is None and saved["config"].get("warmup_steps")
-                    == t.cfg.warmup(t.steps_per_epoch * t.cfg.epochs)):
-                saved["config"]["warmup_steps"] = None  # the same schedule as the new default
+        if t.cfg.warmup_steps is None and saved.get("config", {}).get("warmup_steps") \
+                == t.warmup_steps:
+            saved["config"]["warmup_steps"] = None  # recorded as a number: the same schedule
         check_resumable(saved, config=_run_config(t), may_change=_RESUMABLE_CHANGES,
                         inputs=inputs, folder=ckpt)
         scheduler_state = load_training_state(
@@ -456,7 +458,7 @@ def train_sft(
         "valid_users": len(t.valid),
         "train_examples": len(train_examples),
         "max_history": max_history,
-        "warmup_steps": cfg.warmup(t.steps_per_epoch * cfg.epochs),
+        "warmup_steps": t.warmup_steps,
         "modes": modes,
         **({"hybrid_weight": tuned} if tuned else {}),
     }

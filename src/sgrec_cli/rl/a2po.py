@@ -207,11 +207,8 @@ def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *,
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     valid = items >= 0
     safe = np.where(valid, items, 0)
-    scored = None
-    if cfg.business == "ranker":
-        if ranker is None:
-            raise ValueError("--business ranker needs a ranker")
-        scored = ranker([h for _, h, _ in batch], items)
+    scored = (ranker([h for _, h, _ in batch], items)
+              if cfg.business == "ranker" and ranker is not None else None)
     r_biz = np.where(valid, business_rewards(
         cfg.business, items, targets, codes, values, later, ranker_log_probs=scored,
         ranker_shape=cfg.ranker_shape, ranker_temperature=cfg.ranker_temperature,
