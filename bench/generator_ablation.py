@@ -91,6 +91,11 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "sequence-hardneg": (["--objective", "sequence", "--causal", "--hard-negatives", "16"],
                          None),
     "sequence-hybrid": (["--objective", "sequence", "--causal", "--score", "hybrid"], None),
+    # 2 + 2 layers instead of 4 + 4 (half the epoch; BARGE's size on Beauty)
+    "sequence-small": (["--objective", "sequence", "--causal", "--num-layers", "2"], None),
+    # the hybrid whose dense head also learns a free vector per item (SASRec's item table)
+    "sequence-hybrid-ids": (["--objective", "sequence", "--causal", "--score", "hybrid",
+                             "--item-ids"], None),
     # on top of the item-level loss: each other lever, and the hybrid score
     "sequence-item-level1": (["--objective", "sequence", "--causal", "--item-weight", "1",
                               "--first-level-weight", "2"], None),

@@ -313,6 +313,36 @@ def test_ranker_reward_needs_sasrec_is_dense_and_ties_the_folder_to_it(sid_run):
     assert any("sasrec" in p for p in Run(sid_run).breaks("a2po-ranker"))
 
 
+def test_ranker_reward_resume_is_bit_identical_and_a_retrained_ranker_is_refused(sid_run):
+    """A ranker-reward run stopped after 3 of 6 steps and resumed ends with the log and the
+    weights of one uninterrupted run; a SASRec retrained meanwhile refuses the resume."""
+    from sgrec_cli.errors import ArtifactError
+    from sgrec_cli.rl.step import run_step as run_a2po
+
+    _trained(sid_run, judge=False)
+    sasrec = ["train", "--run", str(sid_run), "--model", "sasrec", "--epochs", "1"]
+    assert runner.invoke(app, sasrec).exit_code == 0
+    ranker = dict(advantage="biz", business="ranker")
+    full = run_a2po(sid_run, _api_cfg(tag="rk", **ranker), progress=False)
+    first = _log(sid_run / "a2po-rk")
+    assert run_a2po(sid_run, _api_cfg(tag="rk", **ranker), progress=False,
+                    stop_after=3)["step"] == 3
+    done = run_a2po(sid_run, _api_cfg(tag="rk", **ranker), resume=True, progress=False)
+    assert done["finished"] and done["best"] == full["best"]
+    assert _untimed(_log(sid_run / "a2po-rk")) == _untimed(first)
+    run_a2po(sid_run, _api_cfg(tag="rk2", **ranker), progress=False)
+    a, _, _ = load_generator(sid_run / "a2po-rk" / "best")
+    b, _, _ = load_generator(sid_run / "a2po-rk2" / "best")
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
+    assert any(r.get("kl") for r in first[2:])  # the policy moved: the equalities say something
+
+    run_a2po(sid_run, _api_cfg(tag="rk", **ranker), progress=False, stop_after=1)
+    assert runner.invoke(app, [*sasrec[:-1], "2"]).exit_code == 0
+    with pytest.raises(ArtifactError, match="other sasrec artifacts"):
+        run_a2po(sid_run, _api_cfg(tag="rk", **ranker), resume=True, progress=False)
+
+
 def test_item_values_fill_missing_with_the_median():
     from sgrec_cli.errors import ConfigError
     from sgrec_cli.rl.step import item_values

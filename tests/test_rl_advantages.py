@@ -93,9 +93,12 @@ def test_golden_ranker_rewards():
                                                           [-0.25, -0.25, 0.0, 0.0],
                                                           [-1.0, 0.0, 0.0, 0.0]]
     # rank: row 0 ranks item 0 (-1) first, item 2 (-2) second, item 1 (-3) last -> 1, 0, 0.5;
-    # a tie keeps the beam order; a group of one item has no order -> 0
-    assert ranker_rewards(s, "rank").tolist() == [[1.0, 0.0, 0.5, 0.0], [1.0, 0.0, 0.0, 0.0],
+    # two tied items share ranks 0 and 1 -> 0.5 each; a group of one item has no order -> 0
+    assert ranker_rewards(s, "rank").tolist() == [[1.0, 0.0, 0.5, 0.0], [0.5, 0.5, 0.0, 0.0],
                                                   [0.0, 0.0, 0.0, 0.0]]
+    # ties among more: scores -1, -2, -1, -3 -> ranks 0.5, 2, 0.5, 3 of 3 -> 5/6, 1/3, 5/6, 0
+    assert ranker_rewards(np.array([[-1.0, -2.0, -1.0, -3.0]]), "rank")[0] == pytest.approx(
+        [5 / 6, 1 / 3, 5 / 6, 0.0])
     # prob at T = 1: e^-1, e^-3, e^-2 over their sum 0.553001
     p = ranker_rewards(s, "prob")
     assert p[0] == pytest.approx([0.665241, 0.090031, 0.244728, 0.0], abs=1e-6)
@@ -115,6 +118,15 @@ def test_golden_ranker_rewards():
 
 
 # ---- standardise and the gate: golden cases -----------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", ["logprob", "rank", "prob"])
+def test_a_group_of_one_item_repeated_has_zero_advantage(shape):
+    # a sampled group that drew the same item G times: the ranker scores the copies alike, so
+    # every shape rewards them alike and the business advantage is exactly 0
+    s = np.array([[-2.5] * 4, [-0.1] * 4])
+    a, stats = combine(ranker_rewards(s, shape, 2.0), None, "biz")
+    assert np.array_equal(a, np.zeros((2, 4))) and stats["biz_var_share"] == 0.0
 
 
 def test_golden_standardise():

@@ -204,10 +204,14 @@ def ranker_rewards(log_probs: np.ndarray, shape: str, temperature: float = 1.0) 
         return np.where(here, s / temperature, 0.0)
     if shape == "rank":
         n = here.sum(axis=1, keepdims=True)  # (B, 1)
-        # rank among the group's items by score, best first; stable, so ties keep beam order
-        order = np.argsort(np.where(here, -s, np.inf), axis=1, kind="stable")
-        q = np.empty_like(order)
-        np.put_along_axis(q, order, np.arange(s.shape[1])[None, :], axis=1)
+        # rank among the group's items by score, best first; tied items share their mean rank,
+        # so that copies of one item (a sampled group) are rewarded alike
+        a, b = s[:, :, None], s[:, None, :]  # (B, G, 1), (B, 1, G): item i against item j
+        other = here[:, None, :]
+        with np.errstate(invalid="ignore"):
+            above = (other & (b > a)).sum(axis=2)
+            tied = (other & (b == a)).sum(axis=2) - 1
+        q = above + tied / 2.0
         with np.errstate(invalid="ignore", divide="ignore"):
             r = 1.0 - q / (n - 1)
         return np.where(here & (n > 1), r, 0.0)
