@@ -9,7 +9,13 @@ import torch
 from conftest import sid_catalog
 from sgrec_cli.generator.beam import constrained_beam_search
 from sgrec_cli.generator.config import GeneratorConfig
-from sgrec_cli.generator.diagnose import diagnose, summarize_diagnosis, target_nodes
+from sgrec_cli.generator.diagnose import (
+    diagnose,
+    distribution_diagnosis,
+    summarize_diagnosis,
+    target_nodes,
+)
+from sgrec_cli.generator.trie import SidTrie
 from sgrec_cli.generator.model import build_model
 
 SIZES = [4, 4, 4]
@@ -76,3 +82,25 @@ def test_last_level_survival_is_the_beam_search_top_k(case):
     items, _ = constrained_beam_search(model, ids, mask, trie, vocab, 3)
     in_top = [(items[u] == targets[u]).any().item() for u in range(len(targets))]
     assert run(case, num_beams=3)["survival"][:, -1].tolist() == in_top
+
+
+def test_golden_distribution_diagnosis():
+    # items (codes): 0 (0,0), 1 (0,1), 2 (1,0), 3 (2,0), 4 (2,1); one distribution for two users
+    codes = np.array([[0, 0], [0, 1], [1, 0], [2, 0], [2, 1]])
+    trie = SidTrie.from_codes(codes, [3, 2])
+    p = torch.tensor([[0.05, 0.15, 0.35, 0.25, 0.20]] * 2).log()
+    # first-code masses: 0 -> 0.20, 1 -> 0.35, 2 -> 0.45
+    # user A, target 1 (0,1): code 2 is the most massive (wrong); given 0, 0.15 > 0.05 (right).
+    # user B, target 4 (2,1): code 2 (right); given 2, item 3's 0.25 > 0.20 (wrong).
+    # 2 beams: codes 2 and 1 kept (A lost at level 0), then items 2 (0.35) and 3 (0.25) (B lost)
+    got = distribution_diagnosis(p, trie, codes, [1, 4], num_beams=2)
+    assert got["trie"].tolist() == [[False, True], [True, False]]
+    assert np.array_equal(got["free"], got["trie"])
+    assert got["survival"].tolist() == [[False, False], [True, False]]
+    # 3 beams: every first code kept, then items 2, 3 and 4 (B's target survives)
+    got = distribution_diagnosis(p, trie, codes, [1, 4], num_beams=3)
+    assert got["survival"].tolist() == [[True, False], [True, True]]
+    # a beam wider than the catalogue keeps everything (no empty slot expands a real prefix)
+    got = distribution_diagnosis(p, trie, codes, [1, 4], num_beams=50)
+    assert got["survival"].all()
+    assert summarize_diagnosis(got)["lost_at"] == [0.0, 0.0]

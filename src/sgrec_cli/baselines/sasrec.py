@@ -111,23 +111,30 @@ def recommend(model: SASRec, histories: Sequence[Sequence[int]], k: int,
 
 
 @torch.no_grad()
+def catalogue_log_probs(model: SASRec, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(B, N) log p(item | history) over the whole catalogue, at the history's last position,
+    as training fits it (on the model's device)."""
+    model.eval()
+    device = next(model.parameters()).device
+    seq = left_pad(histories, model.cfg.max_len).to(device)
+    return torch.log_softmax(model.logits(model.hidden_states(seq)[:, -1]).float(), dim=1)
+
+
+@torch.no_grad()
 def item_log_probs(model: SASRec, histories: Sequence[Sequence[int]], items: np.ndarray,
                    batch: int = 1024) -> np.ndarray:
-    """log p(item | history) (B, G) of the items (B, G) (index; -1 = none, NaN out) under the
-    softmax over the whole catalogue at the history's last position, as training fits it."""
-    model.eval()
+    """log p(item | history) (B, G) of the items (B, G) (index; -1 = none, NaN out) under
+    ``catalogue_log_probs``."""
     items = np.asarray(items)
     if items.ndim != 2 or len(items) != len(histories):
         raise ValueError(f"items {items.shape} must be (B, G) for {len(histories)} histories")
-    device = next(model.parameters()).device
     out = np.full(items.shape, np.nan)
     for i in range(0, len(histories), batch):
-        seq = left_pad(histories[i:i + batch], model.cfg.max_len).to(device)
-        lp = torch.log_softmax(model.logits(model.hidden_states(seq)[:, -1]).float(), dim=1)
+        lp = catalogue_log_probs(model, histories[i:i + batch])
         part = items[i:i + batch]
         here = part >= 0
-        got = lp.gather(1, torch.as_tensor(np.where(here, part, 0), device=device)).cpu().numpy()
-        out[i:i + batch] = np.where(here, got, np.nan)
+        got = lp.gather(1, torch.as_tensor(np.where(here, part, 0), device=lp.device))
+        out[i:i + batch] = np.where(here, got.cpu().numpy(), np.nan)
     return out
 
 

@@ -13,6 +13,14 @@ For a user with target SID (c_0 .. c_{L-1}):
   the top ``num_beams``". ``lost_at[l]`` = survived level l - 1 (always, for l = 0) but not l.
 
 ``diagnose`` returns the per-user boolean tables; ``summarize_diagnosis`` the shares.
+
+``distribution_diagnosis`` asks the same of any model that gives a distribution over catalogue
+items (SASRec's softmax): a prefix's probability is the mass of the items under it, the level-l
+choice given the true prefix is its most massive child (free and trie alike: no mass lies
+outside the catalogue), and the beam keeps the ``num_beams`` most massive prefixes level by
+level, exactly as the generator's beam keeps the prefixes its own SID probabilities rank
+highest. It tells whether a level loses a target because of the SIDs (any ranker loses it
+there) or because of the generator.
 """
 
 from __future__ import annotations
@@ -93,6 +101,38 @@ def diagnose(model, vocab: SidVocab, trie: SidTrie, histories: Sequence[Sequence
         for name, t in (("free", free), ("trie", constrained), ("survival", survived)):
             parts[name].append(t.cpu().numpy())
     return {name: np.concatenate(v) for name, v in parts.items()}
+
+
+@torch.no_grad()
+def distribution_diagnosis(log_probs: torch.Tensor, trie: SidTrie, codes: np.ndarray,
+                           targets: Sequence[int], num_beams: int) -> dict[str, np.ndarray]:
+    """``diagnose``'s tables for item distributions ``log_probs`` (B, N) (log p of every
+    catalogue item, rows summing to 1) of B users whose next items are ``targets``."""
+    device = log_probs.device
+    trie = trie.to(device)
+    all_codes = torch.as_tensor(np.asarray(codes), dtype=torch.long, device=device)
+    item_nodes = target_nodes(trie, all_codes)  # (N, L)
+    target = torch.as_tensor(np.asarray(targets, dtype=np.int64), device=device)
+    t_nodes, t_codes = item_nodes[target], all_codes[target]  # (B, L)
+    p = log_probs.float().exp()
+    batch = p.shape[0]
+    parent = torch.zeros(batch, dtype=torch.long, device=device)  # the true prefix's node
+    kept = torch.zeros(batch, 1, dtype=torch.long, device=device)  # the beam's nodes
+    right, survived = [], []
+    for level, table in enumerate(trie.child):
+        mass = p.new_zeros(batch, int(table.max()) + 1).index_add_(1, item_nodes[:, level], p)
+        kids = table[parent]  # (B, K) the true prefix's children
+        kid_mass = torch.where(kids >= 0, mass.gather(1, kids.clamp(min=0)), -1.0)
+        right.append(kid_mass.argmax(dim=1) == t_codes[:, level])
+        # (B, beams * K) children of the kept prefixes (-1: none, or an empty beam slot)
+        cand = torch.where(kept[..., None] >= 0, table[kept.clamp(min=0)], -1).flatten(1)
+        cand_mass = torch.where(cand >= 0, mass.gather(1, cand.clamp(min=0)), -1.0)
+        top = cand_mass.topk(min(num_beams, cand.shape[1]), dim=1)
+        kept = torch.where(top.values >= 0, cand.gather(1, top.indices), -1)
+        survived.append((kept == t_nodes[:, [level]]).any(dim=1))
+        parent = t_nodes[:, level]
+    tf = torch.stack(right, dim=1).cpu().numpy()
+    return {"free": tf, "trie": tf.copy(), "survival": torch.stack(survived, 1).cpu().numpy()}
 
 
 def summarize_diagnosis(tables: dict[str, np.ndarray]) -> dict[str, list[float]]:
