@@ -15,8 +15,8 @@ from sgrec_cli.generator.diagnose import (
     summarize_diagnosis,
     target_nodes,
 )
-from sgrec_cli.generator.trie import SidTrie
 from sgrec_cli.generator.model import build_model
+from sgrec_cli.generator.trie import SidTrie
 
 SIZES = [4, 4, 4]
 N_ITEMS = 40
