@@ -27,6 +27,8 @@ MODELS = {
     "sasrec": ["--model", "sasrec", "--patience", "1000"],
     "sequence": ["--objective", "sequence"],
     "prefix": ["--objective", "prefix"],
+    "sequence-small": ["--objective", "sequence", "--num-layers", "2"],
+    "sequence-hybrid-ids": ["--objective", "sequence", "--score", "hybrid", "--item-ids"],
 }
 
 

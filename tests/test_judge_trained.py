@@ -26,6 +26,7 @@ from sgrec_cli.judge.trained import (
     TrainExample,
     doc_text,
     encode,
+    hit_examples,
     judge_training_examples,
     load_trained,
     query_text,
@@ -77,6 +78,17 @@ def test_training_rows_and_texts():
     assert query_text(titles, [0, 1, 2, 3], 2) == "Recent purchases, newest first: d; c"
     assert doc_text({"title": "Pipette.", "brand": "", "categories": ["Lab"]}) == "Pipette"
     assert doc_text({"title": "Pipette", "brand": "Acme"}) == "Pipette. Brand: Acme."
+
+
+def test_hit_examples_keep_the_groups_whose_beams_hold_the_next_item():
+    ex = [TrainExample(0, 0, (0,), 2), TrainExample(1, 0, (3,), 4), TrainExample(2, 1, (1,), 5)]
+    beams = [[2, 1, 3], [0, 1, -1], np.array([5, 6])]
+    kept, their = hit_examples(ex, beams)
+    assert kept == [ex[0], ex[2]] and [list(b) for b in their] == [[2, 1, 3], [5, 6]]
+    assert hit_examples([], []) == ([], [])
+    res = runner.invoke(app, ["judge", "--run", "nowhere", "--backend", "trained",
+                              "--train-on", "misses"])
+    assert res.exit_code == 2 and "--train-on 'misses'" in res.stderr
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from . import OBJECTIVES
 from .backends import BACKENDS
 
 CANDIDATE_SOURCES = ("beams", "nn", "file")
+TRAIN_ON = ("all", "hits")
 
 
 @dataclass
@@ -64,6 +65,10 @@ class JudgeConfig(StepConfig):
                                   "before the latest).")
     train_negatives: int = option(1, "trained backend: hard negatives per example, from the "
                                   "SFT beams.")
+    train_on: str = option("all", "trained backend: which of those examples train it: all, or "
+                           "hits (only those whose SFT beams hold the next item: the groups "
+                           "that carry A2PO's rank-reward gradient; raise --train-positions to "
+                           "keep enough).")
     query_history: int = option(5, "trained backend: most recent purchases in a user's query "
                                 "text.")
     train_epochs: int = option(1, "trained backend: fine-tuning epochs.")
@@ -78,6 +83,7 @@ class JudgeConfig(StepConfig):
         check_choice("objective", self.objective, OBJECTIVES)
         check_device(self.device)
         check_choice("decode", self.decode, DECODE_MODES)
+        check_choice("train_on", self.train_on, TRAIN_ON)
         check_ints(self, ("num_candidates", "num_beams", "llm_batch_size", "prompt_history",
                           "concurrency", "steps", "train_positions", "train_negatives",
                           "query_history", "train_epochs"), 1)

@@ -59,6 +59,7 @@ from .trained import (
     doc_text,
     encode,
     fine_tune,
+    hit_examples,
     judge_training_examples,
     training_rows,
 )
@@ -366,14 +367,19 @@ def _train_judge(run: Run, cfg: JudgeConfig, ctx: Contexts, heldout: np.ndarray,
     t0 = time.perf_counter()
     beams = _beams(run, cfg, [e.history for e in examples], device) if examples else []
     beam_seconds = time.perf_counter() - t0
+    before = len(examples)
+    if cfg.train_on == "hits":
+        examples, beams = hit_examples(examples, beams)
     docs = [doc_text(it) for it in items]
     rows = training_rows(examples, beams, titles=titles, docs=docs,
                          negatives=cfg.train_negatives, query_history=cfg.query_history,
                          seed=cfg.seed)
     if len(rows["anchor"]) < cfg.train_batch_size:
+        hits = ", beams holding the next item" if cfg.train_on == "hits" else ""
         raise BadInputError(
             f"the trained judge has {len(rows['anchor'])} training rows (fit users' examples "
-            f"before their latest, with {cfg.train_negatives} beam negatives each) and needs at "
+            f"before their latest{hits}, with {cfg.train_negatives} beam negatives each) and "
+            "needs at "
             f"least --train-batch-size {cfg.train_batch_size}: judge more users, or lower "
             "--train-batch-size / --train-negatives")
     users = len({e.user for e in examples})
@@ -385,6 +391,7 @@ def _train_judge(run: Run, cfg: JudgeConfig, ctx: Contexts, heldout: np.ndarray,
     t0 = time.perf_counter()
     item_emb = encode(model, docs)
     report.update({"examples": len(examples), "users": users, "fit_users": len(fit_users),
+                   "train_on": cfg.train_on, "examples_before_filter": before,
                    "beam_seconds": round(beam_seconds, 2),
                    "item_encode_seconds": round(time.perf_counter() - t0, 2)})
     trained_on = np.asarray([(e.user, e.position) for e in examples],

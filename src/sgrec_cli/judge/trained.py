@@ -90,6 +90,14 @@ def judge_training_examples(train: Sequence, users: set[int],
     return out
 
 
+def hit_examples(examples: Sequence[TrainExample], beams: Sequence[Sequence[int]]
+                 ) -> tuple[list[TrainExample], list[Sequence[int]]]:
+    """The examples (and their beams) whose beams hold the next item (``--train-on hits``)."""
+    kept = [(e, b) for e, b in zip(examples, beams, strict=True)
+            if e.target in {int(i) for i in b}]
+    return [e for e, _ in kept], [b for _, b in kept]
+
+
 def training_rows(examples: Sequence[TrainExample], beams: Sequence[Sequence[int]], *,
                   titles: Sequence[str], docs: Sequence[str], negatives: int, query_history: int,
                   seed: int) -> dict[str, list[str]]:
