@@ -81,6 +81,47 @@ def test_exhaustive_is_the_exact_top_k_and_equals_a_covering_beam(gen):
         assert set(best.tolist()) == set(row.tolist())
 
 
+def test_ranker_scoring_fuses_the_exact_scores_with_the_rankers(gen):
+    """@ranker: every item's score is (1 - w) log p_gen + w log p_ranker; with beams that cover
+    the catalogue the top k is exactly the best k of that sum (history left out)."""
+    from sgrec_cli.generator.decode import Ranker, hybrid_weight_curve
+    from sgrec_cli.names import RANKER_WEIGHT
+
+    g, histories = gen
+    k = 8
+    table = torch.log_softmax(torch.randn(len(histories), N_ITEMS,
+                                          generator=torch.Generator().manual_seed(3)), dim=1)
+    rows = {tuple(h): table[u] for u, h in enumerate(histories)}
+
+    # the ranker's log-probabilities of each history it is asked about
+    ranker = Ranker(lambda hs: torch.stack([rows[tuple(h)] for h in hs]))
+    assert ranker.weight == RANKER_WEIGHT
+    items, scores = generator_top_items(g, histories, k, N_ITEMS, decode="beam",
+                                        score="ranker", ranker=ranker)
+    for u, hist in enumerate(histories):
+        fused = ((1 - RANKER_WEIGHT) * _exact_scores(g, hist[-g.max_history:])
+                 + RANKER_WEIGHT * table[u].numpy())
+        fused[list(hist)] = -np.inf
+        best = np.argsort(-fused, kind="stable")[:k]
+        assert items[u].tolist() == best.tolist()
+        np.testing.assert_allclose(scores[u], fused[best], atol=1e-4)
+    # a ranker that is sure of one item puts it first whatever the generator thinks; without
+    # a ranker the mode is refused in one line
+    sure = torch.full((len(histories), N_ITEMS), -60.0)
+    sure[:, 7] = 0.0
+    top, _ = generator_top_items(g, histories, 3, 20, score="ranker",
+                                 ranker=Ranker(lambda hs: sure[:len(hs)]))
+    assert all(top[u, 0] == 7 for u, h in enumerate(histories) if 7 not in h)
+    # the weight curve of the fusion: w = 0 ranks by the generator alone, w = 1 by the ranker
+    targets = [int(np.argmax(table[u].numpy() - 1e9 * np.isin(np.arange(N_ITEMS), h)))
+               for u, h in enumerate(histories)]  # each user's ranker favourite
+    curve = hybrid_weight_curve(g.model, g.vocab, g.trie, histories, targets, g.codes, 20,
+                                max_history=g.max_history, ranker=ranker)
+    assert curve[1.0] == 1.0 and curve[0.0] < 1.0
+    with pytest.raises(ConfigError, match="sgrec train --model sasrec"):
+        generator_top_items(g, histories, 3, 20, score="ranker")
+
+
 def test_narrow_beam_can_miss_what_exhaustive_finds(gen):
     g, histories = gen
     beam, beam_s = generator_top_items(g, histories, 5, 5, decode="beam", fill=False)

@@ -133,6 +133,32 @@ def test_retrained_model_is_dropped_then_evaluated_again(sid_run):
     assert "sasrec (test): dropped, its model folder is gone or unreadable" in text
 
 
+def test_ranker_fusion_needs_sasrec_and_is_dropped_when_sasrec_is_retrained(sid_run):
+    _cli("train", "--run", str(sid_run), "--epochs", "1", "--valid-users", "0", "--device",
+         "cpu", "--no-progress", "--json")
+    res = runner.invoke(app, ["eval", "--run", str(sid_run), "--model", "sft@ranker", *BOOT])
+    assert res.exit_code == 2 and "sgrec train --model sasrec" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (sid_run / "eval").exists()
+    _sasrec(sid_run)
+    rep = _eval(sid_run, "sft@ranker", "sft")
+    assert set(rep["models"]) == {"sft@ranker", "sft"}
+    from sgrec_cli.rundir import Run
+
+    models = _stats(sid_run)["splits"]["test"]["models"]
+    assert models["sft@ranker"]["computed_from"]["ranker_manifest"] == Run(sid_run).manifest(
+        "sasrec").digest
+    assert "ranker_manifest" not in models["sft"]["computed_from"]
+    recs = json.loads(_cli("recommend", "--run", str(sid_run), "--model", "sft@ranker",
+                           "--history", "1,2,3", "--k", "4", "--json"))
+    ids = [x["id"] for x in recs[0]["items"]]
+    assert len(set(ids)) == 4 and not {"1", "2", "3"} & set(ids)
+    _sasrec(sid_run, seed=1)  # the generator is unchanged, its fused result is not
+    rep = _eval(sid_run, "popular")
+    assert set(rep["models"]) == {"popular", "sft"}
+    assert rep["dropped"] == [{"split": "test", "model": "sft@ranker", "reason": "the SASRec it "
+                               "is fused with was retrained since it was evaluated"}]
+
+
 def test_interrupted_eval_leaves_the_previous_one(sid_run, monkeypatch):
     _sasrec(sid_run)
     _eval(sid_run, "sasrec")

@@ -12,6 +12,9 @@ from .names import check_model, split_model
 from .rundir import Run
 
 TopItems = Callable[..., tuple[np.ndarray, np.ndarray]]
+# ``@ranker``: the fusion weight is chosen on this many seeded validation users (all of them
+# when fewer), searched with this many beams, when the model is loaded
+RANKER_TUNE_USERS, RANKER_TUNE_BEAMS = 2000, 20
 
 
 def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
@@ -20,8 +23,9 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
     float32)``, best first: what ``top_items`` answers, for callers that ask many times
     (``sgrec serve``). ``decode`` (generators): ``decode.DECODE_MODES``.
 
-    Scores: the SID log-probability (generators; the hybrid score with hybrid scoring), the
-    logit (sasrec), the training count (popular). ``fill``: see ``generator_top_items``.
+    Scores: the SID log-probability (generators; the hybrid score with hybrid scoring, the
+    fused score with ``@ranker``, which reads the run's SASRec), the logit (sasrec), the
+    training count (popular). ``fill``: see ``generator_top_items``.
     """
     check_model(model)
     model, score = split_model(model)
@@ -55,14 +59,40 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
     from .generator.store import load_generator_step
 
     gen = load_generator_step(run, model, device)
+    ranker = _ranker(run, gen) if score == "ranker" else None
 
     def top_generator(histories, k, *, num_beams=20, exclude_history=True, fill=False,
                         decode="beam"):
         return generator_top_items(gen, histories, k, num_beams,
                                    exclude_history=exclude_history, fill=fill, score=score,
-                                   decode=decode)
+                                   decode=decode, ranker=ranker)
 
     return top_generator
+
+
+def _ranker(run: Run, gen) -> object:
+    """The run's SASRec as a ``decode.Ranker``, its weight in the fused score chosen on (up to
+    ``RANKER_TUNE_USERS`` seeded) validation users by NDCG@10; one line of error when the run
+    has no SASRec."""
+    from functools import partial
+
+    from .baselines.sasrec import catalogue_log_probs
+    from .baselines.store import load_sasrec
+    from .errors import ArtifactError
+    from .generator.decode import Ranker, choose_weight, hybrid_weight_curve
+    from .names import RANKER_WEIGHT
+    from .sampling import seeded_subset
+
+    if not (run.path / "sasrec" / "manifest.json").is_file():
+        raise ArtifactError("@ranker scoring fuses the generator with the run's SASRec, which "
+                            "this run does not have: run `sgrec train --model sasrec` first",
+                            run.path / "sasrec")
+    ranker = Ranker(partial(catalogue_log_probs, load_sasrec(run)))
+    valid = seeded_subset(run.data.split("valid"), RANKER_TUNE_USERS, 0)
+    curve = hybrid_weight_curve(gen.model, gen.vocab, gen.trie, [e.history for e in valid],
+                                [e.target for e in valid], gen.codes, RANKER_TUNE_BEAMS,
+                                max_history=gen.max_history, ranker=ranker)
+    return Ranker(ranker.log_probs, choose_weight(curve, RANKER_WEIGHT))
 
 
 def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, *,

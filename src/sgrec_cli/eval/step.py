@@ -35,7 +35,7 @@ from ..artifacts import (
 from ..data.store import PreparedData
 from ..errors import SgrecError
 from ..models import top_items
-from ..names import model_step, resolve_decode
+from ..names import model_step, resolve_decode, split_model
 from ..rundir import Run, as_run
 from ..runlock import writes_run
 from .bootstrap import paired_bootstrap, small_sample
@@ -62,6 +62,8 @@ def computed_from(run: Run, model: str, data_digest: str,
     step = model_step(model)
     step_digest = None if step is None else run.manifest(step).digest
     out = {"model_manifest": step_digest, "data_manifest": data_digest, "num_beams": None}
+    if split_model(model)[1] == "ranker":  # fused with the run's SASRec: stale when it is
+        out["ranker_manifest"] = run.manifest("sasrec").digest
     if search is not None and model not in ("sasrec", "popular"):
         mode = resolve_decode(search[0], len(run.data.items()))
         out.update(decode=mode, num_beams=search[1] if mode == "beam" else None)
@@ -79,6 +81,8 @@ def stale_reason(recorded: dict | None, current: dict | None) -> str | None:
         return "data/ was prepared again since it was evaluated"
     if recorded.get("model_manifest") != current["model_manifest"]:
         return "retrained since it was evaluated"
+    if recorded.get("ranker_manifest") != current.get("ranker_manifest"):
+        return "the SASRec it is fused with was retrained since it was evaluated"
     if "decode" in current and recorded.get("decode", "beam") != current["decode"]:
         return f"evaluated with --decode {recorded.get('decode', 'beam')}, this eval uses " \
                f"{current['decode']}"
@@ -230,6 +234,8 @@ def _write(run: Run, splits: dict, last: dict, rows: dict, started: float,
         for m, e in s["models"].items():
             if e["computed_from"]["model_manifest"]:
                 inputs[f"{m}/manifest.json"] = e["computed_from"]["model_manifest"]
+            if e["computed_from"].get("ranker_manifest"):
+                inputs["sasrec/manifest.json"] = e["computed_from"]["ranker_manifest"]
     with staged_step(run.path, STEP) as tmp:
         for m, r in rows.items():
             write_jsonl(tmp / f"{m}.{last['split']}.jsonl", r)

@@ -1,5 +1,6 @@
 """Hybrid scoring (``GeneratorConfig.score = "hybrid"``): the beams of the SID generator and
-the top items of the model's own dense head, ranked together by
+the top items of the model's own dense head (or, with ``dense`` given, of another model's
+distribution over the catalogue: ``@ranker`` scoring passes the run's SASRec), ranked together by
 
     score(i) = (1 - w) * log p_gen(i) + w * log p_dense(i)
 
@@ -54,17 +55,22 @@ def sid_log_probs(model, hidden: torch.Tensor, mask: torch.Tensor, tokens: torch
 @torch.no_grad()
 def hybrid_candidates(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       trie: SidTrie, vocab: SidVocab, num_beams: int, *,
-                      exclude: Sequence[Sequence[int]] | None = None
+                      exclude: Sequence[Sequence[int]] | None = None,
+                      dense: torch.Tensor | None = None, item_tokens: torch.Tensor | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each user's candidates and both halves of their score, for any weight:
     ``(items, log p_gen, log p_dense, ok)``, each (B, C). Candidates: the ``num_beams`` beams,
     then the dense head's ``num_beams`` best items (``exclude``: per user, items the dense head
     may not propose, e.g. the history); ``ok`` is False on empty beams and on a dense item
-    already among the beams (its first copy is kept)."""
+    already among the beams (its first copy is kept). ``dense``: (B, N) log-probabilities
+    over the catalogue to use instead of the model's dense head; ``item_tokens``: (N, L) the
+    items' SID tokens, for a model that holds no table of them."""
     hidden = model.encode(input_ids, attention_mask)  # read by all three parts below
     beam_items, beam_lp = constrained_beam_search(model, input_ids, attention_mask, trie, vocab,
                                                   num_beams, hidden=hidden)  # (B, nb)
-    dense = model.dense_log_probs(hidden, attention_mask)  # (B, N)
+    if dense is None:
+        dense = model.dense_log_probs(hidden, attention_mask)  # (B, N)
+    tokens = model.item_tokens if item_tokens is None else item_tokens
     blocked = dense.clone()
     if exclude is not None:
         for b, seen in enumerate(exclude):
@@ -80,7 +86,7 @@ def hybrid_candidates(model, input_ids: torch.Tensor, attention_mask: torch.Tens
     dup = (same & earlier).any(dim=2)
     ok = (cand >= 0) & ~dup
     gen = torch.cat([beam_lp.to(dense.dtype), sid_log_probs(
-        model, hidden, attention_mask, model.item_tokens[dense_items], vocab)], dim=1)
+        model, hidden, attention_mask, tokens[dense_items], vocab)], dim=1)
     return cand, gen, dense.gather(1, cand.clamp(min=0)), ok
 
 
@@ -104,13 +110,15 @@ def rank_candidates(items: torch.Tensor, gen: torch.Tensor, dense: torch.Tensor,
 def hybrid_search(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, trie: SidTrie,
                   vocab: SidVocab, num_beams: int, *, topk: int | None = None,
                   weight: float | None = None,
-                  exclude: Sequence[Sequence[int]] | None = None
+                  exclude: Sequence[Sequence[int]] | None = None,
+                  dense: torch.Tensor | None = None, item_tokens: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top ``topk`` (default ``num_beams``) items per user by the hybrid score, (B, k) items
     and scores, best first; -1 / -inf where fewer candidates exist. Candidates: see
-    ``hybrid_candidates``. ``weight``: default the model's ``hybrid_weight``."""
+    ``hybrid_candidates`` (``dense``, ``item_tokens``: see there). ``weight``: default the
+    model's ``hybrid_weight``."""
     k_out = num_beams if topk is None else topk
     w = model.gen.hybrid_weight if weight is None else weight
     cand = hybrid_candidates(model, input_ids, attention_mask, trie, vocab, num_beams,
-                             exclude=exclude)
+                             exclude=exclude, dense=dense, item_tokens=item_tokens)
     return rank_candidates(*cand, w, k_out)
