@@ -46,7 +46,7 @@ demo: install
 	$(SGREC) judge show --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	$(SGREC) train --run $(RUN) --a2po --steps $(DEMO_A2PO_STEPS)
 	$(SGREC) train --run $(RUN) --model sasrec
-	$(SGREC) eval --run $(RUN) --model sft --model a2po --model sasrec --model popular
+	$(SGREC) eval --run $(RUN) --model sft --model sft@ranker --model a2po --model sasrec --model popular
 	$(SGREC) report --run $(RUN)
 	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
 	# the same request over HTTP: start `sgrec serve`, ask it once, stop it with SIGTERM
@@ -59,7 +59,7 @@ demo: install
 	$(SGREC) build-sids --run $(RUN)-shop-csv
 	$(SGREC) train --run $(RUN)-shop-csv
 	$(SGREC) train --run $(RUN)-shop-csv --model sasrec
-	$(SGREC) eval --run $(RUN)-shop-csv --model sft --model sasrec --model popular
+	$(SGREC) eval --run $(RUN)-shop-csv --model sft --model sft@ranker --model sasrec --model popular
 	$(SGREC) recommend --run $(RUN)-shop-csv --user c0001 --k 5
 	# the same small shop as CSV and as RecBole atomic files: byte-identical split files
 	$(SGREC) prepare examples/my_shop --run $(RUN)-shop

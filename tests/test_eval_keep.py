@@ -148,6 +148,7 @@ def test_ranker_fusion_needs_sasrec_and_is_dropped_when_sasrec_is_retrained(sid_
     assert models["sft@ranker"]["computed_from"]["ranker_manifest"] == Run(sid_run).manifest(
         "sasrec").digest
     assert "ranker_manifest" not in models["sft"]["computed_from"]
+    assert models["sft@ranker"]["ranker_weight"] in [round(0.1 * i, 1) for i in range(11)]
     recs = json.loads(_cli("recommend", "--run", str(sid_run), "--model", "sft@ranker",
                            "--history", "1,2,3", "--k", "4", "--json"))
     ids = [x["id"] for x in recs[0]["items"]]

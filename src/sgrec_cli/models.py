@@ -67,6 +67,8 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
                                    exclude_history=exclude_history, fill=fill, score=score,
                                    decode=decode, ranker=ranker)
 
+    if ranker is not None:  # the fusion weight chosen at load, for what reports it
+        top_generator.ranker_weight = ranker.weight
     return top_generator
 
 

@@ -34,7 +34,7 @@ from ..artifacts import (
 )
 from ..data.store import PreparedData
 from ..errors import SgrecError
-from ..models import top_items
+from ..models import load_top_items
 from ..names import model_step, resolve_decode, split_model
 from ..rundir import Run, as_run
 from ..runlock import writes_run
@@ -137,12 +137,15 @@ def _score(run: Run, model: str, examples: list, cfg: EvalConfig,
     exhaustive one scores every item)."""
     t0 = time.perf_counter()
     n_items = len(run.data.items())
-    topk, _ = top_items(run, model, [e.history for e in examples], K_MAX,
-                        num_beams=cfg.num_beams, device=device, fill=True, decode=cfg.decode)
+    top = load_top_items(run, model, device)
+    topk, _ = top([e.history for e in examples], K_MAX, num_beams=cfg.num_beams, fill=True,
+                  decode=cfg.decode)
     ranks = ranks_of_targets(topk, np.array([e.target for e in examples]))
     result = {**summarize(per_user_metrics(ranks)), **invalid_and_duplicate_rate(topk, n_items),
               "coverage@10": coverage(topk, n_items, 10),
               "seconds": round(time.perf_counter() - t0, 2)}
+    if hasattr(top, "ranker_weight"):  # @ranker: the fusion weight chosen on validation
+        result["ranker_weight"] = top.ranker_weight
     rows = [{"user": e.user, "target": e.target, "rank": int(r), "top20": [int(i) for i in t]}
             for e, r, t in zip(examples, ranks, topk, strict=True)]
     return result, rows, ranks
