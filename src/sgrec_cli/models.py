@@ -5,11 +5,15 @@ recommend` / `serve`, the judge's beam candidates). Nothing here trains."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .names import check_model, split_model
 from .rundir import Run
+
+if TYPE_CHECKING:
+    from .generator.decode import Ranker
 
 TopItems = Callable[..., tuple[np.ndarray, np.ndarray]]
 # ``@ranker``: the fusion weight is chosen on this many seeded validation users (all of them
@@ -72,7 +76,7 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
     return top_generator
 
 
-def _ranker(run: Run, gen) -> object:
+def _ranker(run: Run, gen) -> Ranker:
     """The run's SASRec as a ``decode.Ranker``, its weight in the fused score chosen on (up to
     ``RANKER_TUNE_USERS`` seeded) validation users by NDCG@10; one line of error when the run
     has no SASRec."""

@@ -13,9 +13,10 @@ SCORINGS = ("generator", "hybrid", "ranker")  # a generator's scoring modes
 MODEL_HELP = ("sft, a2po, a2po-TAG (from train --a2po --tag TAG), sasrec or popular; a "
               "generator may name its scoring: sft@generator, sft@hybrid, sft@ranker (fused "
               "with the run's SASRec)")
-# ``@ranker``: the share of the run's SASRec in the fused score, (1 - w) * log p_gen + w *
-# log p_SASRec (docs/results.md, "The generator fused with the run's SASRec": best or within
-# 0.0004 of the best on both datasets' validation users)
+# ``@ranker``: the share w of the run's SASRec in the fused score (1 - w) * log p_gen + w *
+# log p_SASRec is chosen on validation users when the model is loaded; ties go to the weight
+# nearest this one (docs/results.md, "The generator fused with the run's SASRec": best or
+# within 0.0004 of the best on both datasets' validation users)
 RANKER_WEIGHT = 0.7
 # how a generator's top items are found (generator/decode.py)
 DECODE_MODES = ("auto", "beam", "exhaustive")

@@ -1,7 +1,7 @@
 """Decoding a trained generator: top-K items by trie-constrained beam search (pure generator,
 hybrid scoring, or fused with a ranking model), history exclusion, and the hybrid weight's
-validation curve. Nothing here
-reads a run directory (``store.py`` loads a run's generator) or trains.
+validation curve. Nothing here reads a run directory (``store.py`` loads a run's generator)
+or trains.
 
 Histories are item indices (oldest first). ``exclude_history`` leaves the user's own history
 items out (the evaluation protocol: the datasets here have no repeat purchases, so a history
@@ -27,6 +27,8 @@ class Ranker:
 
     log_probs: Callable[[Sequence[Sequence[int]]], Any]
     weight: float = RANKER_WEIGHT
+
+
 # the memory one batch of decoding may take: users are batched to stay under it
 DECODE_MEMORY_BYTES = 1 << 30
 
@@ -203,8 +205,8 @@ def hybrid_weight_curve(model, vocab, trie, histories: Sequence[Sequence[int]],
     from ..eval.metrics import ndcg_gains, ranks_of_targets
     from .hybrid import hybrid_candidates, rank_candidates
 
-    score_mode(model, "hybrid" if ranker is None else "ranker", ranker)  # refuses a model
-    # without a dense head
+    # refuses a model without a dense head (or a ranker)
+    score_mode(model, "hybrid" if ranker is None else "ranker", ranker)
     device = next(model.parameters()).device
     batch = _bounded_batch(model, vocab, histories, num_beams, batch, max_history, codes,
                            fused=True)

@@ -379,8 +379,7 @@ def _train_judge(run: Run, cfg: JudgeConfig, ctx: Contexts, heldout: np.ndarray,
         raise BadInputError(
             f"the trained judge has {len(rows['anchor'])} training rows (fit users' examples "
             f"before their latest{hits}, with {cfg.train_negatives} beam negatives each) and "
-            "needs at "
-            f"least --train-batch-size {cfg.train_batch_size}: judge more users, or lower "
+            f"needs at least --train-batch-size {cfg.train_batch_size}: judge more users, or lower "
             "--train-batch-size / --train-negatives")
     users = len({e.user for e in examples})
     if log:
