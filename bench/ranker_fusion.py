@@ -31,41 +31,25 @@ K = 10
 
 @torch.no_grad()
 def candidates(g, sasrec, histories, num_beams: int, batch: int):
-    """Per user: items (U, C), log p_gen, log p_SASRec, ok (U, C)."""
+    """Per user: items (U, C), log p_gen, log p_SASRec, ok (U, C): ``hybrid_candidates`` with
+    SASRec's catalogue log-probabilities as the dense half, history items not ok."""
     from sgrec_cli.baselines.sasrec import catalogue_log_probs
-    from sgrec_cli.generator.beam import NEG_INF, constrained_beam_search
-    from sgrec_cli.generator.hybrid import sid_log_probs
+    from sgrec_cli.generator.hybrid import hybrid_candidates
 
     parts = []
     model = g.model
     device = next(model.parameters()).device
+    tokens = torch.as_tensor(g.vocab.code_tokens(g.codes), device=device)
     for start in range(0, len(histories), batch):
         hist = histories[start:start + batch]
         ids, mask = g.vocab.encode_history(hist, g.codes, g.max_history,
                                            per_item=model.per_item)
-        ids, mask = ids.to(device), mask.to(device)
-        hidden = model.encode(ids, mask)
-        beams, beam_lp = constrained_beam_search(model, ids, mask, g.trie, g.vocab, num_beams,
-                                                 hidden=hidden)
-        sas = catalogue_log_probs(sasrec, hist).to(device)  # (B, N)
-        blocked = sas.clone()
-        for b, h in enumerate(hist):
-            blocked[b, torch.as_tensor(list(h), dtype=torch.long, device=device)] = NEG_INF
-        top = blocked.topk(num_beams, dim=1).indices
-        flat = g.codes[top.cpu().numpy().reshape(-1)]
-        tokens = torch.as_tensor(g.vocab.code_tokens(flat), device=device).view(*top.shape, -1)
-        cand = torch.cat([beams, top], dim=1)
-        gen = torch.cat([beam_lp.float(), sid_log_probs(model, hidden, mask, tokens, g.vocab)],
-                        dim=1)
-        dense = sas.gather(1, cand.clamp(min=0))
-        seen = torch.zeros_like(cand, dtype=torch.bool)
-        for b, h in enumerate(hist):
-            seen[b] = torch.isin(cand[b], torch.as_tensor(list(h), device=device))
-        earlier = torch.ones(cand.shape[1], cand.shape[1], dtype=torch.bool,
-                             device=device).tril(-1)
-        dup = ((cand[:, :, None] == cand[:, None, :]) & earlier).any(dim=2)
-        ok = (cand >= 0) & ~dup & ~seen
-        parts.append((cand.cpu(), gen.cpu(), dense.cpu(), ok.cpu()))
+        cand, gen, dense, ok = hybrid_candidates(
+            model, ids.to(device), mask.to(device), g.trie, g.vocab, num_beams, exclude=hist,
+            dense=catalogue_log_probs(sasrec, hist).to(device), item_tokens=tokens)
+        seen = torch.stack([torch.isin(cand[b], torch.as_tensor(list(h), device=device))
+                            for b, h in enumerate(hist)])
+        parts.append((cand.cpu(), gen.cpu(), dense.cpu(), (ok & ~seen).cpu()))
     return [torch.cat([p[i] for p in parts]) for i in range(4)]
 
 

@@ -78,21 +78,16 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
 
 def _ranker(run: Run, gen) -> Ranker:
     """The run's SASRec as a ``decode.Ranker``, its weight in the fused score chosen on (up to
-    ``RANKER_TUNE_USERS`` seeded) validation users by NDCG@10; one line of error when the run
-    has no SASRec."""
+    ``RANKER_TUNE_USERS`` seeded) validation users by NDCG@10 (a run without SASRec is refused
+    by ``load_sasrec``, in one line)."""
     from functools import partial
 
     from .baselines.sasrec import catalogue_log_probs
     from .baselines.store import load_sasrec
-    from .errors import ArtifactError
     from .generator.decode import Ranker, choose_weight, hybrid_weight_curve
     from .names import RANKER_WEIGHT
     from .sampling import seeded_subset
 
-    if not (run.path / "sasrec" / "manifest.json").is_file():
-        raise ArtifactError("@ranker scoring fuses the generator with the run's SASRec, which "
-                            "this run does not have: run `sgrec train --model sasrec` first",
-                            run.path / "sasrec")
     ranker = Ranker(partial(catalogue_log_probs, load_sasrec(run)))
     valid = seeded_subset(run.data.split("valid"), RANKER_TUNE_USERS, 0)
     curve = hybrid_weight_curve(gen.model, gen.vocab, gen.trie, [e.history for e in valid],

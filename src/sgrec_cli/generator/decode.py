@@ -127,8 +127,7 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
     device = next(model.parameters()).device
     batch = _bounded_batch(model, vocab, histories, num_beams, batch, max_history, codes,
                            fused=score != "generator")
-    tokens = (torch.as_tensor(vocab.code_tokens(np.asarray(codes)), device=device)
-              if score == "ranker" else None)
+    tokens = _item_tokens(model, vocab, codes, device) if score == "ranker" else None
     n_users = len(histories)
     width = k if keep is None else keep
     out = np.full((n_users, width), -1, dtype=np.int64)
@@ -154,6 +153,16 @@ def predict_topk(model, vocab, trie, histories: Sequence[Sequence[int]], codes: 
                 items, scores = drop_seen(items, scores, [histories[i] for i in rows], keep)
             out[rows], out_scores[rows] = items, scores
     return (out, out_scores) if with_scores else out
+
+
+def _item_tokens(model, vocab, codes: np.ndarray, device):
+    """(N, L) the items' SID tokens, for teacher-forcing a ranker's candidates: the model's own
+    table when it holds one (item inputs), otherwise built from ``codes``."""
+    import torch
+
+    if hasattr(model, "item_tokens"):
+        return model.item_tokens
+    return torch.as_tensor(vocab.code_tokens(np.asarray(codes)), device=device)
 
 
 def _bounded_batch(model, vocab, histories, num_beams: int, batch: int,
@@ -210,8 +219,7 @@ def hybrid_weight_curve(model, vocab, trie, histories: Sequence[Sequence[int]],
     device = next(model.parameters()).device
     batch = _bounded_batch(model, vocab, histories, num_beams, batch, max_history, codes,
                            fused=True)
-    tokens = (None if ranker is None
-              else torch.as_tensor(vocab.code_tokens(np.asarray(codes)), device=device))
+    tokens = None if ranker is None else _item_tokens(model, vocab, codes, device)
     tops = {w: np.full((len(histories), k), -1, dtype=np.int64) for w in grid}
     with torch.no_grad():
         for rows, ids, mask in _user_batches(model, vocab, histories, codes, batch,
