@@ -28,6 +28,7 @@ MODELS = {
     "sequence": ["--objective", "sequence"],
     "prefix": ["--objective", "prefix"],
     "sequence-small": ["--objective", "sequence", "--num-layers", "2"],
+    "sequence-small-item": ["--objective", "sequence", "--num-layers", "2", "--item-weight", "1"],
     "sequence-hybrid-ids": ["--objective", "sequence", "--score", "hybrid", "--item-ids"],
 }
 

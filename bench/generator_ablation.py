@@ -93,6 +93,9 @@ VARIANTS: dict[str, tuple[list[str], list[str] | None]] = {
     "sequence-hybrid": (["--objective", "sequence", "--causal", "--score", "hybrid"], None),
     # 2 + 2 layers instead of 4 + 4 (half the epoch; BARGE's size on Beauty)
     "sequence-small": (["--objective", "sequence", "--causal", "--num-layers", "2"], None),
+    # 2 + 2 layers with the item-level loss beside the token loss
+    "sequence-small-item": (["--objective", "sequence", "--causal", "--num-layers", "2",
+                             "--item-weight", "1"], None),
     # the hybrid whose dense head also learns a free vector per item (SASRec's item table)
     "sequence-hybrid-ids": (["--objective", "sequence", "--causal", "--score", "hybrid",
                              "--item-ids"], None),
