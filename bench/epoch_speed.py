@@ -25,11 +25,13 @@ from sgrec_cli.artifacts import read_jsonl
 # name -> `sgrec train` flags
 MODELS = {
     "sasrec": ["--model", "sasrec", "--patience", "1000"],
-    "sequence": ["--objective", "sequence"],
-    "prefix": ["--objective", "prefix"],
+    # 4 + 4 layers: the generator's default before 2 + 2
+    "sequence": ["--objective", "sequence", "--num-layers", "4"],
+    "prefix": ["--objective", "prefix", "--num-layers", "4"],
     "sequence-small": ["--objective", "sequence", "--num-layers", "2"],
     "sequence-small-item": ["--objective", "sequence", "--num-layers", "2", "--item-weight", "1"],
-    "sequence-hybrid-ids": ["--objective", "sequence", "--score", "hybrid", "--item-ids"],
+    "sequence-hybrid-ids": ["--objective", "sequence", "--score", "hybrid", "--item-ids",
+                            "--num-layers", "4"],
 }
 
 

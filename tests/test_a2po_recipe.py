@@ -29,8 +29,9 @@ A2PO = ["train", "--a2po", "--steps", "4", "--batch-users", "4", "--group-size",
 
 def _sft(run, judge=True):
     steps = [["train", "--epochs", "1", "--valid-users", "0", "--device", "cpu",
-              # SID-token inputs: the figures these tests expect were set on them
-              "--input", "tokens", "--no-progress"]]
+              # SID-token inputs and 4 + 4 layers: the figures these tests expect were set on
+              # them
+              "--input", "tokens", "--num-layers", "4", "--no-progress"]]
     if judge:
         steps.append(["judge", "--candidates", "nn", "--num-candidates", "6", "--no-progress"])
     for args in steps:

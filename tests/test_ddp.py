@@ -41,10 +41,10 @@ def test_a2po_two_processes_gloo_match_one(sid_run):
     from sgrec_cli.cli import app
 
     runner = CliRunner()
-    # the prefix objective: one epoch of it gives this toy run a start whose rollouts hit
-    # their targets (a gradient to compare), as the test was built around
+    # the prefix objective at 4 + 4 layers: one epoch of it gives this toy run a start whose
+    # rollouts hit their targets (a gradient to compare), as the test was built around
     for args in (["train", "--epochs", "1", "--valid-users", "0", "--device", "cpu",
-                  "--objective", "prefix"],
+                  "--objective", "prefix", "--num-layers", "4"],
                  ["judge", "--candidates", "nn", "--num-candidates", "6"]):
         res = runner.invoke(app, [*args, "--run", str(sid_run), "--no-progress"])
         assert res.exit_code == 0, res.output

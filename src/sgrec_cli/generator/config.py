@@ -27,7 +27,7 @@ class GeneratorConfig:
     vocabulary comes from the SIDs (docs/design.md §5)."""
 
     d_model: int = option(128, "Model width.")
-    num_layers: int = option(4, "Encoder layers (and as many decoder layers).")
+    num_layers: int = option(2, "Encoder layers (and as many decoder layers).")
     num_heads: int = option(4, "Attention heads.")
     d_ff: int | None = option(None, "Feed-forward width [default: 4 x d-model].")
     dropout: float = option(0.1, "Dropout.")
