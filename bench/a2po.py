@@ -28,6 +28,12 @@ Sets (``--settings`` takes set or setting names, comma-separated):
   ranker  business-only at 1,024 groups per step: the rank reward (b1024) against the ranker
           reward (the run's SASRec) as log-probability, as rank within the group, and with the
           hit reward mixed in
+  ranker-shapes  the ranker reward at lr 1e-4: log-probability, positive-only, the group
+          softmax (prob), sampled groups, with the hit mixed in; and lr 3e-5 for 64 steps
+  distill  the distill shape (the ranker's group softmax minus the policy's, unscaled) for 16
+          and 64 steps
+  next    the ranker reward on each user's next position (--examples next: the training items,
+          no label), as log-probability and distill (16 steps), distill for 64 steps
 
 Usage (RUN_SCI: a Scientific run with data, sids, sft and judge; see bench/README.md):
   python bench/a2po.py --run RUN_SCI --settings recipe \
@@ -92,12 +98,38 @@ SETTINGS: dict[str, list[str]] = {
                           "rank"],
     "b1024-ranker-hit": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--hit-weight", "1"],
     "b1024-ranker-lr3e-5": [*_BIG, "--lr", "3e-5", "--business", "ranker"],
+    "b1024-ranker-pos": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--positive-only"],
+    "b1024-ranker-prob": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
+                          "prob"],
+    "b1024-ranker-sample": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--rollout",
+                            "sample"],
+    "long-ranker-lr3e-5": [*_LONG, "--lr", "3e-5", "--business", "ranker"],
+    # the distill shape: the gap between the ranker's and the policy's softmax over the group,
+    # unscaled (the policy learns the ranker's order of its own groups)
+    "b1024-ranker-distill": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
+                             "distill"],
+    "long-ranker-distill": [*_LONG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
+                            "distill"],
+    # each user's next position (no label): neither model was fitted on what follows it
+    "b1024-next": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--examples", "next"],
+    "b1024-next-distill": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
+                           "distill", "--examples", "next"],
+    "long-next-distill": [*_LONG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
+                          "distill", "--examples", "next"],
+    # the teacher is the fused model at sft@ranker's weight on Scientific (0.7)
+    "long-next-distill-w0.7": [*_LONG, "--lr", "1e-4", "--business", "ranker",
+                               "--ranker-shape", "distill", "--ranker-weight", "0.7",
+                               "--examples", "next"],
 }
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "recipe": ["today", "b1024-lr1e-5", "b1024-lr3e-5", "b1024", "b1024-latest", "b1024-nll",
                    "b1024-pos", "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"],
         "long-recipe": ["long", "long-nll", "long-prefix", "long-latest"],
-        "ranker": ["b1024", "b1024-ranker", "b1024-ranker-rank", "b1024-ranker-hit"]}
+        "ranker": ["b1024", "b1024-ranker", "b1024-ranker-rank", "b1024-ranker-hit"],
+        "ranker-shapes": ["b1024-ranker", "b1024-ranker-pos", "b1024-ranker-prob",
+                          "b1024-ranker-sample", "b1024-ranker-hit", "long-ranker-lr3e-5"],
+        "distill": ["b1024-ranker-distill", "long-ranker-distill"],
+        "next": ["b1024-next", "b1024-next-distill", "long-next-distill"]}
 LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz")}
 DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "positive_agreement", "mean_lambda",
         "mean_r_biz", "mean_r_sem", "kl", "clip_fraction", "nll")

@@ -308,6 +308,19 @@ def test_ranker_reward_needs_sasrec_is_dense_and_ties_the_folder_to_it(sid_run):
     assert "sasrec/manifest.json" in manifest["inputs"]
     assert manifest["config"]["ranker_shape"] == "rank" and manifest["config"]["hit_weight"] == 0.5
     assert Run(sid_run).breaks("a2po-ranker") == []
+    # --examples next: each user's next position has no label, so only the ranker scores it
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--examples", "next"])
+    assert res.exit_code == 2 and "--examples next has no label" in res.stderr
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--business", "ranker",
+                              "--ranker-weight", "0.5"])
+    assert res.exit_code == 2 and "--ranker-weight mixes the teacher" in res.stderr
+    res = runner.invoke(app, [*biz[:-1], "next", "--examples", "next", "--ranker-shape",
+                              "distill", "--ranker-weight", "0.7"])
+    assert res.exit_code == 0, res.output
+    rows = _log(sid_run / "a2po-next")[1:]
+    assert [r["hit_fraction"] for r in rows] == [0.0, 0.0]  # no target to hit
+    assert [r["biz_var_share"] for r in rows] == [1.0, 1.0]
+    assert all(r["rollouts_with_gradient"] > 0 for r in rows)
     # a retrained ranker leaves the A2PO folder tied to the old one: `sgrec info` says so
     assert runner.invoke(app, [*sasrec[:-1], "2"]).exit_code == 0
     assert any("sasrec" in p for p in Run(sid_run).breaks("a2po-ranker"))

@@ -50,6 +50,15 @@ def test_training_pool_all_and_latest():
         training_pool(train, "first")
 
 
+def test_next_positions_read_the_training_items_only():
+    from sgrec_cli.rl.step import next_positions
+
+    # user 0: 1 2 3 4 | 5 (valid) 6 (test); user 1: 7 | 8 9; user 2: too short to have one
+    got = next_positions([[1, 2, 3, 4, 5, 6], [7, 8, 9], [3, 4]], max_history=3)
+    assert got == [Example(0, (2, 3, 4), -1), Example(1, (7,), -1)]
+    assert training_pool(got, "next").tolist() == [0, 1]
+
+
 def test_positive_part_golden():
     adv = np.array([[1.5, -0.5, 0.0], [-2.0, 0.25, -0.0]])
     np.testing.assert_array_equal(positive_part(adv), [[1.5, 0, 0], [0, 0.25, 0]])
@@ -134,7 +143,7 @@ def test_chunks_nll_anchor_and_positive_filter_change_the_gradient_as_documented
     histories = [[0, 1, 2], [5, 9], [3, 4, 7, 8], [11], [20, 21, 22], [30, 31]]
     ids, mask = p.vocab.encode_history(histories, p.codes, 20)
     cfg = A2POConfig(group_size=8)
-    beams = rollout_groups(p.model, ids, mask, p.trie, p.vocab, cfg)
+    beams, _ = rollout_groups(p.model, ids, mask, p.trie, p.vocab, cfg)
     # targets inside the groups (rank 2 or the first), so every group has a business signal
     targets = [int(row[2]) if i % 2 else int(row[0]) for i, row in enumerate(beams)]
     batch = [(u, h, t) for u, (h, t) in enumerate(zip(histories, targets, strict=True))]
@@ -172,6 +181,68 @@ def test_chunks_nll_anchor_and_positive_filter_change_the_gradient_as_documented
     assert any(not torch.allclose(a, b) for a, b in zip(whole, sib, strict=True))
     for a, b in zip(sib, sib_parts, strict=True):
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
+
+
+def test_distill_update_is_the_cross_entropy_gradient_and_learns_the_rankers_group_order(
+        sid_run, monkeypatch):
+    """--ranker-shape distill: the step's policy gradient equals the gradient of the cross-
+    entropy from the ranker's softmax over each group to the policy's (sum over the groups, a
+    mean over the rollouts' SID tokens as every surrogate is; the KL term is 0 at the start),
+    and a few real optimiser steps on one batch lower that cross-entropy."""
+    from sgrec_cli.rl.a2po import _ref_item_log_probs, sequence_log_probs
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: None)
+    _sft(sid_run, judge=False)
+    p, params = _policy(sid_run)
+    histories = [[0, 1, 2], [5, 9], [3, 4, 7, 8], [11]]
+    batch = [(u, h, 0) for u, h in enumerate(histories)]
+
+    def ranker(hists, items):  # a ranker that prefers higher item ids, whatever the history
+        return np.where(items >= 0, -0.2 * (60 - np.maximum(items, 0)), np.nan)
+
+    cfg = dict(business="ranker", ranker_shape="distill")
+    ids, mask = p.vocab.encode_history(histories, p.codes, 20)
+    items, lp_items = rollout_groups(p.model, ids, mask, p.trie, p.vocab,
+                                     A2POConfig(group_size=8))
+    assert (items >= 0).all()
+    # the reference's item log-probabilities (a teacher with --ranker-weight < 1) are the
+    # policy's beam scores while the policy is still the reference
+    np.testing.assert_allclose(_ref_item_log_probs(p, A2POConfig(chunk_users=3), ids, mask,
+                                                   items), lp_items, rtol=1e-4, atol=1e-4)
+    q = torch.softmax(torch.as_tensor(ranker(histories, items)), dim=1)  # (B, G)
+    labels = p.vocab.target_tokens(items.reshape(-1), p.codes)
+
+    def cross_entropy():
+        lp = sequence_log_probs(p.model, p.model.encode(ids, mask).repeat_interleave(8, 0),
+                                mask.repeat_interleave(8, 0), labels, p.vocab)  # (B*G, L)
+        log_pi = torch.log_softmax(lp.sum(1).view(len(batch), 8).double(), dim=1)
+        return -(q * log_pi).sum(), lp.shape[1]
+
+    p.optimizer.grads.clear()
+    log = a2po_step(p, batch, cfg=A2POConfig(advantage="biz", group_size=8, batch_users=4,
+                                             **cfg),
+                    judged=np.zeros(4, bool), ranker=ranker)
+    got = [p.optimizer.grads[-1].get(id(w), torch.zeros_like(w)) for w in params]
+    n_rows, L = log["rollouts_with_gradient"], None
+    ce, L = cross_entropy()
+    want = torch.autograd.grad(ce / (n_rows * L), params, allow_unused=True)
+    assert n_rows == 32 and log["biz_var_share"] == 1.0
+    for g, w in zip(got, want, strict=True):
+        w = torch.zeros_like(g) if w is None else w.to(g.dtype)
+        torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-7)
+    assert any(g.abs().max() > 0 for g in got)
+
+    # real steps: the policy's order of these groups moves towards the ranker's
+    p.optimizer = torch.optim.AdamW(params, lr=1e-3)
+    with torch.no_grad():
+        before = float(cross_entropy()[0])
+    for _ in range(5):
+        a2po_step(p, batch, cfg=A2POConfig(advantage="biz", group_size=8, batch_users=4,
+                                           lr=1e-3, **cfg),
+                  judged=np.zeros(4, bool), ranker=ranker)
+    with torch.no_grad():
+        after = float(cross_entropy()[0])
+    assert after < before - 0.1, (before, after)
 
 
 # ------------------------------------------------------------------------------ the CLI

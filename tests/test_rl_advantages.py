@@ -19,6 +19,7 @@ from sgrec_cli.rl.advantages import (
     combine,
     credit_rewards,
     distance_credit,
+    distill_rewards,
     judge_mask,
     k3_kl,
     prefix_rewards,
@@ -115,6 +116,47 @@ def test_golden_ranker_rewards():
         ranker_rewards(s, "ctr")
     with pytest.raises(ValueError, match="temperature"):
         ranker_rewards(s, "prob", 0.0)
+
+
+def test_golden_distill_rewards_and_their_unscaled_advantage():
+    # the ranker's group softmax (the prob shape above: 0.665241, 0.090031, 0.244728) minus the
+    # policy's over the same items: log-probs log .2, log .1, log .1 -> 0.5, 0.25, 0.25
+    nan = np.nan
+    s = np.array([[-1.0, -3.0, -2.0, nan], [-0.5, -0.5, nan, nan]])
+    lp = np.array([[math.log(0.2), math.log(0.1), math.log(0.1), -np.inf],
+                   [-4.0, -1.0, -np.inf, -np.inf]])
+    gap = distill_rewards(s, lp)
+    assert gap[0] == pytest.approx([0.165241, -0.159969, -0.005272, 0.0], abs=1e-6)
+    # two tied items under the ranker: 1/2 each, the policy's e^-4 : e^-1 = 0.047426 : 0.952574
+    assert gap[1] == pytest.approx([0.452574, -0.452574, 0.0, 0.0], abs=1e-6)
+    assert gap.sum(axis=1) == pytest.approx([0.0, 0.0], abs=1e-12)
+    # unscaled: the business advantage is the gap itself (its group mean is 0), not standardised
+    a, _ = combine(gap, None, "biz", scale_biz=False)
+    assert a == pytest.approx(gap, abs=1e-12)
+    assert not np.allclose(combine(gap, None, "biz")[0], gap)
+    # a policy that already ranks the group as the ranker does gets no update
+    assert distill_rewards(s[:1], s[:1]) == pytest.approx(np.zeros((1, 4)), abs=1e-12)
+    # identical items (a sampled group of copies): zero advantage
+    same = np.array([[-2.5] * 4])
+    assert np.array_equal(combine(distill_rewards(same, same - 1.0), None, "biz",
+                                  scale_biz=False)[0], np.zeros((1, 4)))
+    # a fused teacher, w = 1/2: softmax(s / 2 + l_ref / 2) is the normalised geometric mean
+    # of the ranker's (0.665241, 0.090031, 0.244728) and the reference's (0.5, 0.25, 0.25)
+    # distributions: sqrt of their products 0.576733, 0.150023, 0.247350 over 0.974106
+    # -> 0.592062, 0.154013, 0.253925; the policy here is the reference, so the gap is that
+    # minus (0.5, 0.25, 0.25)
+    fused = distill_rewards(s[:1], lp[:1], weight=0.5, ref_log_probs=lp[:1])
+    assert fused[0] == pytest.approx([0.092062, -0.095987, 0.003925, 0.0], abs=1e-6)
+    with pytest.raises(ValueError, match="needs the reference"):
+        distill_rewards(s, lp, weight=0.5)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        distill_rewards(s, lp, weight=0.0, ref_log_probs=lp)
+    with pytest.raises(ValueError, match="must match"):
+        distill_rewards(s, lp[:, :3])
+    with pytest.raises(ValueError, match="must be finite"):
+        distill_rewards(s, np.full_like(lp, -np.inf))
+    with pytest.raises(ValueError, match="distill_rewards"):
+        ranker_rewards(s, "distill")
 
 
 # ---- standardise and the gate: golden cases -----------------------------------------------------

@@ -34,9 +34,11 @@ from ..generator.tokens import SidVocab
 from ..generator.trie import SidTrie
 from .advantages import (
     ADVANTAGES,
+    UNSCALED_SHAPES,
     combine,
     credit_rewards,
     distance_credit,
+    distill_rewards,
     positive_part,
     prefix_rewards,
     rank_penalty_rewards,
@@ -83,14 +85,15 @@ class PolicyScorer(torch.nn.Module):
 
 
 def rollout_groups(model, ids: torch.Tensor, mask: torch.Tensor, trie: SidTrie, vocab: SidVocab,
-                   cfg: A2POConfig, gen: torch.Generator | None = None) -> np.ndarray:
+                   cfg: A2POConfig, gen: torch.Generator | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(B, G) distinct items per history, ordered by the policy's log-probability (-1 when
     unreachable): the beam top-G, or with ``cfg.rollout == "sample"`` a sample without
-    replacement drawn with ``gen``."""
+    replacement drawn with ``gen``; and their log-probabilities under the policy (B, G)."""
     sample = gen if cfg.rollout == "sample" else None
-    items, _ = constrained_beam_search(model, ids, mask, trie, vocab, cfg.group_size,
-                                       sample=sample, temperature=cfg.temperature)
-    return items.cpu().numpy()
+    items, scores = constrained_beam_search(model, ids, mask, trie, vocab, cfg.group_size,
+                                            sample=sample, temperature=cfg.temperature)
+    return items.cpu().numpy(), scores.float().cpu().numpy()
 
 
 def later_training_items(train: Sequence, sequences: Sequence[Sequence[int]],
@@ -118,18 +121,27 @@ def business_rewards(kind: str, items: np.ndarray, targets: np.ndarray, codes: n
                      values: np.ndarray | None = None,
                      later: Sequence[dict[int, int]] | None = None, *,
                      ranker_log_probs: np.ndarray | None = None, ranker_shape: str = "logprob",
-                     ranker_temperature: float = 1.0, hit_weight: float = 0.0) -> np.ndarray:
+                     ranker_temperature: float = 1.0, hit_weight: float = 0.0,
+                     policy_log_probs: np.ndarray | None = None, ranker_weight: float = 1.0,
+                     ref_log_probs: np.ndarray | None = None) -> np.ndarray:
     """r_biz (B, G) of ``kind`` in BUSINESS_REWARDS for groups ``items`` (B, G) (-1 = none);
     ``later`` (kind future): per group, the user's later training items and their distance;
     ``ranker_log_probs`` (kind ranker): the ranker's log-probabilities (B, G) of the items,
     shaped by ``ranker_shape`` and ``ranker_temperature``, plus ``hit_weight`` x the rank
-    reward."""
+    reward; ``policy_log_probs`` (shape distill): the rollout policy's (B, G), and with
+    ``ranker_weight`` < 1 the reference's ``ref_log_probs`` (B, G) in the teacher."""
     safe = np.where(items >= 0, items, 0)
     if kind == "ranker":
         if ranker_log_probs is None:
             raise ValueError("the ranker reward needs the ranker's log-probabilities")
-        r = ranker_rewards(np.where(items >= 0, ranker_log_probs, np.nan), ranker_shape,
-                           ranker_temperature)
+        s = np.where(items >= 0, ranker_log_probs, np.nan)
+        if ranker_shape == "distill":
+            if policy_log_probs is None:
+                raise ValueError("the distill shape needs the policy's log-probabilities")
+            r = distill_rewards(s, policy_log_probs, ranker_temperature, ranker_weight,
+                                ref_log_probs)
+        else:
+            r = ranker_rewards(s, ranker_shape, ranker_temperature)
         if hit_weight:
             r = r + hit_weight * rank_penalty_rewards(target_rank(items, targets),
                                                       items.shape[1])
@@ -195,15 +207,37 @@ def _rollout(p: Policy, cfg: A2POConfig, batch, gen) -> tuple:
     ids, mask = p.vocab.encode_history([h for _, h, _ in batch], p.codes, p.max_history,
                                        per_item=p.model.per_item)
     ids, mask = ids.to(device), mask.to(device)
-    items = [rollout_groups(p.model, ids[sl], mask[sl], p.trie, p.vocab, cfg, gen)
-             for sl in chunks(len(batch), cfg.chunk_users)]
-    return ids, mask, np.concatenate(items)
+    groups = [rollout_groups(p.model, ids[sl], mask[sl], p.trie, p.vocab, cfg, gen)
+              for sl in chunks(len(batch), cfg.chunk_users)]
+    return (ids, mask, np.concatenate([g[0] for g in groups]),
+            np.concatenate([g[1] for g in groups]))
+
+
+def _ref_item_log_probs(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray
+                        ) -> np.ndarray:
+    """log pi_ref(y | history) (B, G) of the groups' items under the frozen SFT reference
+    (-inf where there is no item), ``chunk_users`` groups at a time."""
+    G = items.shape[1]
+    out = np.full(items.shape, -np.inf)
+    with torch.no_grad():
+        for sl in chunks(len(items), cfg.chunk_users):
+            part = items[sl]
+            labels = p.vocab.target_tokens(np.where(part >= 0, part, 0).reshape(-1), p.codes)
+            user_of = torch.arange(sl.stop - sl.start, device=ids.device).repeat_interleave(G)
+            hidden = p.ref.encode(ids[sl], mask[sl])
+            lp = sequence_log_probs(p.ref, hidden[user_of], mask[sl][user_of],
+                                    labels.to(ids.device), p.vocab).sum(1)
+            out[sl] = np.where(part >= 0, lp.view(-1, G).double().cpu().numpy(), -np.inf)
+    return out
 
 
 def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *, judged,
-                semantic, values, later, ranker: RankerFn | None = None
-                ) -> tuple[np.ndarray, dict]:
-    """Advantages (B, G) of the groups and the reward statistics to log."""
+                semantic, values, later, ranker: RankerFn | None = None,
+                policy_log_probs: np.ndarray | None = None,
+                ref_log_probs: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Advantages (B, G) of the groups and the reward statistics to log; ``policy_log_probs``
+    and ``ref_log_probs`` (B, G) are the rollout policy's and the reference's log-probabilities
+    of the items."""
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     valid = items >= 0
     safe = np.where(valid, items, 0)
@@ -212,13 +246,15 @@ def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *,
     r_biz = np.where(valid, business_rewards(
         cfg.business, items, targets, codes, values, later, ranker_log_probs=scored,
         ranker_shape=cfg.ranker_shape, ranker_temperature=cfg.ranker_temperature,
-        hit_weight=cfg.hit_weight), 0.0)
+        hit_weight=cfg.hit_weight, policy_log_probs=policy_log_probs,
+        ranker_weight=cfg.ranker_weight, ref_log_probs=ref_log_probs), 0.0)
     r_sem = None
     if semantic is not None and ADVANTAGES[cfg.advantage].uses_judge and judged.any():
         r_sem = np.full(items.shape, np.nan)
         for b in np.flatnonzero(judged):
             r_sem[b] = semantic(batch[b][0], batch[b][1], safe[b])
-    adv, stats = combine(r_biz, r_sem, cfg.advantage, judged)
+    unscaled = cfg.business == "ranker" and cfg.ranker_shape in UNSCALED_SHAPES
+    adv, stats = combine(r_biz, r_sem, cfg.advantage, judged, scale_biz=not unscaled)
     stats = {"hit_fraction": float((target_rank(items, targets) >= 0).mean()), **stats}
     adv = np.where(valid, adv, 0.0)
     if cfg.sibling:  # (B, G, L): one advantage per SID token
@@ -340,10 +376,13 @@ def a2po_step(p: Policy, batch: Sequence[tuple[int, list[int], int]], *, cfg: A2
     (business value), ``gen`` (sampled rollouts), ``later`` (business future) and ``ranker``
     (business ranker) as the config asks. Returns this process's step log."""
     t0 = time.perf_counter()
-    ids, mask, items = _rollout(p, cfg, batch, gen)  # items (B, G)
+    ids, mask, items, lp_items = _rollout(p, cfg, batch, gen)  # items, lp_items (B, G)
     t1 = time.perf_counter()
+    lp_ref = (_ref_item_log_probs(p, cfg, ids, mask, items)
+              if cfg.business == "ranker" and cfg.ranker_weight < 1 else None)
     adv, log = _advantages(items, batch, cfg, p.codes, judged=judged, semantic=semantic,
-                           values=values, later=later, ranker=ranker)
+                           values=values, later=later, ranker=ranker,
+                           policy_log_probs=lp_items, ref_log_probs=lp_ref)
     t2 = time.perf_counter()
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
     log.update(_update(p, cfg, ids, mask, items, adv, targets))

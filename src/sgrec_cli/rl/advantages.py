@@ -23,6 +23,15 @@ Business rewards (one of)::
                    rank     r_k = 1 - q_k / (n - 1), q_k = y_k's rank among the group's n items
                             by s (0 = the ranker's favourite; ties by beam rank), 0 when n = 1
                    prob     r_k = softmax_k(s / T) over the group's items
+                   distill  r_k = softmax_k(z_k / T) - softmax_k(l_k) over the group's items,
+                            l_k = log pi(y_k | history) under the rollout policy and the
+                            teacher's z_k = w s_k + (1 - w) l_ref,k (l_ref: the frozen SFT
+                            reference's; w = --ranker-weight, 1 = the ranker alone): the gap
+                            between the teacher's and the policy's distributions over the
+                            group. It sums to 0 and is used *unscaled* as the business
+                            advantage (below), so the update is the gradient of the cross-
+                            entropy from the teacher's group distribution to the policy's, and
+                            it vanishes once the policy ranks the group as the teacher does
                    plus h * the rank penalty above (--hit-weight h mixes the hit back in).
                    Dense: a group has variance unless the ranker scores all its items alike
 
@@ -31,6 +40,9 @@ Semantic reward r_sem = s_hol(x, y_k) from the judge; NaN = missing.
 Group standardisation (population std; a zero-variance group gives 0, not 0/eps noise)::
 
     A_i = (r_i - mean_g r) / (std_g r + eps)
+
+except for the ``distill`` ranker shape, whose business advantage is centred only
+(A_i = r_i - mean_g r, Dr. GRPO's advantage), so its size stays the size of the gap.
 
 Asymmetric gate and the combined advantage (mode ``a2po``)::
 
@@ -111,7 +123,8 @@ ADVANTAGES = {m.name: m for m in (
 MODES = tuple(ADVANTAGES)
 # business rewards (see the module docstring; computed in rl/a2po.py::business_rewards)
 BUSINESS_REWARDS = ("rank", "prefix", "value", "future", "ranker")
-RANKER_SHAPES = ("logprob", "rank", "prob")
+RANKER_SHAPES = ("logprob", "rank", "prob", "distill")
+UNSCALED_SHAPES = ("distill",)  # their business advantage is centred, not standardised
 
 
 def advantage_mode(mode: str) -> AdvantageMode:
@@ -216,12 +229,52 @@ def ranker_rewards(log_probs: np.ndarray, shape: str, temperature: float = 1.0) 
             r = 1.0 - q / (n - 1)
         return np.where(here & (n > 1), r, 0.0)
     if shape == "prob":
-        z = np.where(here, s / temperature, -np.inf)
-        top = z.max(axis=1, keepdims=True)
-        e = np.where(here, np.exp(z - np.where(np.isfinite(top), top, 0.0)), 0.0)
-        total = e.sum(axis=1, keepdims=True)
-        return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+        return _group_softmax(s, here, temperature)
+    if shape == "distill":
+        raise ValueError("the distill shape needs the policy's log-probabilities: use "
+                         "distill_rewards")
     raise ValueError(f"ranker reward shape {shape!r} is not one of {', '.join(RANKER_SHAPES)}")
+
+
+def _group_softmax(s: np.ndarray, here: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax_k(s / T) over each row's items ``here`` (B, G); 0 elsewhere."""
+    z = np.where(here, s / temperature, -np.inf)
+    top = z.max(axis=1, keepdims=True)
+    e = np.where(here, np.exp(z - np.where(np.isfinite(top), top, 0.0)), 0.0)
+    total = e.sum(axis=1, keepdims=True)
+    return np.divide(e, total, out=np.zeros_like(e), where=total > 0)
+
+
+def distill_rewards(ranker_log_probs: np.ndarray, policy_log_probs: np.ndarray,
+                    temperature: float = 1.0, weight: float = 1.0,
+                    ref_log_probs: np.ndarray | None = None) -> np.ndarray:
+    """The distill shape (B, G): q - softmax_k(l) over each group's items, l the rollout
+    policy's log-probabilities and q the teacher's group distribution softmax_k(s / T) from
+    the ranker's s, or with ``weight`` w < 1 softmax_k((w s + (1 - w) l_ref) / T) from the
+    reference's ``ref_log_probs`` l_ref too (NaN = no item, rewarded 0). Each row sums to 0
+    over its items."""
+    s = np.asarray(ranker_log_probs, dtype=np.float64)
+    here = ~np.isnan(s)
+    q = ranker_rewards(s, "prob", temperature)  # checks s and T
+
+    def finite(x, what: str) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != s.shape:
+            raise ValueError(f"{what} log-probabilities {x.shape} must match the ranker's "
+                             f"{s.shape}")
+        if not np.isfinite(x[here]).all():
+            raise ValueError(f"{what} log-probabilities of the group's items must be finite")
+        return np.where(here, x, 0.0)
+
+    if not 0.0 < weight <= 1.0:
+        raise ValueError(f"the ranker's weight {weight!r} must lie in (0, 1]")
+    if weight < 1.0:
+        if ref_log_probs is None:
+            raise ValueError("a ranker weight below 1 needs the reference's log-probabilities")
+        teacher = weight * np.where(here, s, 0.0) + (1.0 - weight) * finite(ref_log_probs,
+                                                                             "reference")
+        q = _group_softmax(teacher, here, temperature)
+    return q - _group_softmax(finite(policy_log_probs, "policy"), here, 1.0)
 
 
 def distance_credit(distance: np.ndarray) -> np.ndarray:
@@ -254,8 +307,11 @@ def combine(
     mode: str,
     judged_mask: np.ndarray | None = None,
     eps: float = EPS,
+    scale_biz: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Advantages A (B, G) for ``mode`` in MODES, and per-batch statistics to log.
+
+    ``scale_biz`` False: A_biz = r_biz - its group mean, not standardised (the distill shape).
 
     r_sem may be None (no judge: every group falls back to business only). judged_mask (B,)
     marks the groups the judge was consulted for (default: all). A group uses its semantic
@@ -290,7 +346,7 @@ def combine(
         raise ValueError("business rewards must be finite")
 
     sem = judged & ~np.isnan(r_sem).any(axis=1)  # (B,): groups that use the semantic reward
-    a_biz = standardise(r_biz, eps)  # (B, G)
+    a_biz = standardise(r_biz, eps) if scale_biz else r_biz - r_biz.mean(1, keepdims=True)
     a_sem = np.zeros_like(a_biz)
     a_sem[sem] = standardise(r_sem[sem], eps)
     lam = asymmetric_gate(a_biz, a_sem, eps)  # (B, G); rows outside sem are unused below

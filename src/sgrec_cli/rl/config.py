@@ -10,7 +10,7 @@ from ..validate import check_choice, check_device, check_ints, check_num, requir
 from .advantages import ADVANTAGES, BUSINESS_REWARDS, MODES, RANKER_SHAPES
 
 ROLLOUTS = ("beam", "sample")
-RL_EXAMPLES = ("all", "latest")
+RL_EXAMPLES = ("all", "latest", "next")
 
 
 @dataclass
@@ -29,10 +29,17 @@ class A2POConfig(StepConfig):
                            "train --model sasrec`).")
     ranker_shape: str = option("logprob", "--business ranker: logprob (the ranker's "
                                "log-probability / --ranker-temperature), rank (1 - the item's "
-                               "rank in its group under the ranker / (G - 1)) or prob (the "
-                               "ranker's softmax over the group at --ranker-temperature).")
-    ranker_temperature: float = option(1.0, "--business ranker: temperature of the logprob "
-                                       "and prob shapes.")
+                               "rank in its group under the ranker / (G - 1)), prob (the "
+                               "ranker's softmax over the group at --ranker-temperature) or "
+                               "distill (that softmax minus the policy's own over the group, "
+                               "used unscaled as the advantage: the policy learns the ranker's "
+                               "order of the group and stops once it has it).")
+    ranker_temperature: float = option(1.0, "--business ranker: temperature of the logprob, "
+                                       "prob and distill shapes.")
+    ranker_weight: float = option(1.0, "--ranker-shape distill: the ranker's share w of the "
+                                  "teacher's score, w x its log-probability + (1 - w) x the "
+                                  "SFT generator's (1 = the ranker alone; the w of `--model "
+                                  "sft@ranker` makes the teacher that fused model).")
     hit_weight: float = option(0.0, "--business ranker: weight of the rank reward (1 for the "
                                "next item, ...) added to the ranker's (0 = the ranker alone).")
     rollout: str = option("beam", "beam (the top-G by constrained beam search) or sample (G "
@@ -45,8 +52,10 @@ class A2POConfig(StepConfig):
     batch_users: int = option(32, "Groups per optimisation step.")
     chunk_users: int = option(256, "Groups rolled out and back-propagated at once (memory "
                               "only; the step's gradient is the same).")
-    examples: str = option("all", "Draw groups from all training examples (every prefix) or "
-                           "from each user's latest one.")
+    examples: str = option("all", "Draw groups from all training examples (every prefix), "
+                           "from each user's latest one, or from each user's next position "
+                           "(the training items as history, no label: for the ranker reward, "
+                           "which neither model was fitted on there).")
     nll_weight: float = option(0.0, "Weight of an NLL anchor on the examples' next-item SIDs "
                                "(0 = none).")
     positive_only: bool = option(False, "Update only on rollouts with a positive advantage "
@@ -74,6 +83,10 @@ class A2POConfig(StepConfig):
         check_choice("advantage", self.advantage, MODES)
         check_choice("examples", self.examples, RL_EXAMPLES)
         check_num("nll_weight", self.nll_weight, of=self, low=0)
+        require(self.examples != "next" or (self.business == "ranker" and not self.hit_weight
+                                            and not self.nll_weight),
+                "--examples next has no label: use it with --business ranker, without "
+                "--hit-weight and --nll-weight")
         check_num("select_alpha", self.select_alpha, of=self, low=0, high=1, low_open=True)
         for name in ("positive_only", "sibling"):
             value = getattr(self, name)
@@ -85,6 +98,11 @@ class A2POConfig(StepConfig):
         check_choice("ranker_shape", self.ranker_shape, RANKER_SHAPES)
         check_num("ranker_temperature", self.ranker_temperature, of=self, low=0, low_open=True)
         check_num("hit_weight", self.hit_weight, of=self, low=0)
+        check_num("ranker_weight", self.ranker_weight, of=self, low=0, high=1, low_open=True)
+        require(self.ranker_weight == 1 or (self.business == "ranker"
+                                            and self.ranker_shape == "distill"),
+                "--ranker-weight mixes the teacher of --business ranker --ranker-shape "
+                "distill; other rewards have no teacher")
         require(not self.hit_weight or self.business == "ranker",
                 f"--hit-weight mixes the hit reward into --business ranker's; with --business "
                 f"{self.business} it has nothing to mix with")

@@ -13,7 +13,10 @@ history excluded). The best state is kept in ``best/`` only if its per-user vali
 NDCG@10 beats the SFT start's by a paired bootstrap with p < ``select_alpha``; otherwise
 ``best/`` holds the SFT weights and the summary says why (``selection``).
 
-Groups are drawn from every training example or from each user's latest one (``examples``);
+Groups are drawn from every training example, from each user's latest one, or from each
+user's next position (``examples``: ``next`` reads the user's training items as the history and
+no target, so only the label-free ranker reward can score its groups; neither the generator nor
+the ranker was fitted on what follows it, where on a training example both were);
 each step's ``batch_users`` groups are rolled out and back-propagated ``chunk_users`` at a time,
 their gradients accumulated into one optimiser step.
 
@@ -50,6 +53,7 @@ from ..checkpoint import (
     rng_tensors,
     save_training_state,
 )
+from ..data.split import Example, truncate
 from ..errors import ConfigError
 from ..eval.bootstrap import paired_bootstrap
 from ..eval.metrics import per_user_metrics, ranks_of_targets
@@ -122,10 +126,20 @@ def _valid_scores(p: Policy, valid, world) -> np.ndarray:
     return scores
 
 
+def next_positions(sequences: Sequence[Sequence[int]], max_history: int,
+                   held_out: int = 2) -> list[Example]:
+    """Each user's position after their training items, as an example without a label: the
+    training items (all but the last ``held_out``, validation and test, which are never read)
+    as the history, target -1."""
+    return [Example(u, truncate(list(seq[:len(seq) - held_out]), max_history), -1)
+            for u, seq in enumerate(sequences) if len(seq) > held_out]
+
+
 def training_pool(train: Sequence, examples: str) -> np.ndarray:
     """Indices into ``train`` (per user, t = 1, 2, ...) that groups are drawn from: every
-    example (``all``) or each user's last one (``latest``)."""
-    if examples == "all":
+    example (``all``, and ``next``, whose examples are ``next_positions``) or each user's last
+    one (``latest``)."""
+    if examples in ("all", "next"):
         return np.arange(len(train))
     if examples != "latest":
         raise ValueError(f"examples {examples!r} is not known")
@@ -321,15 +335,18 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
     train = data.training_split("train --a2po")
     futures = (later_training_items(train, data.sequences()) if cfg.business == "future"
                else None)
-    pool = training_pool(train, cfg.examples)
     withheld = judge_trained_mask(train, job.trained_on)
+    if cfg.examples == "next":  # no training example: none the judge learned from
+        train = next_positions(data.sequences(), data.max_history)
+        withheld = np.zeros(len(train), dtype=bool)
+    pool = training_pool(train, cfg.examples)
     if withheld.any():
         job.say(f"a2po: no semantic reward on the {int(withheld[pool].sum()):,} of "
                 f"{len(pool):,} examples the judge was trained on")
     if cfg.batch_users > len(pool):
         raise ConfigError(f"--batch-users {cfg.batch_users} is more than the {len(pool):,} "
-                          f"training examples groups are drawn from (--examples "
-                          f"{cfg.examples})")
+                          f"{'positions' if cfg.examples == 'next' else 'training examples'} "
+                          f"groups are drawn from (--examples {cfg.examples})")
     valid = seeded_subset(data.split("valid"), cfg.valid_users, cfg.seed)
     state, best_state, rows, scores = _start(job, p, valid, rng, gen, resume)
     mine = slice(world.rank, None, world.size)
