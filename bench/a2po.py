@@ -32,6 +32,8 @@ Sets (``--settings`` takes set or setting names, comma-separated):
           softmax (prob), sampled groups, with the hit mixed in; and lr 3e-5 for 64 steps
   distill  the distill shape (the ranker's group softmax minus the policy's, unscaled) for 16
           and 64 steps
+  ranker-ladder  the paper's ladder on the ranker reward (log-probability, lr 3e-5, 16 steps
+          of 1,024 groups): biz, reward-sum, adv-sum, a2po at rho 0.05 and 1
   next    the ranker reward on each user's next position (--examples next: the training items,
           no label), as log-probability and distill (16 steps), distill for 64 steps
 
@@ -116,10 +118,26 @@ SETTINGS: dict[str, list[str]] = {
                            "distill", "--examples", "next"],
     "long-next-distill": [*_LONG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
                           "distill", "--examples", "next"],
+    "long-next-distill-lr3e-4": [*_LONG, "--lr", "3e-4", "--business", "ranker",
+                                 "--ranker-shape", "distill", "--examples", "next"],
+    # the ladder on the ranker reward (log-probability, lr 3e-5): its biz rung is
+    # b1024-ranker-lr3e-5
+    "ranker-reward-sum": [*_BIG, "--lr", "3e-5", "--business", "ranker", "--advantage",
+                          "reward-sum"],
+    "ranker-adv-sum": [*_BIG, "--lr", "3e-5", "--business", "ranker", "--advantage", "adv-sum"],
+    "ranker-a2po": [*_BIG, "--lr", "3e-5", "--business", "ranker", "--advantage", "a2po"],
+    "ranker-a2po-rho1": [*_BIG, "--lr", "3e-5", "--business", "ranker", "--advantage", "a2po",
+                         "--rho", "1"],
     # the teacher is the fused model at sft@ranker's weight on Scientific (0.7)
-    "long-next-distill-w0.7": [*_LONG, "--lr", "1e-4", "--business", "ranker",
+    "long-next-distill-w0.7": [*_LONG, "--lr", "3e-4", "--business", "ranker",
                                "--ranker-shape", "distill", "--ranker-weight", "0.7",
                                "--examples", "next"],
+    "long-next-distill-lr1e-3": [*_LONG, "--lr", "1e-3", "--business", "ranker",
+                                 "--ranker-shape", "distill", "--examples", "next"],
+    # the groups also hold the ranker's 16 best items the policy did not propose
+    "long-next-distill-c16": [*_LONG, "--lr", "3e-4", "--business", "ranker",
+                              "--ranker-shape", "distill", "--examples", "next",
+                              "--ranker-candidates", "16"],
 }
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "recipe": ["today", "b1024-lr1e-5", "b1024-lr3e-5", "b1024", "b1024-latest", "b1024-nll",
@@ -129,8 +147,13 @@ SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "ranker-shapes": ["b1024-ranker", "b1024-ranker-pos", "b1024-ranker-prob",
                           "b1024-ranker-sample", "b1024-ranker-hit", "long-ranker-lr3e-5"],
         "distill": ["b1024-ranker-distill", "long-ranker-distill"],
-        "next": ["b1024-next", "b1024-next-distill", "long-next-distill"]}
-LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz")}
+        "next": ["b1024-next", "b1024-next-distill", "long-next-distill"],
+        "ranker-ladder": ["b1024-ranker-lr3e-5", "ranker-reward-sum", "ranker-adv-sum",
+                          "ranker-a2po", "ranker-a2po-rho1"]}
+LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz"),
+                ("ranker-a2po", "b1024-ranker-lr3e-5"), ("ranker-a2po-rho1", "b1024-ranker-lr3e-5"),
+                ("ranker-reward-sum", "b1024-ranker-lr3e-5"),
+                ("ranker-adv-sum", "b1024-ranker-lr3e-5")}
 DIAG = ("hit_fraction", "biz_var_share", "sign_agreement", "positive_agreement", "mean_lambda",
         "mean_r_biz", "mean_r_sem", "kl", "clip_fraction", "nll")
 COMPARED = ("ndcg@10", "recall@10", "recall@20")

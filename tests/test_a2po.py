@@ -314,13 +314,18 @@ def test_ranker_reward_needs_sasrec_is_dense_and_ties_the_folder_to_it(sid_run):
     res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--business", "ranker",
                               "--ranker-weight", "0.5"])
     assert res.exit_code == 2 and "--ranker-weight mixes the teacher" in res.stderr
+    res = runner.invoke(app, [*A2PO, "--run", str(sid_run), "--business", "ranker",
+                              "--ranker-candidates", "4"])
+    assert res.exit_code == 2 and "--ranker-candidates adds the teacher's items" in res.stderr
     res = runner.invoke(app, [*biz[:-1], "next", "--examples", "next", "--ranker-shape",
-                              "distill", "--ranker-weight", "0.7"])
+                              "distill", "--ranker-weight", "0.7", "--ranker-candidates", "4"])
     assert res.exit_code == 0, res.output
     rows = _log(sid_run / "a2po-next")[1:]
     assert [r["hit_fraction"] for r in rows] == [0.0, 0.0]  # no target to hit
     assert [r["biz_var_share"] for r in rows] == [1.0, 1.0]
     assert all(r["rollouts_with_gradient"] > 0 for r in rows)
+    assert json.loads((sid_run / "a2po-next" / "manifest.json").read_text()
+                      )["config"]["ranker_candidates"] == 4
     # a retrained ranker leaves the A2PO folder tied to the old one: `sgrec info` says so
     assert runner.invoke(app, [*sasrec[:-1], "2"]).exit_code == 0
     assert any("sasrec" in p for p in Run(sid_run).breaks("a2po-ranker"))

@@ -183,24 +183,41 @@ def test_chunks_nll_anchor_and_positive_filter_change_the_gradient_as_documented
         torch.testing.assert_close(b, a, atol=1e-6, rtol=1e-5)
 
 
+def test_extra_candidates_golden():
+    from sgrec_cli.rl.a2po import extra_candidates
+
+    groups = np.array([[4, 2, 7], [1, -1, -1]])
+    ranked = np.array([[2, 9, 4, 5, 8], [1, 3, -1, -1, -1]])
+    # row 0: 2 and 4 are in the group -> 9, 5; row 1: 1 is in it -> 3, then nothing left
+    assert extra_candidates(groups, ranked, 2).tolist() == [[9, 5], [3, -1]]
+    assert extra_candidates(groups, ranked, 0).shape == (2, 0)
+
+
+@pytest.mark.parametrize("extra", [0, 3])
 def test_distill_update_is_the_cross_entropy_gradient_and_learns_the_rankers_group_order(
-        sid_run, monkeypatch):
+        sid_run, monkeypatch, extra):
     """--ranker-shape distill: the step's policy gradient equals the gradient of the cross-
     entropy from the ranker's softmax over each group to the policy's (sum over the groups, a
     mean over the rollouts' SID tokens as every surrogate is; the KL term is 0 at the start),
-    and a few real optimiser steps on one batch lower that cross-entropy."""
-    from sgrec_cli.rl.a2po import _ref_item_log_probs, sequence_log_probs
+    also when --ranker-candidates adds the ranker's best items the policy did not propose; and
+    a few real optimiser steps on one batch lower that cross-entropy."""
+    from sgrec_cli.rl.a2po import _ref_item_log_probs, extra_candidates, sequence_log_probs
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: None)
     _sft(sid_run, judge=False)
     p, params = _policy(sid_run)
     histories = [[0, 1, 2], [5, 9], [3, 4, 7, 8], [11]]
     batch = [(u, h, 0) for u, h in enumerate(histories)]
+    n_items = len(p.codes)
 
     def ranker(hists, items):  # a ranker that prefers higher item ids, whatever the history
-        return np.where(items >= 0, -0.2 * (60 - np.maximum(items, 0)), np.nan)
+        return np.where(items >= 0, -0.2 * (n_items - np.maximum(items, 0)), np.nan)
 
-    cfg = dict(business="ranker", ranker_shape="distill")
+    def ranker_top(hists, k):  # its best items, history excluded
+        return np.array([[i for i in range(n_items - 1, -1, -1) if i not in h][:k]
+                         for h in hists])
+
+    cfg = dict(business="ranker", ranker_shape="distill", ranker_candidates=extra)
     ids, mask = p.vocab.encode_history(histories, p.codes, 20)
     items, lp_items = rollout_groups(p.model, ids, mask, p.trie, p.vocab,
                                      A2POConfig(group_size=8))
@@ -209,24 +226,29 @@ def test_distill_update_is_the_cross_entropy_gradient_and_learns_the_rankers_gro
     # policy's beam scores while the policy is still the reference
     np.testing.assert_allclose(_ref_item_log_probs(p, A2POConfig(chunk_users=3), ids, mask,
                                                    items), lp_items, rtol=1e-4, atol=1e-4)
+    if extra:
+        added = extra_candidates(items, ranker_top(histories, 8 + extra), extra)
+        assert (added >= 0).all() and not np.isin(added, items).any()
+        items = np.concatenate([items, added], axis=1)
+    G = items.shape[1]
     q = torch.softmax(torch.as_tensor(ranker(histories, items)), dim=1)  # (B, G)
     labels = p.vocab.target_tokens(items.reshape(-1), p.codes)
 
     def cross_entropy():
-        lp = sequence_log_probs(p.model, p.model.encode(ids, mask).repeat_interleave(8, 0),
-                                mask.repeat_interleave(8, 0), labels, p.vocab)  # (B*G, L)
-        log_pi = torch.log_softmax(lp.sum(1).view(len(batch), 8).double(), dim=1)
+        lp = sequence_log_probs(p.model, p.model.encode(ids, mask).repeat_interleave(G, 0),
+                                mask.repeat_interleave(G, 0), labels, p.vocab)  # (B*G, L)
+        log_pi = torch.log_softmax(lp.sum(1).view(len(batch), G).double(), dim=1)
         return -(q * log_pi).sum(), lp.shape[1]
 
     p.optimizer.grads.clear()
     log = a2po_step(p, batch, cfg=A2POConfig(advantage="biz", group_size=8, batch_users=4,
                                              **cfg),
-                    judged=np.zeros(4, bool), ranker=ranker)
+                    judged=np.zeros(4, bool), ranker=ranker, ranker_top=ranker_top)
     got = [p.optimizer.grads[-1].get(id(w), torch.zeros_like(w)) for w in params]
-    n_rows, L = log["rollouts_with_gradient"], None
+    n_rows = log["rollouts_with_gradient"]
     ce, L = cross_entropy()
     want = torch.autograd.grad(ce / (n_rows * L), params, allow_unused=True)
-    assert n_rows == 32 and log["biz_var_share"] == 1.0
+    assert n_rows == 4 * G and log["biz_var_share"] == 1.0
     for g, w in zip(got, want, strict=True):
         w = torch.zeros_like(g) if w is None else w.to(g.dtype)
         torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-7)
@@ -239,7 +261,7 @@ def test_distill_update_is_the_cross_entropy_gradient_and_learns_the_rankers_gro
     for _ in range(5):
         a2po_step(p, batch, cfg=A2POConfig(advantage="biz", group_size=8, batch_users=4,
                                            lr=1e-3, **cfg),
-                  judged=np.zeros(4, bool), ranker=ranker)
+                  judged=np.zeros(4, bool), ranker=ranker, ranker_top=ranker_top)
     with torch.no_grad():
         after = float(cross_entropy()[0])
     assert after < before - 0.1, (before, after)

@@ -95,17 +95,18 @@ def recommend(model: SASRec, histories: Sequence[Sequence[int]], k: int,
     """Top-k item indices (U, k) by score; history items masked when ``exclude_history``.
     ``with_scores`` also returns the logits (U, k) float32."""
     model.eval()
+    device = next(model.parameters()).device
     out, out_s = [], []
     for i in range(0, len(histories), batch):
         hs = histories[i:i + batch]
-        seq = left_pad(hs, model.cfg.max_len)
+        seq = left_pad(hs, model.cfg.max_len).to(device)
         scores = model.logits(model.hidden_states(seq)[:, -1])  # (B, n_items)
         if exclude_history:
             for b, hist in enumerate(hs):
                 scores[b, list(hist)] = -torch.inf
         top = scores.topk(k, dim=1)
-        out.append(top.indices.numpy())
-        out_s.append(top.values.float().numpy())
+        out.append(top.indices.cpu().numpy())
+        out_s.append(top.values.float().cpu().numpy())
     items = np.concatenate(out)
     return (items, np.concatenate(out_s)) if with_scores else items
 

@@ -51,8 +51,8 @@ from .advantages import clipped_surrogate as surrogate
 from .advantages import k3_kl as kl_k3
 from .config import A2POConfig
 
-__all__ = ["Policy", "RankerFn", "a2po_step", "business_rewards", "later_training_items",
-           "rollout_groups", "sequence_log_probs"]
+__all__ = ["Policy", "RankerFn", "RankerTopFn", "a2po_step", "business_rewards",
+           "extra_candidates", "later_training_items", "rollout_groups", "sequence_log_probs"]
 
 
 def sequence_log_probs(model, hidden: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
@@ -169,6 +169,19 @@ def business_rewards(kind: str, items: np.ndarray, targets: np.ndarray, codes: n
 SemanticFn = Callable[[Sequence[int], Sequence[int], np.ndarray], np.ndarray]
 # (histories, items (B, G), -1 = none) -> the ranker's log-probabilities (B, G), NaN = none
 RankerFn = Callable[[Sequence[Sequence[int]], np.ndarray], np.ndarray]
+# (histories, k) -> the ranker's k best items (B, k) per history, history items excluded
+RankerTopFn = Callable[[Sequence[Sequence[int]], int], np.ndarray]
+
+
+def extra_candidates(groups: np.ndarray, ranked: np.ndarray, n: int) -> np.ndarray:
+    """(B, n): per row, the first ``n`` items of ``ranked`` (B, M), best first, that are not in
+    the row's group ``groups`` (B, G) (-1 = none); -1 where fewer remain."""
+    out = np.full((len(groups), n), -1, dtype=np.int64)
+    for b, (group, row) in enumerate(zip(groups, ranked, strict=True)):
+        taken = set(int(x) for x in group if x >= 0)
+        new = [int(x) for x in row if x >= 0 and int(x) not in taken][:n]
+        out[b, :len(new)] = new
+    return out
 
 
 def _all_sum(x: int, world) -> int:
@@ -213,10 +226,10 @@ def _rollout(p: Policy, cfg: A2POConfig, batch, gen) -> tuple:
             np.concatenate([g[1] for g in groups]))
 
 
-def _ref_item_log_probs(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray
-                        ) -> np.ndarray:
-    """log pi_ref(y | history) (B, G) of the groups' items under the frozen SFT reference
-    (-inf where there is no item), ``chunk_users`` groups at a time."""
+def _item_log_probs(model, p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray
+                    ) -> np.ndarray:
+    """log p(y | history) (B, G) of the groups' items under ``model`` (-inf where there is no
+    item), ``chunk_users`` groups at a time, without gradients."""
     G = items.shape[1]
     out = np.full(items.shape, -np.inf)
     with torch.no_grad():
@@ -224,11 +237,30 @@ def _ref_item_log_probs(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray
             part = items[sl]
             labels = p.vocab.target_tokens(np.where(part >= 0, part, 0).reshape(-1), p.codes)
             user_of = torch.arange(sl.stop - sl.start, device=ids.device).repeat_interleave(G)
-            hidden = p.ref.encode(ids[sl], mask[sl])
-            lp = sequence_log_probs(p.ref, hidden[user_of], mask[sl][user_of],
+            hidden = model.encode(ids[sl], mask[sl])
+            lp = sequence_log_probs(model, hidden[user_of], mask[sl][user_of],
                                     labels.to(ids.device), p.vocab).sum(1)
             out[sl] = np.where(part >= 0, lp.view(-1, G).double().cpu().numpy(), -np.inf)
     return out
+
+
+def _ref_item_log_probs(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray
+                        ) -> np.ndarray:
+    """log pi_ref(y | history) (B, G) under the frozen SFT reference (-inf: no item)."""
+    return _item_log_probs(p.ref, p, cfg, ids, mask, items)
+
+
+def _with_ranker_candidates(p: Policy, cfg: A2POConfig, ids, mask, batch, items: np.ndarray,
+                            lp_items: np.ndarray, ranker_top: RankerTopFn | None
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """The groups (B, G + N) with the ranker's ``ranker_candidates`` N best items the policy did
+    not propose appended, and the policy's log-probabilities of all of them."""
+    if ranker_top is None:
+        raise ValueError("--ranker-candidates needs the ranker's top items")
+    n = cfg.ranker_candidates
+    extra = extra_candidates(items, ranker_top([h for _, h, _ in batch], n + items.shape[1]), n)
+    lp_extra = _item_log_probs(p.model, p, cfg, ids, mask, extra)
+    return np.concatenate([items, extra], axis=1), np.concatenate([lp_items, lp_extra], axis=1)
 
 
 def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *, judged,
@@ -370,13 +402,18 @@ def a2po_step(p: Policy, batch: Sequence[tuple[int, list[int], int]], *, cfg: A2
               judged: np.ndarray, semantic: SemanticFn | None = None,
               values: np.ndarray | None = None, gen: torch.Generator | None = None,
               later: Sequence[dict[int, int]] | None = None,
-              ranker: RankerFn | None = None) -> dict[str, float]:
+              ranker: RankerFn | None = None, ranker_top: RankerTopFn | None = None
+              ) -> dict[str, float]:
     """One A2PO step on ``batch`` = [(user index, history, next item)]: rollouts, rewards,
     advantages, update. ``judged`` (B,) marks the groups given a semantic reward; ``values``
-    (business value), ``gen`` (sampled rollouts), ``later`` (business future) and ``ranker``
-    (business ranker) as the config asks. Returns this process's step log."""
+    (business value), ``gen`` (sampled rollouts), ``later`` (business future), ``ranker``
+    (business ranker) and ``ranker_top`` (--ranker-candidates) as the config asks. Returns
+    this process's step log."""
     t0 = time.perf_counter()
     ids, mask, items, lp_items = _rollout(p, cfg, batch, gen)  # items, lp_items (B, G)
+    if cfg.ranker_candidates:  # (B, G + N)
+        items, lp_items = _with_ranker_candidates(p, cfg, ids, mask, batch, items, lp_items,
+                                                  ranker_top)
     t1 = time.perf_counter()
     lp_ref = (_ref_item_log_probs(p, cfg, ids, mask, items)
               if cfg.business == "ranker" and cfg.ranker_weight < 1 else None)

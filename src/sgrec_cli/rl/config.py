@@ -40,6 +40,10 @@ class A2POConfig(StepConfig):
                                   "teacher's score, w x its log-probability + (1 - w) x the "
                                   "SFT generator's (1 = the ranker alone; the w of `--model "
                                   "sft@ranker` makes the teacher that fused model).")
+    ranker_candidates: int = option(0, "--ranker-shape distill: add to every group the "
+                                    "ranker's N best items for the history that the policy "
+                                    "did not propose (history items excluded), so the teacher's "
+                                    "favourites are learned too (0 = the policy's items only).")
     hit_weight: float = option(0.0, "--business ranker: weight of the rank reward (1 for the "
                                "next item, ...) added to the ranker's (0 = the ranker alone).")
     rollout: str = option("beam", "beam (the top-G by constrained beam search) or sample (G "
@@ -99,6 +103,12 @@ class A2POConfig(StepConfig):
         check_num("ranker_temperature", self.ranker_temperature, of=self, low=0, low_open=True)
         check_num("hit_weight", self.hit_weight, of=self, low=0)
         check_num("ranker_weight", self.ranker_weight, of=self, low=0, high=1, low_open=True)
+        check_ints(self, ("ranker_candidates",), 0)
+        require(not self.ranker_candidates or (self.business == "ranker"
+                                               and self.ranker_shape == "distill"),
+                "--ranker-candidates adds the teacher's items to the groups of --business "
+                "ranker --ranker-shape distill (a cross-entropy over the group, which may hold "
+                "items the policy did not draw); other rewards are policy gradients")
         require(self.ranker_weight == 1 or (self.business == "ranker"
                                             and self.ranker_shape == "distill"),
                 "--ranker-weight mixes the teacher of --business ranker --ranker-shape "

@@ -65,7 +65,15 @@ from ..progress import progress_bar, quiet
 from ..rundir import Run, as_run
 from ..runlock import locked
 from ..sampling import seeded_subset
-from .a2po import Policy, PolicyScorer, RankerFn, SemanticFn, a2po_step, later_training_items
+from .a2po import (
+    Policy,
+    PolicyScorer,
+    RankerFn,
+    RankerTopFn,
+    SemanticFn,
+    a2po_step,
+    later_training_items,
+)
 from .advantages import ADVANTAGES, judge_mask
 from .config import A2POConfig
 
@@ -177,6 +185,7 @@ class _Job:
     trained_on: set | None  # (user, position) examples the judge trained on: no r_sem there
     values: np.ndarray | None
     ranker: RankerFn | None  # --business ranker: the run's SASRec scoring rollout items
+    ranker_top: RankerTopFn | None  # and its best items (--ranker-candidates)
     started: float
     say: Callable[[str], None]
 
@@ -212,16 +221,17 @@ def _run_step(run: Run, cfg: A2POConfig, resume: bool, progress: bool, log,
         raise ConfigError(f"stop_after {stop_after!r} must be >= 1")
     ranker_model = _ranker_model(run) if cfg.business == "ranker" else None
     world = setup(cfg.device)
-    ranker = None
+    ranker = ranker_top = None
     if ranker_model is not None:
-        from ..baselines.sasrec import item_log_probs
+        from ..baselines.sasrec import item_log_probs, recommend
 
         ranker_model.to(torch.device(world.device))
         ranker = partial(item_log_probs, ranker_model)
+        ranker_top = partial(recommend, ranker_model)
     job = _Job(run, cfg.step, cfg, world,
                run.digests("data", "sids", "sft", *(("judge",) if uses_judge else ()),
                            *(("sasrec",) if ranker else ())),
-               semantic, how, trained_on, values, ranker, started,
+               semantic, how, trained_on, values, ranker, ranker_top, started,
                (log or quiet) if world.main else quiet)
     try:
         # the DDP-wrapped model lives only inside _train, so it is freed before the process
@@ -362,7 +372,8 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
                      for i in pick[mine]]
             later = None if futures is None else [futures[i] for i in pick[mine]]
             row = a2po_step(p, batch, cfg=cfg, judged=judged[mine], semantic=job.semantic,
-                            values=job.values, gen=gen, later=later, ranker=job.ranker)
+                            values=job.values, gen=gen, later=later, ranker=job.ranker,
+                            ranker_top=job.ranker_top)
             row = {"step": s, **mean_over_processes(world, row,
                                                     sums=("rollouts_with_gradient",))}
             stop_here = stop_after is not None and s - first + 1 >= stop_after
