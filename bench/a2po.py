@@ -28,14 +28,15 @@ Sets (``--settings`` takes set or setting names, comma-separated):
   ranker  business-only at 1,024 groups per step: the rank reward (b1024) against the ranker
           reward (the run's SASRec) as log-probability, as rank within the group, and with the
           hit reward mixed in
-  ranker-shapes  the ranker reward at lr 1e-4: log-probability, positive-only, the group
-          softmax (prob), sampled groups, with the hit mixed in; and lr 3e-5 for 64 steps
   distill  the distill shape (the ranker's group softmax minus the policy's, unscaled) for 16
           and 64 steps
-  ranker-ladder  the paper's ladder on the ranker reward (log-probability, lr 3e-5, 16 steps
-          of 1,024 groups): biz, reward-sum, adv-sum, a2po at rho 0.05 and 1
   next    the ranker reward on each user's next position (--examples next: the training items,
           no label), as log-probability and distill (16 steps), distill for 64 steps
+  next-more  64 steps of the distill shape at each user's next position: lr 3e-4 (the
+          recipe measured at three seeds), with the ranker's 16 best items in every group, lr
+          1e-3, and the fused teacher (w 0.7)
+  ranker-ladder  the paper's ladder on the ranker reward (log-probability, lr 3e-5, 16 steps
+          of 1,024 groups): biz, reward-sum, adv-sum, a2po at rho 0.05 and 1
 
 Usage (RUN_SCI: a Scientific run with data, sids, sft and judge; see bench/README.md):
   python bench/a2po.py --run RUN_SCI --settings recipe \
@@ -100,12 +101,6 @@ SETTINGS: dict[str, list[str]] = {
                           "rank"],
     "b1024-ranker-hit": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--hit-weight", "1"],
     "b1024-ranker-lr3e-5": [*_BIG, "--lr", "3e-5", "--business", "ranker"],
-    "b1024-ranker-pos": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--positive-only"],
-    "b1024-ranker-prob": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
-                          "prob"],
-    "b1024-ranker-sample": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--rollout",
-                            "sample"],
-    "long-ranker-lr3e-5": [*_LONG, "--lr", "3e-5", "--business", "ranker"],
     # the distill shape: the gap between the ranker's and the policy's softmax over the group,
     # unscaled (the policy learns the ranker's order of its own groups)
     "b1024-ranker-distill": [*_BIG, "--lr", "1e-4", "--business", "ranker", "--ranker-shape",
@@ -144,10 +139,10 @@ SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
                    "b1024-pos", "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"],
         "long-recipe": ["long", "long-nll", "long-prefix", "long-latest"],
         "ranker": ["b1024", "b1024-ranker", "b1024-ranker-rank", "b1024-ranker-hit"],
-        "ranker-shapes": ["b1024-ranker", "b1024-ranker-pos", "b1024-ranker-prob",
-                          "b1024-ranker-sample", "b1024-ranker-hit", "long-ranker-lr3e-5"],
         "distill": ["b1024-ranker-distill", "long-ranker-distill"],
         "next": ["b1024-next", "b1024-next-distill", "long-next-distill"],
+        "next-more": ["long-next-distill-lr3e-4", "long-next-distill-c16",
+                      "long-next-distill-lr1e-3", "long-next-distill-w0.7"],
         "ranker-ladder": ["b1024-ranker-lr3e-5", "ranker-reward-sum", "ranker-adv-sum",
                           "ranker-a2po", "ranker-a2po-rho1"]}
 LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz"),
