@@ -20,23 +20,13 @@ import numpy as np
 from common import RESULTS, write_result
 
 
-def sasrec_ranks(model, examples, batch: int = 512) -> np.ndarray:
-    import torch
+def sasrec_ranks(model, examples) -> np.ndarray:
+    """1-based ranks of the targets in SASRec's top 10, history excluded (0 = a miss)."""
+    from sgrec_cli.baselines.sasrec import recommend
+    from sgrec_cli.eval.metrics import ranks_of_targets
 
-    from sgrec_cli.baselines.sasrec import catalogue_log_probs
-
-    out = []
-    for i in range(0, len(examples), batch):
-        part = examples[i:i + batch]
-        lp = catalogue_log_probs(model, [e.history for e in part])
-        for b, e in enumerate(part):  # history excluded, as in `sgrec eval`
-            if e.history:  # a repeated target is then a miss, for both models
-                lp[b, torch.as_tensor(sorted(set(e.history)))] = -torch.inf
-        t = torch.as_tensor([e.target for e in part])
-        s = lp.gather(1, t[:, None])
-        # 1-based ranks, 0 = a miss (ranks_of_targets' convention)
-        out.append(np.where(torch.isfinite(s[:, 0]).numpy(), (lp > s).sum(1).numpy() + 1, 0))
-    return np.concatenate(out)
+    top = recommend(model, [e.history for e in examples], 10, exclude_history=True)
+    return ranks_of_targets(top, np.asarray([e.target for e in examples]))
 
 
 def generator_ranks(gen, examples, num_beams: int) -> np.ndarray:
