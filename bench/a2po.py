@@ -127,6 +127,10 @@ SETTINGS: dict[str, list[str]] = {
     "long-next-distill-w0.7": [*_LONG, "--lr", "3e-4", "--business", "ranker",
                                "--ranker-shape", "distill", "--ranker-weight", "0.7",
                                "--examples", "next"],
+    # ... and at Beauty's (0.8)
+    "long-next-distill-w0.8": [*_LONG, "--lr", "3e-4", "--business", "ranker",
+                               "--ranker-shape", "distill", "--ranker-weight", "0.8",
+                               "--examples", "next"],
     "long-next-distill-lr1e-3": [*_LONG, "--lr", "1e-3", "--business", "ranker",
                                  "--ranker-shape", "distill", "--examples", "next"],
     # the groups also hold the ranker's 16 best items the policy did not propose
