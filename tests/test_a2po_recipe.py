@@ -193,13 +193,14 @@ def test_extra_candidates_golden():
     assert extra_candidates(groups, ranked, 0).shape == (2, 0)
 
 
-@pytest.mark.parametrize("extra", [0, 3])
+@pytest.mark.parametrize("extra,weight", [(0, 1.0), (3, 1.0), (0, 0.6), (3, 0.6)])
 def test_distill_update_is_the_cross_entropy_gradient_and_learns_the_rankers_group_order(
-        sid_run, monkeypatch, extra):
+        sid_run, monkeypatch, extra, weight):
     """--ranker-shape distill: the step's policy gradient equals the gradient of the cross-
     entropy from the ranker's softmax over each group to the policy's (sum over the groups, a
     mean over the rollouts' SID tokens as every surrogate is; the KL term is 0 at the start),
-    also when --ranker-candidates adds the ranker's best items the policy did not propose; and
+    also when --ranker-candidates adds the ranker's best items the policy did not propose, and
+    with a fused teacher (--ranker-weight < 1, whose reference scores the KL term reuses); and
     a few real optimiser steps on one batch lower that cross-entropy."""
     from sgrec_cli.rl.a2po import _ref_item_log_probs, extra_candidates, sequence_log_probs
 
@@ -217,21 +218,29 @@ def test_distill_update_is_the_cross_entropy_gradient_and_learns_the_rankers_gro
         return np.array([[i for i in range(n_items - 1, -1, -1) if i not in h][:k]
                          for h in hists])
 
-    cfg = dict(business="ranker", ranker_shape="distill", ranker_candidates=extra)
+    cfg = dict(business="ranker", ranker_shape="distill", ranker_candidates=extra,
+               ranker_weight=weight)
     ids, mask = p.vocab.encode_history(histories, p.codes, 20)
     items, lp_items = rollout_groups(p.model, ids, mask, p.trie, p.vocab,
                                      A2POConfig(group_size=8))
     assert (items >= 0).all()
     # the reference's item log-probabilities (a teacher with --ranker-weight < 1) are the
     # policy's beam scores while the policy is still the reference
-    np.testing.assert_allclose(_ref_item_log_probs(p, A2POConfig(chunk_users=3), ids, mask,
-                                                   items), lp_items, rtol=1e-4, atol=1e-4)
+    lp_ref, ref_tokens = _ref_item_log_probs(p, A2POConfig(chunk_users=3), ids, mask, items)
+    np.testing.assert_allclose(lp_ref, lp_items, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ref_tokens.sum(1).view(items.shape).numpy(), lp_ref, rtol=1e-6)
     if extra:
         added = extra_candidates(items, ranker_top(histories, 8 + extra), extra)
         assert (added >= 0).all() and not np.isin(added, items).any()
         items = np.concatenate([items, added], axis=1)
     G = items.shape[1]
-    q = torch.softmax(torch.as_tensor(ranker(histories, items)), dim=1)  # (B, G)
+    with torch.no_grad():  # the teacher's reference part: the frozen SFT model's scores
+        ref = sequence_log_probs(p.ref, p.ref.encode(ids, mask).repeat_interleave(G, 0),
+                                 mask.repeat_interleave(G, 0),
+                                 p.vocab.target_tokens(items.reshape(-1), p.codes),
+                                 p.vocab).sum(1).view(len(batch), G).double()
+    q = torch.softmax(weight * torch.as_tensor(ranker(histories, items)) + (1 - weight) * ref,
+                      dim=1)  # (B, G)
     labels = p.vocab.target_tokens(items.reshape(-1), p.codes)
 
     def cross_entropy():
@@ -254,6 +263,11 @@ def test_distill_update_is_the_cross_entropy_gradient_and_learns_the_rankers_gro
         torch.testing.assert_close(g, w, rtol=1e-3, atol=1e-7)
     assert any(g.abs().max() > 0 for g in got)
 
+    if weight < 1:
+        # the fused teacher starts close to the policy: its small gradient is checked above,
+        # while Adam's first steps (about lr per weight, whatever the gradient's size) would
+        # measure the optimiser, not the teacher
+        return
     # real steps: the policy's order of these groups moves towards the ranker's
     p.optimizer = torch.optim.AdamW(params, lr=1e-3)
     with torch.no_grad():

@@ -226,28 +226,34 @@ def _rollout(p: Policy, cfg: A2POConfig, batch, gen) -> tuple:
             np.concatenate([g[1] for g in groups]))
 
 
-def _item_log_probs(model, p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray
-                    ) -> np.ndarray:
+def _item_log_probs(model, p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, *,
+                    tokens: bool = False) -> np.ndarray | tuple[np.ndarray, torch.Tensor]:
     """log p(y | history) (B, G) of the groups' items under ``model`` (-inf where there is no
-    item), ``chunk_users`` groups at a time, without gradients."""
+    item), ``chunk_users`` groups at a time, without gradients; with ``tokens`` also the
+    per-token log-probabilities (B*G, L), row b*G + g (item 0 where there is none)."""
     G = items.shape[1]
     out = np.full(items.shape, -np.inf)
+    per_token = []
     with torch.no_grad():
         for sl in chunks(len(items), cfg.chunk_users):
             part = items[sl]
             labels = p.vocab.target_tokens(np.where(part >= 0, part, 0).reshape(-1), p.codes)
             user_of = torch.arange(sl.stop - sl.start, device=ids.device).repeat_interleave(G)
             hidden = model.encode(ids[sl], mask[sl])
-            lp = sequence_log_probs(model, hidden[user_of], mask[sl][user_of],
-                                    labels.to(ids.device), p.vocab).sum(1)
+            lp_tok = sequence_log_probs(model, hidden[user_of], mask[sl][user_of],
+                                        labels.to(ids.device), p.vocab)  # (rows, L)
+            if tokens:
+                per_token.append(lp_tok)
+            lp = lp_tok.sum(1)
             out[sl] = np.where(part >= 0, lp.view(-1, G).double().cpu().numpy(), -np.inf)
-    return out
+    return (out, torch.cat(per_token)) if tokens else out
 
 
 def _ref_item_log_probs(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray
-                        ) -> np.ndarray:
-    """log pi_ref(y | history) (B, G) under the frozen SFT reference (-inf: no item)."""
-    return _item_log_probs(p.ref, p, cfg, ids, mask, items)
+                        ) -> tuple[np.ndarray, torch.Tensor]:
+    """log pi_ref(y | history) (B, G) under the frozen SFT reference (-inf: no item), and its
+    per-token log-probabilities (B*G, L), which the update's KL term reuses."""
+    return _item_log_probs(p.ref, p, cfg, ids, mask, items, tokens=True)
 
 
 def _with_ranker_candidates(p: Policy, cfg: A2POConfig, ids, mask, batch, items: np.ndarray,
@@ -311,8 +317,11 @@ class _Chunk:
 
 
 def _plan(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndarray,
-          targets: np.ndarray, rows: np.ndarray, distributed: bool) -> list[_Chunk]:
-    """The chunks of the update; with an NLL anchor each chunk also scores its targets."""
+          targets: np.ndarray, rows: np.ndarray, distributed: bool,
+          ref_tokens: torch.Tensor | None = None) -> list[_Chunk]:
+    """The chunks of the update; with an NLL anchor each chunk also scores its targets.
+    ``ref_tokens`` (B*G, L): the reference's per-token log-probabilities of the groups when the
+    step already scored them (a fused teacher), else the reference scores the rollouts here."""
     device = next(p.model.parameters()).device
     G = items.shape[1]
     safe = np.where(items >= 0, items, 0).reshape(-1)
@@ -332,10 +341,14 @@ def _plan(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndar
             user_of = np.concatenate([user_of, np.arange(sl.stop - sl.start)])
         user_of = torch.as_tensor(user_of, device=device)
         n_roll = len(mine)
-        with torch.no_grad():
-            h_ref = p.ref.encode(ids[sl], mask[sl])
-            lp_ref = sequence_log_probs(p.ref, h_ref[user_of[:n_roll]], mask[sl][user_of[:n_roll]],
-                                        labels[:n_roll].to(device), p.vocab)
+        if ref_tokens is not None:
+            lp_ref = ref_tokens[torch.as_tensor(mine, device=ref_tokens.device)].to(device)
+        else:
+            with torch.no_grad():
+                h_ref = p.ref.encode(ids[sl], mask[sl])
+                lp_ref = sequence_log_probs(p.ref, h_ref[user_of[:n_roll]],
+                                            mask[sl][user_of[:n_roll]],
+                                            labels[:n_roll].to(device), p.vocab)
         a = torch.as_tensor(flat_adv[mine], dtype=torch.float32, device=device)
         out.append(_Chunk(sl, n_rows, labels.to(device), user_of,
                           a[:, 0] if a.shape[1] == 1 else a, lp_ref))
@@ -343,7 +356,7 @@ def _plan(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndar
 
 
 def _update(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.ndarray,
-            targets: np.ndarray) -> dict:
+            targets: np.ndarray, ref_tokens: torch.Tensor | None = None) -> dict:
     """``ppo_epochs`` clipped-surrogate + KL (+ NLL anchor) updates, the gradient of each
     accumulated over the chunks. Every term is a mean over the whole step, as without chunks:
     a chunk's surrogate and KL weigh by its share of the gradient-carrying rollouts, its NLL
@@ -359,7 +372,7 @@ def _update(p: Policy, cfg: A2POConfig, ids, mask, items: np.ndarray, adv: np.nd
     if not n_all and not cfg.nll_weight:
         return log
     groups_all = _all_sum(len(items), p.world)
-    plan = _plan(p, cfg, ids, mask, items, adv, targets, rows, distributed)
+    plan = _plan(p, cfg, ids, mask, items, adv, targets, rows, distributed, ref_tokens)
     for epoch in range(cfg.ppo_epochs):
         p.optimizer.zero_grad(set_to_none=True)
         total = {"loss": 0.0, "kl": 0.0, "clip_fraction": 0.0, "nll": 0.0}
@@ -415,13 +428,13 @@ def a2po_step(p: Policy, batch: Sequence[tuple[int, list[int], int]], *, cfg: A2
         items, lp_items = _with_ranker_candidates(p, cfg, ids, mask, batch, items, lp_items,
                                                   ranker_top)
     t1 = time.perf_counter()
-    lp_ref = (_ref_item_log_probs(p, cfg, ids, mask, items)
-              if cfg.business == "ranker" and cfg.ranker_weight < 1 else None)
+    lp_ref, ref_tokens = (_ref_item_log_probs(p, cfg, ids, mask, items)
+                          if cfg.business == "ranker" and cfg.ranker_weight < 1 else (None, None))
     adv, log = _advantages(items, batch, cfg, p.codes, judged=judged, semantic=semantic,
                            values=values, later=later, ranker=ranker,
                            policy_log_probs=lp_items, ref_log_probs=lp_ref)
     t2 = time.perf_counter()
     targets = np.asarray([t for _, _, t in batch], dtype=np.int64)
-    log.update(_update(p, cfg, ids, mask, items, adv, targets))
+    log.update(_update(p, cfg, ids, mask, items, adv, targets, ref_tokens))
     log.update(rollout_s=t1 - t0, reward_s=t2 - t1, update_s=time.perf_counter() - t2)
     return log
