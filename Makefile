@@ -14,7 +14,9 @@ RUN     ?= runs/demo
 # SFT epochs in the demo: one epoch on Scientific takes about 30 s on a 2-core CPU, so the
 # demo runs the whole pipeline on a small budget; use DEMO_EPOCHS=50 (or a GPU) for real results.
 DEMO_EPOCHS ?= 2
-DEMO_A2PO_STEPS ?= 50
+# A2PO in the demo: 16 steps of 256 groups (the default is 64 x 1,024)
+DEMO_A2PO_STEPS ?= 16
+DEMO_A2PO_GROUPS ?= 256
 # the source id of the dataset's first user, for the demo's `judge show` and `recommend`
 FIRST_USER = $(PY) -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["user"])' $(RUN)/data/sequences.jsonl
 
@@ -44,8 +46,9 @@ demo: install
 	$(SGREC) train --run $(RUN) --epochs $(DEMO_EPOCHS)
 	$(SGREC) judge --run $(RUN)
 	$(SGREC) judge show --run $(RUN) --k 5 --user "$$($(FIRST_USER))"
-	$(SGREC) train --run $(RUN) --a2po --steps $(DEMO_A2PO_STEPS)
+	# A2PO's default teacher is the run's SASRec, so it trains first
 	$(SGREC) train --run $(RUN) --model sasrec
+	$(SGREC) train --run $(RUN) --a2po --steps $(DEMO_A2PO_STEPS) --batch-users $(DEMO_A2PO_GROUPS)
 	$(SGREC) eval --run $(RUN) --model sft --model sft@ranker --model a2po --model sasrec --model popular
 	$(SGREC) report --run $(RUN)
 	$(SGREC) recommend --run $(RUN) --k 5 --user "$$($(FIRST_USER))"

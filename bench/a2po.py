@@ -37,6 +37,11 @@ Sets (``--settings`` takes set or setting names, comma-separated):
           1e-3, and the fused teacher (w 0.7)
   ranker-ladder  the paper's ladder on the ranker reward (log-probability, lr 3e-5, 16 steps
           of 1,024 groups): biz, reward-sum, adv-sum, a2po at rho 0.05 and 1
+  fused   the fused teacher at Scientific's and Beauty's `sft@ranker` weights (0.7, 0.8)
+
+Setting "default" is `train --a2po`'s defaults (the fused teacher at the weight `sft@ranker`
+chooses); every other setting starts from the defaults before that change (the rank reward,
+lr 1e-5, 32 groups a step, 300 steps), so a setting means what it meant when measured.
 
 Usage (RUN_SCI: a Scientific run with data, sids, sft and judge; see bench/README.md):
   python bench/a2po.py --run RUN_SCI --settings recipe \
@@ -67,11 +72,18 @@ from generator_ablation import compare as compare_ranks
 from sgrec_cli.eval.bootstrap import paired_bootstrap
 from sgrec_cli.eval.metrics import per_user_metrics
 
+# `train --a2po`'s defaults before they became the fused SASRec teacher at each user's next
+# position: every setting below starts from them (its own flags override), so each means what
+# it meant when it was measured; "default" is today's defaults
+_BEFORE = ["--advantage", "a2po", "--business", "rank", "--ranker-shape", "logprob",
+           "--ranker-weight", "1", "--examples", "all", "--lr", "1e-5", "--batch-users", "32",
+           "--steps", "300", "--eval-every", "50"]
 _BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "4"]
 # four times the budget: half a pass over Beauty's 131,413 training examples
 _LONG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "64", "--eval-every", "16"]
-SETTINGS: dict[str, list[str]] = {
-    # the ladder (the budget of every rung: the CLI defaults unless --train-args says otherwise)
+_SETTINGS: dict[str, list[str]] = {
+    # the ladder (the budget of every rung: _BEFORE's, 32 groups x 300 steps, unless
+    # --train-args says otherwise)
     "biz": ["--advantage", "biz"],
     "reward-sum": ["--advantage", "reward-sum"],
     "adv-sum": ["--advantage", "adv-sum"],
@@ -138,6 +150,7 @@ SETTINGS: dict[str, list[str]] = {
                               "--ranker-shape", "distill", "--examples", "next",
                               "--ranker-candidates", "16"],
 }
+SETTINGS = {"default": [], **{name: [*_BEFORE, *flags] for name, flags in _SETTINGS.items()}}
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "recipe": ["today", "b1024-lr1e-5", "b1024-lr3e-5", "b1024", "b1024-latest", "b1024-nll",
                    "b1024-pos", "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"],
@@ -147,6 +160,7 @@ SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "next": ["b1024-next", "b1024-next-distill", "long-next-distill"],
         "next-more": ["long-next-distill-lr3e-4", "long-next-distill-c16",
                       "long-next-distill-lr1e-3", "long-next-distill-w0.7"],
+        "fused": ["long-next-distill-w0.7", "long-next-distill-w0.8"],
         "ranker-ladder": ["b1024-ranker-lr3e-5", "ranker-reward-sum", "ranker-adv-sum",
                           "ranker-a2po", "ranker-a2po-rho1"]}
 LADDER_PAIRS = {("a2po", "biz"), ("biz", "sft"), ("a2po-rho1", "biz"), ("reward-sum", "biz"),

@@ -6,7 +6,9 @@ Needs a run with data, sids, sft (and judge for the a2po settings). Each setting
 ``--groups`` groups (steps = groups / its groups per step) into RUN/a2po-speed-<setting>, with
 validation only at the start and the end (on ``--valid-users``), which the timing excludes.
 Settings: beam, sample, beam-ppo4 (a2po, 32 groups per step: rollout and update variants) and
-biz-b32, biz-b1024 (business-only GRPO at 32 and 1,024 groups per step, chunks of 256).
+biz-b32, biz-b1024 (business-only GRPO at 32 and 1,024 groups per step, chunks of 256), and
+default (`train --a2po`'s defaults: the fused SASRec teacher, 1,024 groups per step; needs
+RUN/sasrec) and default-w1 (SASRec alone as the teacher).
 
 Usage (RUN: a run with data, sids, sft and judge; see bench/README.md):
   python bench/a2po_speed.py --run RUN --out bench/results/a2po_speed.json
@@ -22,11 +24,19 @@ from pathlib import Path
 
 from common import RESULTS, sgrec_json, write_result
 
+# `train --a2po`'s defaults before the fused SASRec teacher: every setting but "default"
+# starts from them
+_BEFORE = ["--advantage", "a2po", "--business", "rank", "--ranker-shape", "logprob",
+           "--ranker-weight", "1", "--examples", "all", "--lr", "1e-5"]
 # name -> (flags, groups per step)
-SETTINGS = {"beam": ([], 32), "sample": (["--rollout", "sample"], 32),
-            "beam-ppo4": (["--ppo-epochs", "4"], 32),
-            "biz-b32": (["--advantage", "biz"], 32),
-            "biz-b1024": (["--advantage", "biz"], 1024)}
+SETTINGS = {"beam": ([*_BEFORE], 32), "sample": ([*_BEFORE, "--rollout", "sample"], 32),
+            "beam-ppo4": ([*_BEFORE, "--ppo-epochs", "4"], 32),
+            "biz-b32": ([*_BEFORE, "--advantage", "biz"], 32),
+            "biz-b1024": ([*_BEFORE, "--advantage", "biz"], 1024),
+            # today's default (needs RUN/sasrec): the fused teacher at the next position
+            "default": ([], 1024),
+            # the same with SASRec alone as the teacher: no reference scores in the teacher
+            "default-w1": (["--ranker-weight", "1"], 1024)}
 
 
 def main() -> None:
@@ -36,6 +46,7 @@ def main() -> None:
     ap.add_argument("--settings", default="beam,sample,beam-ppo4")
     ap.add_argument("--groups", type=int, default=960, help="groups trained per setting")
     ap.add_argument("--valid-users", default="200")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads of each run")
     ap.add_argument("--out", type=Path, default=RESULTS / "a2po_speed.json")
     args = ap.parse_args()
     names = args.settings.split(",")
@@ -46,7 +57,7 @@ def main() -> None:
         out = sgrec_json("train", "--run", str(args.run), "--a2po", "--tag", f"speed-{name}",
                          "--steps", str(steps), "--eval-every", str(steps), "--batch-users",
                          str(batch), "--valid-users", args.valid_users, "--select-alpha", "1",
-                         *extra, "--no-progress")
+                         *extra, "--no-progress", threads=args.threads)
         rows = [json.loads(x) for x in
                 (args.run / f"a2po-speed-{name}" / "train_log.jsonl").open()][1:]
         train_s = sum(r["rollout_s"] + r["reward_s"] + r["update_s"] for r in rows)
@@ -59,7 +70,7 @@ def main() -> None:
     base = results["settings"][names[0]]["groups_per_s"]
     for row in results["settings"].values():
         row[f"ratio_to_{names[0]}"] = round(row["groups_per_s"] / base, 3)
-    print(json.dumps(write_result(args.out, results), indent=2))
+    print(json.dumps(write_result(args.out, results, threads=args.threads), indent=2))
 
 
 if __name__ == "__main__":

@@ -167,3 +167,10 @@ def make_tiny_llm(folder: Path, corpus: list[str] | None = None) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llm(tmp_path_factory) -> Path:
     return make_tiny_llm(tmp_path_factory.mktemp("tiny-llm"))
+
+
+# `train --a2po`'s options before its default became the SASRec teacher at each user's next
+# position: the tests of the rank reward, the judge's advantages and the other recipes pin
+# them (and need no SASRec in their runs)
+A2PO_RANK_RECIPE = ["--advantage", "a2po", "--business", "rank", "--ranker-shape", "logprob",
+                    "--ranker-weight", "1", "--examples", "all", "--lr", "1e-5"]

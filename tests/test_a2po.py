@@ -10,13 +10,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import make_sid_run
+from conftest import A2PO_RANK_RECIPE, make_sid_run
 from sgrec_cli.cli import app
 from sgrec_cli.generator.model import load_generator
 from sgrec_cli.rl.a2po import sequence_log_probs
 
 runner = CliRunner()
-A2PO = ["train", "--a2po", "--steps", "4", "--batch-users", "4", "--group-size", "8", "--rho",
+A2PO = ["train", "--a2po", *A2PO_RANK_RECIPE,
+        "--steps", "4", "--batch-users", "4", "--group-size", "8", "--rho",
         "1", "--eval-every", "2", "--valid-users", "0", "--no-progress", "--json", "--device",
         "cpu"]
 
@@ -169,7 +170,8 @@ def _api_cfg(**kw):
     from sgrec_cli.rl.config import A2POConfig
 
     base = dict(steps=6, batch_users=4, group_size=8, rho=1.0, eval_every=2, valid_users=0,
-                device="cpu", lr=1e-3, ppo_epochs=2, rollout="sample")
+                device="cpu", lr=1e-3, ppo_epochs=2, rollout="sample", advantage="a2po",
+                business="rank", ranker_shape="logprob", ranker_weight=1.0, examples="all")
     return A2POConfig(**{**base, **kw})
 
 
@@ -329,6 +331,47 @@ def test_ranker_reward_needs_sasrec_is_dense_and_ties_the_folder_to_it(sid_run):
     # a retrained ranker leaves the A2PO folder tied to the old one: `sgrec info` says so
     assert runner.invoke(app, [*sasrec[:-1], "2"]).exit_code == 0
     assert any("sasrec" in p for p in Run(sid_run).breaks("a2po-ranker"))
+
+
+def test_the_default_is_the_fused_sasrec_teacher_at_each_users_next_position(sid_run):
+    """`train --a2po` without recipe options: business-only, the run's SASRec fused with the
+    SFT generator at the weight `eval --model sft@ranker` chooses on validation as the teacher
+    of each user's next position. It needs no judge, is refused in one line without SASRec,
+    and a resumed run chooses the same weight and ends as an uninterrupted one."""
+    from sgrec_cli.rl.config import A2POConfig
+    from sgrec_cli.rl.step import run_step as run_a2po
+
+    _trained(sid_run, judge=False)
+    small = ["train", "--a2po", "--run", str(sid_run), "--steps", "2", "--batch-users", "4",
+             "--group-size", "8", "--eval-every", "1", "--valid-users", "0", "--device", "cpu",
+             "--no-progress", "--json"]
+    res = runner.invoke(app, small)
+    assert res.exit_code == 2 and "--model sasrec" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and not (sid_run / "a2po").exists()
+    sasrec = ["train", "--run", str(sid_run), "--model", "sasrec", "--epochs", "1"]
+    assert runner.invoke(app, sasrec).exit_code == 0
+    res = runner.invoke(app, small)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((sid_run / "a2po" / "manifest.json").read_text())["config"]
+    assert (cfg["advantage"], cfg["business"], cfg["ranker_shape"], cfg["examples"]) == (
+        "biz", "ranker", "distill", "next")
+    res = runner.invoke(app, ["eval", "--run", str(sid_run), "--model", "sft@ranker", "--split",
+                              "valid", "--n-boot", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    assert cfg["ranker_weight"] == json.loads(res.stdout)["models"]["sft@ranker"]["ranker_weight"]
+    rows = _log(sid_run / "a2po")[1:]
+    assert [r["hit_fraction"] for r in rows] == [0.0, 0.0]  # the next position has no label
+    assert [r["biz_var_share"] for r in rows] == [1.0, 1.0]
+
+    api = dict(steps=4, batch_users=4, group_size=8, eval_every=2, valid_users=0,
+               device="cpu", lr=1e-2, select_alpha=1.0)
+    full = run_a2po(sid_run, A2POConfig(tag="d", **api), progress=False)
+    assert run_a2po(sid_run, A2POConfig(tag="d2", **api), progress=False,
+                    stop_after=2)["step"] == 2
+    done = run_a2po(sid_run, A2POConfig(tag="d2", **api), resume=True, progress=False)
+    assert done["finished"] and done["best"] == full["best"]
+    assert _untimed(_log(sid_run / "a2po-d2")) == _untimed(_log(sid_run / "a2po-d"))
+    assert any(r.get("kl") for r in _log(sid_run / "a2po-d")[1:])  # the policy moved
 
 
 def test_ranker_reward_resume_is_bit_identical_and_a_retrained_ranker_is_refused(sid_run):

@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import A2PO_RANK_RECIPE
 from sgrec_cli.cli import app
 from sgrec_cli.config import A2POConfig
 from sgrec_cli.data.split import Example
@@ -22,7 +23,8 @@ from sgrec_cli.rl.advantages import positive_part, sibling_advantages, standardi
 from sgrec_cli.rl.step import select, training_pool
 
 runner = CliRunner()
-A2PO = ["train", "--a2po", "--steps", "4", "--batch-users", "4", "--group-size", "8",
+A2PO = ["train", "--a2po", *A2PO_RANK_RECIPE,
+        "--steps", "4", "--batch-users", "4", "--group-size", "8",
         "--advantage", "biz", "--eval-every", "2", "--valid-users", "0", "--no-progress",
         "--json", "--device", "cpu"]
 
@@ -121,7 +123,8 @@ def _policy(run):
 
 
 def _grads(p, params, batch, **opts):
-    cfg = A2POConfig(advantage="biz", group_size=8, batch_users=len(batch), **opts)
+    cfg = A2POConfig(**{"advantage": "biz", "business": "rank", "examples": "all",
+                        "group_size": 8, "batch_users": len(batch), **opts})
     p.optimizer.grads.clear()
     log = a2po_step(p, batch, cfg=cfg, judged=np.zeros(len(batch), bool))
     return [p.optimizer.grads[-1].get(id(q), torch.zeros_like(q)) for q in params], log

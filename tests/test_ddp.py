@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from conftest import A2PO_RANK_RECIPE
 from sgrec_cli.generator.model import load_generator
 
 
@@ -48,7 +49,8 @@ def test_a2po_two_processes_gloo_match_one(sid_run):
                  ["judge", "--candidates", "nn", "--num-candidates", "6"]):
         res = runner.invoke(app, [*args, "--run", str(sid_run), "--no-progress"])
         assert res.exit_code == 0, res.output
-    a2po = ["train", "-r", str(sid_run), "--a2po", "--steps", "4", "--batch-users", "4",
+    a2po = ["train", "-r", str(sid_run), "--a2po", *A2PO_RANK_RECIPE,
+            "--steps", "4", "--batch-users", "4",
             "--group-size", "8", "--rho", "1", "--eval-every", "2", "--valid-users", "0",
             "--lr", "1e-3", "--ppo-epochs", "2", "--select-alpha", "1", "--chunk-users", "1",
             "--device", "cpu",

@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import make_sid_run, sid_catalog
+from conftest import A2PO_RANK_RECIPE, make_sid_run, sid_catalog
 from sgrec_cli.artifacts import sha256_file
 from sgrec_cli.cli import app
 from sgrec_cli.errors import ConfigError
@@ -346,8 +346,9 @@ def test_a2po_fine_tunes_an_item_input_hybrid_model(hybrid_run, tmp_path):
     res = runner.invoke(app, ["judge", "--run", str(run), "--num-candidates", "6",
                               "--no-progress"])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(app, ["train", "--run", str(run), "--a2po", "--advantage", "biz",
-                              "--steps", "2", "--batch-users", "4", "--group-size", "4",
+    res = runner.invoke(app, ["train", "--run", str(run), "--a2po", *A2PO_RANK_RECIPE,
+                              "--advantage", "biz", "--steps", "2",
+                              "--batch-users", "4", "--group-size", "4",
                               "--eval-every", "1", "--valid-users", "0", "--lr", "1e-3",
                               "--device", "cpu", "--no-progress", "--json"])
     assert res.exit_code == 0, res.output

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_sid_run
+from conftest import A2PO_RANK_RECIPE, make_sid_run
 from sgrec_cli.cli import app
 from sgrec_cli.data.split import Example
 from sgrec_cli.errors import ArtifactError
@@ -38,7 +38,8 @@ from sgrec_cli.rundir import Run
 runner = CliRunner()
 TRAINED = ["judge", "--backend", "trained", "--num-candidates", "6", "--train-batch-size", "8",
            "--heldout-fraction", "0.3", "--no-progress", "--json"]
-A2PO = ["train", "--a2po", "--steps", "2", "--batch-users", "8", "--group-size", "4", "--rho",
+A2PO = ["train", "--a2po", *A2PO_RANK_RECIPE,
+        "--steps", "2", "--batch-users", "8", "--group-size", "4", "--rho",
         "1", "--eval-every", "2", "--valid-users", "0", "--no-progress", "--json", "--device",
         "cpu", "--advantage", "a2po"]
 

@@ -35,9 +35,9 @@ from .report import ReportConfig
 
 app = typer.Typer(
     name="sgrec",
-    help="Semantic-ID generative recommendation (S-GRec): prepare -> build-sids -> train -> "
-    "judge -> train --a2po -> eval -> recommend / serve. Every step reads and writes one run "
-    "directory (--run, or $SGREC_RUN).",
+    help="Semantic-ID generative recommendation (S-GRec): prepare -> build-sids -> train (the "
+    "generator, then --model sasrec) -> judge -> train --a2po -> eval -> recommend / serve. "
+    "Every step reads and writes one run directory (--run, or $SGREC_RUN).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -203,7 +203,9 @@ TRAIN = Spec("train", {
         help="generator (SFT on SIDs) or sasrec (the baseline) [default: generator].",
         show_default=False)], key=True),
     Param("a2po", Annotated[bool, typer.Option(
-        "--a2po", help="Fine-tune RUN/sft with A2PO (RUN/judge gives the semantic reward).")],
+        "--a2po", help="Fine-tune RUN/sft with RL: by default RUN/sasrec (fused with RUN/sft) "
+        "teaches the generator its order of the generator's own candidates; --advantage a2po "
+        "adds the judge's semantic reward (RUN/judge).")],
         default=False, key=True),
     Param("resume", Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run from its checkpoint.")], default=False,
@@ -214,14 +216,17 @@ TRAIN = Spec("train", {
 
 @_command(TRAIN, "train", "Train the generator (RUN/sft), SASRec, or A2PO.", """Train the SID
 generator by next-SID prediction (RUN/sft) or the SASRec baseline (--model sasrec, RUN/sasrec),
-or fine-tune the generator with A2PO (--a2po, RUN/a2po). An option of another mode than the
-one chosen is refused.
+or fine-tune the generator with A2PO (--a2po, RUN/a2po; by default with the run's SASRec as the
+teacher, so train it first). An option of another mode than the one chosen is refused.
 
 Example: sgrec train --run runs/sci --epochs 50
 
 Example: sgrec train --run runs/sci --model sasrec
 
-Example: sgrec train --run runs/sci --a2po --advantage biz --tag biz
+Example: sgrec train --run runs/sci --a2po  (after train --model sasrec)
+
+Example: sgrec train --run runs/sci --a2po --advantage a2po --business rank --examples all
+--tag paper  (the paper's A2PO: rank reward and judge)
 
 Example: sgrec train --run runs/sci --a2po --resume  (after an interruption)
 

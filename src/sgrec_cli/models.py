@@ -77,23 +77,38 @@ def load_top_items(run: Run, model: str, device: str = "auto") -> TopItems:
 
 
 def _ranker(run: Run, gen) -> Ranker:
-    """The run's SASRec as a ``decode.Ranker``, its weight in the fused score chosen on (up to
-    ``RANKER_TUNE_USERS`` seeded) validation users by NDCG@10 (a run without SASRec is refused
-    by ``load_sasrec``, in one line)."""
+    """The run's SASRec as a ``decode.Ranker``, its weight in the fused score chosen on
+    validation (``fusion_weight``; a run without SASRec is refused by ``load_sasrec``, in one
+    line)."""
+    from .baselines.store import load_sasrec
+    from .generator.decode import Ranker
+
+    ranker = sasrec_ranker(load_sasrec(run))
+    return Ranker(ranker.log_probs, fusion_weight(run, gen, ranker))
+
+
+def sasrec_ranker(sasrec) -> Ranker:
+    """A loaded SASRec as a ``decode.Ranker`` (its weight unset)."""
     from functools import partial
 
     from .baselines.sasrec import catalogue_log_probs
-    from .baselines.store import load_sasrec
-    from .generator.decode import Ranker, choose_weight, hybrid_weight_curve
+    from .generator.decode import Ranker
+
+    return Ranker(partial(catalogue_log_probs, sasrec))
+
+
+def fusion_weight(run: Run, gen, ranker: Ranker) -> float:
+    """The ranker's weight in the generator ``gen``'s fused score (`@ranker`), chosen on up to
+    ``RANKER_TUNE_USERS`` seeded validation users by NDCG@10 (ties: nearest the default)."""
+    from .generator.decode import choose_weight, hybrid_weight_curve
     from .names import RANKER_WEIGHT
     from .sampling import seeded_subset
 
-    ranker = Ranker(partial(catalogue_log_probs, load_sasrec(run)))
     valid = seeded_subset(run.data.split("valid"), RANKER_TUNE_USERS, 0)
     curve = hybrid_weight_curve(gen.model, gen.vocab, gen.trie, [e.history for e in valid],
                                 [e.target for e in valid], gen.codes, RANKER_TUNE_BEAMS,
                                 max_history=gen.max_history, ranker=ranker)
-    return Ranker(ranker.log_probs, choose_weight(curve, RANKER_WEIGHT))
+    return choose_weight(curve, RANKER_WEIGHT)
 
 
 def top_items(run: Run, model: str, histories: Sequence[Sequence[int]], k: int, *,

@@ -285,7 +285,7 @@ def _advantages(items: np.ndarray, batch, cfg: A2POConfig, codes: np.ndarray, *,
         cfg.business, items, targets, codes, values, later, ranker_log_probs=scored,
         ranker_shape=cfg.ranker_shape, ranker_temperature=cfg.ranker_temperature,
         hit_weight=cfg.hit_weight, policy_log_probs=policy_log_probs,
-        ranker_weight=cfg.ranker_weight, ref_log_probs=ref_log_probs), 0.0)
+        ranker_weight=cfg.teacher_weight, ref_log_probs=ref_log_probs), 0.0)
     r_sem = None
     if semantic is not None and ADVANTAGES[cfg.advantage].uses_judge and judged.any():
         r_sem = np.full(items.shape, np.nan)
@@ -429,7 +429,7 @@ def a2po_step(p: Policy, batch: Sequence[tuple[int, list[int], int]], *, cfg: A2
                                                   ranker_top)
     t1 = time.perf_counter()
     lp_ref, ref_tokens = (_ref_item_log_probs(p, cfg, ids, mask, items)
-                          if cfg.business == "ranker" and cfg.ranker_weight < 1 else (None, None))
+                          if cfg.business == "ranker" and cfg.teacher_weight < 1 else (None, None))
     adv, log = _advantages(items, batch, cfg, p.codes, judged=judged, semantic=semantic,
                            values=values, later=later, ranker=ranker,
                            policy_log_probs=lp_items, ref_log_probs=lp_ref)

@@ -17,17 +17,17 @@ RL_EXAMPLES = ("all", "latest", "next")
 class A2POConfig(StepConfig):
     """A2PO fine-tuning of the SFT generator (docs/design.md §7)."""
 
-    advantage: str = option("a2po", "; ".join(f"{m.name} ({m.help})"
+    advantage: str = option("biz", "; ".join(f"{m.name} ({m.help})"
                                               for m in ADVANTAGES.values()) + ".")
     group_size: int = option(16, "Distinct items per group (G).")
-    business: str = option("rank", "Business reward: rank (1 for the next item, a rank-aware "
+    business: str = option("ranker", "Business reward: rank (1 for the next item, a rank-aware "
                            "penalty for the others when it is in the group; docs/design.md "
                            "§7), prefix (SID-prefix credit), value (the rank penalty weighted "
                            "by the items' value field), future (the rank penalty that "
                            "credits the user's later training items) or ranker (each item's "
                            "score under the run's SASRec given the same history; needs `sgrec "
                            "train --model sasrec`).")
-    ranker_shape: str = option("logprob", "--business ranker: logprob (the ranker's "
+    ranker_shape: str = option("distill", "--business ranker: logprob (the ranker's "
                                "log-probability / --ranker-temperature), rank (1 - the item's "
                                "rank in its group under the ranker / (G - 1)), prob (the "
                                "ranker's softmax over the group at --ranker-temperature) or "
@@ -36,10 +36,11 @@ class A2POConfig(StepConfig):
                                "order of the group and stops once it has it).")
     ranker_temperature: float = option(1.0, "--business ranker: temperature of the logprob, "
                                        "prob and distill shapes.")
-    ranker_weight: float = option(1.0, "--ranker-shape distill: the ranker's share w of the "
-                                  "teacher's score, w x its log-probability + (1 - w) x the "
-                                  "SFT generator's (1 = the ranker alone; the w of `--model "
-                                  "sft@ranker` makes the teacher that fused model).")
+    ranker_weight: float | None = option(
+        None, "--ranker-shape distill: the ranker's share w of the teacher's score, w x its "
+        "log-probability + (1 - w) x the SFT generator's (1 = the ranker alone) [default: the "
+        "weight `--model sft@ranker` chooses on validation, so the teacher is that fused "
+        "model].")
     ranker_candidates: int = option(0, "--ranker-shape distill: add to every group the "
                                     "ranker's N best items for the history that the policy "
                                     "did not propose (history items excluded), so the teacher's "
@@ -52,11 +53,11 @@ class A2POConfig(StepConfig):
     rho: float = option(0.05, "Share of groups given a semantic reward (paper: 0.05).")
     beta: float = option(1e-3, "KL(k3) weight to the SFT reference.")
     clip: float = option(0.2, "PPO clip epsilon.")
-    lr: float = option(1e-5, "AdamW learning rate.")
-    batch_users: int = option(32, "Groups per optimisation step.")
+    lr: float = option(3e-4, "AdamW learning rate.")
+    batch_users: int = option(1024, "Groups per optimisation step.")
     chunk_users: int = option(256, "Groups rolled out and back-propagated at once (memory "
                               "only; the step's gradient is the same).")
-    examples: str = option("all", "Draw groups from all training examples (every prefix), "
+    examples: str = option("next", "Draw groups from all training examples (every prefix), "
                            "from each user's latest one, or from each user's next position "
                            "(the training items as history, no label: for the ranker reward, "
                            "which neither model was fitted on there).")
@@ -67,8 +68,8 @@ class A2POConfig(StepConfig):
     sibling: bool = option(False, "--advantage biz: per-token advantages among the rollouts "
                            "that share the token's SID prefix (V-STAR).")
     ppo_epochs: int = option(1, "Updates per rollout batch (> 1 lets the clip act).")
-    steps: int = option(300, "Optimisation steps.")
-    eval_every: int = option(50, "Steps between validations.")
+    steps: int = option(64, "Optimisation steps.")
+    eval_every: int = option(16, "Steps between validations.")
     valid_users: int = option(0, "Validation users scored at each validation (0 = all).")
     select_alpha: float = option(0.05, "Keep the best validation state only if it beats the "
                                  "SFT start by a paired bootstrap with p below this (1 = keep "
@@ -77,6 +78,12 @@ class A2POConfig(StepConfig):
                              "ablation) [default: no tag, RUN/a2po].")
     seed: int = option(0, "Random seed.")
     device: str = option("auto", "auto, cpu or cuda.")
+
+    @property
+    def teacher_weight(self) -> float:
+        """The ranker's share of the distill teacher: ``ranker_weight``, 1 (the ranker alone)
+        while it is unset (`train --a2po` sets it to `sft@ranker`'s before training)."""
+        return 1.0 if self.ranker_weight is None else self.ranker_weight
 
     @property
     def step(self) -> str:
@@ -89,8 +96,9 @@ class A2POConfig(StepConfig):
         check_num("nll_weight", self.nll_weight, of=self, low=0)
         require(self.examples != "next" or (self.business == "ranker" and not self.hit_weight
                                             and not self.nll_weight),
-                "--examples next has no label: use it with --business ranker, without "
-                "--hit-weight and --nll-weight")
+                f"--examples next has no label: use it with --business ranker, without "
+                f"--hit-weight and --nll-weight (with --business {self.business}, pass "
+                f"--examples all or latest)")
         check_num("select_alpha", self.select_alpha, of=self, low=0, high=1, low_open=True)
         for name in ("positive_only", "sibling"):
             value = getattr(self, name)
@@ -102,14 +110,16 @@ class A2POConfig(StepConfig):
         check_choice("ranker_shape", self.ranker_shape, RANKER_SHAPES)
         check_num("ranker_temperature", self.ranker_temperature, of=self, low=0, low_open=True)
         check_num("hit_weight", self.hit_weight, of=self, low=0)
-        check_num("ranker_weight", self.ranker_weight, of=self, low=0, high=1, low_open=True)
+        if self.ranker_weight is not None:
+            check_num("ranker_weight", self.ranker_weight, of=self, low=0, high=1,
+                      low_open=True)
         check_ints(self, ("ranker_candidates",), 0)
         require(not self.ranker_candidates or (self.business == "ranker"
                                                and self.ranker_shape == "distill"),
                 "--ranker-candidates adds the teacher's items to the groups of --business "
                 "ranker --ranker-shape distill (a cross-entropy over the group, which may hold "
                 "items the policy did not draw); other rewards are policy gradients")
-        require(self.ranker_weight == 1 or (self.business == "ranker"
+        require(self.ranker_weight in (None, 1) or (self.business == "ranker"
                                             and self.ranker_shape == "distill"),
                 "--ranker-weight mixes the teacher of --business ranker --ranker-shape "
                 "distill; other rewards have no teacher")

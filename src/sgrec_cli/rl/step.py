@@ -1,5 +1,8 @@
-"""`sgrec train --a2po`: RUN/sft + RUN/judge -> RUN/a2po (or RUN/a2po-<tag>); business-only
-``--advantage biz`` needs no judge.
+"""`sgrec train --a2po`: RUN/sft (+ RUN/sasrec, + RUN/judge) -> RUN/a2po (or RUN/a2po-<tag>).
+By default the advantage is business-only (``--advantage biz``, no judge) and the business
+reward is the run's SASRec as a teacher (``--business ranker --ranker-shape distill``, fused
+with the SFT generator at `sft@ranker`'s weight) at each user's next position (``--examples
+next``); the advantages that use the judge read RUN/judge.
 
 The policy starts from the SFT generator; a frozen copy is the KL reference. Semantic rewards
 come from the judge: recomputed for any (history, item) from the item embeddings (embedding
@@ -37,7 +40,7 @@ import copy
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -228,6 +231,8 @@ def _run_step(run: Run, cfg: A2POConfig, resume: bool, progress: bool, log,
         ranker_model.to(torch.device(world.device))
         ranker = partial(item_log_probs, ranker_model)
         ranker_top = partial(recommend, ranker_model)
+        if cfg.ranker_shape == "distill" and cfg.ranker_weight is None:
+            cfg = replace(cfg, ranker_weight=_teacher_weight(run, ranker_model, world.device))
     job = _Job(run, cfg.step, cfg, world,
                run.digests("data", "sids", "sft", *(("judge",) if uses_judge else ()),
                            *(("sasrec",) if ranker else ())),
@@ -252,6 +257,16 @@ def _ranker_model(run: Run):
                           f"run has none; train it first: sgrec train --run {run.path} "
                           "--model sasrec")
     return load_sasrec(run)
+
+
+def _teacher_weight(run: Run, sasrec, device: str) -> float:
+    """The ranker's share of the distill teacher when none is given: the weight `--model
+    sft@ranker` chooses on validation, so the teacher is that fused model (deterministic, so a
+    --resume chooses it again)."""
+    from ..generator.store import load_generator_step
+    from ..models import fusion_weight, sasrec_ranker
+
+    return fusion_weight(run, load_generator_step(run, "sft", device), sasrec_ranker(sasrec))
 
 
 def _policy(job: _Job) -> tuple[Policy, Any]:
@@ -340,7 +355,10 @@ def _train(job: _Job, resume: bool, progress: bool, on_row, stop_after: int | No
     gen = torch.Generator(device=torch.device(world.device)).manual_seed(cfg.seed)
     p, gen_cfg = _policy(job)
     job.say(f"a2po: advantage {cfg.advantage}, G={cfg.group_size}, rho={cfg.rho}, rollout "
-            f"{cfg.rollout}, business {cfg.business}, "
+            f"{cfg.rollout}, business {cfg.business}"
+            + (f" ({cfg.ranker_shape}, teacher {cfg.teacher_weight:g} x SASRec + "
+               f"{1 - cfg.teacher_weight:g} x SFT), " if cfg.ranker_shape == "distill"
+               and cfg.business == "ranker" else ", ")
             + (f"semantic reward from the {job.how}" if job.semantic else "business reward only"))
     train = data.training_split("train --a2po")
     futures = (later_training_items(train, data.sequences()) if cfg.business == "future"
