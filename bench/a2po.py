@@ -65,24 +65,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, read_json, sgrec_json, write_result
+from common import A2PO_BEFORE, RESULTS, read_json, sgrec_json, write_result
 from generator_ablation import METRICS, split_result
 from generator_ablation import compare as compare_ranks
 
 from sgrec_cli.eval.bootstrap import paired_bootstrap
 from sgrec_cli.eval.metrics import per_user_metrics
 
-# `train --a2po`'s defaults before they became the fused SASRec teacher at each user's next
-# position: every setting below starts from them (its own flags override), so each means what
-# it meant when it was measured; "default" is today's defaults
-_BEFORE = ["--advantage", "a2po", "--business", "rank", "--ranker-shape", "logprob",
-           "--ranker-weight", "1", "--examples", "all", "--lr", "1e-5", "--batch-users", "32",
-           "--steps", "300", "--eval-every", "50"]
 _BIG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "16", "--eval-every", "4"]
 # four times the budget: half a pass over Beauty's 131,413 training examples
 _LONG = ["--advantage", "biz", "--batch-users", "1024", "--steps", "64", "--eval-every", "16"]
 _SETTINGS: dict[str, list[str]] = {
-    # the ladder (the budget of every rung: _BEFORE's, 32 groups x 300 steps, unless
+    # the ladder (the budget of every rung: A2PO_BEFORE's, 32 groups x 300 steps, unless
     # --train-args says otherwise)
     "biz": ["--advantage", "biz"],
     "reward-sum": ["--advantage", "reward-sum"],
@@ -150,7 +144,8 @@ _SETTINGS: dict[str, list[str]] = {
                               "--ranker-shape", "distill", "--examples", "next",
                               "--ranker-candidates", "16"],
 }
-SETTINGS = {"default": [], **{name: [*_BEFORE, *flags] for name, flags in _SETTINGS.items()}}
+# every setting starts from the old defaults (its own flags override); "default" is today's
+SETTINGS = {"default": [], **{name: [*A2PO_BEFORE, *flags] for name, flags in _SETTINGS.items()}}
 SETS = {"ladder": ["biz", "reward-sum", "adv-sum", "a2po", "a2po-rho1"],
         "recipe": ["today", "b1024-lr1e-5", "b1024-lr3e-5", "b1024", "b1024-latest", "b1024-nll",
                    "b1024-pos", "b1024-prefix", "b1024-prefix-sibling", "b1024-latest-nll-pos"],

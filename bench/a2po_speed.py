@@ -22,12 +22,10 @@ import argparse
 import json
 from pathlib import Path
 
-from common import RESULTS, sgrec_json, write_result
+from common import A2PO_BEFORE_RECIPE, RESULTS, sgrec_json, write_result
 
-# `train --a2po`'s defaults before the fused SASRec teacher: every setting but "default"
-# starts from them
-_BEFORE = ["--advantage", "a2po", "--business", "rank", "--ranker-shape", "logprob",
-           "--ranker-weight", "1", "--examples", "all", "--lr", "1e-5"]
+# every setting but the defaults' starts from the old recipe (its budget is the bench's)
+_BEFORE = A2PO_BEFORE_RECIPE
 # name -> (flags, groups per step)
 SETTINGS = {"beam": ([*_BEFORE], 32), "sample": ([*_BEFORE, "--rollout", "sample"], 32),
             "beam-ppo4": ([*_BEFORE, "--ppo-epochs", "4"], 32),

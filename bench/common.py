@@ -37,6 +37,15 @@ SRC = ROOT / "src"
 
 # --- running `sgrec` -----------------------------------------------------------------------
 
+# `sgrec train --a2po`'s defaults before they became the fused SASRec teacher at each user's next
+# position (the rank reward, the judge's advantage, every training example, lr 1e-5, 32 groups
+# a step for 300 steps): the A2PO benches start their earlier settings from them, so each means
+# what it meant when it was measured (the recipe, then the budget)
+A2PO_BEFORE_RECIPE = ["--advantage", "a2po", "--business", "rank", "--ranker-shape", "logprob",
+                      "--ranker-weight", "1", "--examples", "all", "--lr", "1e-5"]
+A2PO_BEFORE = [*A2PO_BEFORE_RECIPE, "--batch-users", "32", "--steps", "300", "--eval-every", "50"]
+
+
 def sgrec_env(threads: int | None = None) -> dict[str, str]:
     """The environment of an `sgrec` child: src/ on PYTHONPATH, and ``threads`` BLAS/OpenMP
     threads when given (one thread per job when two run at once)."""
